@@ -1,0 +1,74 @@
+"""Process settings: one frozen object, read once from `CONVEYOR_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that must never reach production: documentation placeholders.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "minioadmin"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", frozen=True, extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    # Unset URLs mean "embedded defaults" for `conveyor dev` only; other commands require them.
+    database_url: str | None = None
+    broker_url: str | None = None
+    rabbitmq_api_url: str | None = None  # management API, for unacked depth and consumers
+
+    s3_endpoint: str | None = None
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    bucket_prefix: str = "conveyor-"
+
+    # Key ring for envelope encryption: "kid:base64(32 bytes),kid2:...". The first key encrypts.
+    master_keys: SecretStr | None = None
+
+    public_url: str = "http://127.0.0.1:8000"
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = 8000
+    max_body_bytes: int = 1_048_576
+    max_batch_jobs: int = 1000
+
+    data_dir: Path = Path(".conveyor")
+
+    heartbeat_interval_s: float = 10.0
+    heartbeat_stale_s: float = 60.0
+    relay_batch_size: int = Field(default=500, ge=1, le=10_000)
+    relay_idle_poll_s: float = 1.0
+    outbox_retention_s: float = 3600.0
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> Settings:
+        if self.env != "production":
+            return self
+        for name in ("s3_secret_key", "master_keys"):
+            value = getattr(self, name)
+            if value is None or value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    f"CONVEYOR_{name.upper()} must be set to a real secret in production"
+                )
+        for name in ("database_url", "broker_url", "s3_endpoint"):
+            if not getattr(self, name):
+                raise ValueError(f"CONVEYOR_{name.upper()} is required in production")
+        return self
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError("CONVEYOR_DATABASE_URL is not set (only `conveyor dev` embeds one)")
+        return self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

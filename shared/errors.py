@@ -1,0 +1,51 @@
+"""Error hierarchy: permanent errors end a job with a reason; transient ones retry."""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base of every error Conveyor raises on purpose. `code` is stable and public."""
+
+    code = "error"
+
+    def __init__(self, message: str, **ids: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.ids = ids
+
+
+class PermanentError(ConveyorError):
+    """Bad input, missing rows, revoked grants: retrying cannot help."""
+
+    code = "permanent"
+
+    def __init__(self, message: str, *, code: str | None = None, **ids: object) -> None:
+        super().__init__(message, **ids)
+        if code is not None:
+            self.code = code
+
+
+class TransientError(ConveyorError):
+    """A dependency is unavailable; retry after `retry_after` seconds (or the kind's backoff)."""
+
+    code = "transient"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **ids: object) -> None:
+        super().__init__(message, **ids)
+        self.retry_after = retry_after
+
+
+class JobCancelled(ConveyorError):
+    """Raised at a progress checkpoint when the job's cancellation was requested."""
+
+    code = "cancelled"
+
+
+class InvalidMessage(PermanentError):
+    """A message on the wire that does not follow the contract (dead-lettered with the reason)."""
+
+    code = "invalid_message"
+
+
+class UnknownKind(PermanentError):
+    code = "unknown_kind"
