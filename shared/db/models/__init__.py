@@ -1,5 +1,28 @@
 """All tables, imported here so Alembic and tests see one complete metadata."""
 
 from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage
+from shared.db.models.product import (
+    Channel,
+    ChannelMember,
+    Contact,
+    Decision,
+    Message,
+    Task,
+    User,
+    UserSetting,
+)
 
-__all__ = ["ApiKey", "Job", "JobEvent", "OutboxMessage"]
+__all__ = [
+    "ApiKey",
+    "Channel",
+    "ChannelMember",
+    "Contact",
+    "Decision",
+    "Job",
+    "JobEvent",
+    "Message",
+    "OutboxMessage",
+    "Task",
+    "User",
+    "UserSetting",
+]

@@ -1,0 +1,1 @@
+"""Throughput benchmarks for Conveyor and the baselines it is compared against."""

@@ -1,0 +1,215 @@
+"""All SQL about jobs and their transitions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from shared.db.models import Job, JobEvent
+
+J = Job.__table__
+E = JobEvent.__table__
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker now runs: `attempt` is the fencing token for every later write."""
+
+    job_id: uuid.UUID
+    attempt: int
+    max_attempts: int
+    kind: str
+    user_id: str
+    payload: dict[str, Any]
+
+
+def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert new job rows; returns the ids actually inserted (existing ids are left alone)."""
+    if not rows:
+        return set()
+    stmt = pg_insert(J).values(list(rows)).on_conflict_do_nothing().returning(J.c.id)
+    return set(session.execute(stmt).scalars())
+
+
+def find_by_idempotency_key(session: Session, api_key_id: uuid.UUID, key: str) -> Job | None:
+    stmt = select(Job).where(Job.api_key_id == api_key_id, Job.idempotency_key == key)
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def add_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(E), list(rows))
+
+
+def get(session: Session, job_id: uuid.UUID) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def events_of(session: Session, job_id: uuid.UUID) -> list[JobEvent]:
+    stmt = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+    return list(session.execute(stmt).scalars())
+
+
+def list_jobs(
+    session: Session,
+    *,
+    user_ids: Sequence[str] | None,
+    api_key_id: uuid.UUID | None,
+    kind: str | None,
+    state: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Job]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    stmt = select(Job)
+    if api_key_id is not None:
+        stmt = stmt.where(Job.api_key_id == api_key_id)
+    if user_ids:
+        stmt = stmt.where(Job.user_id.in_(user_ids))
+    if kind:
+        stmt = stmt.where(Job.kind == kind)
+    if state:
+        stmt = stmt.where(Job.state == state)
+    if after is not None:
+        created, last_id = after
+        stmt = stmt.where(
+            or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id))
+        )
+    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def claim(
+    session: Session, job_id: uuid.UUID, *, redelivered: bool, worker: str, stale_s: float
+) -> Claim | None:
+    """queued → running (attempt+1). A running job is taken over only when its message was
+    redelivered (the previous consumer's channel died) or its heartbeat is stale."""
+    stale = J.c.heartbeat_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, stale_s)
+    runnable = or_(
+        and_(J.c.state == "queued", J.c.run_at <= func.now() + text("interval '1 second'")),
+        and_(J.c.state == "running", or_(literal(redelivered), stale)),
+    )
+    stmt = (
+        update(J)
+        .where(J.c.id == job_id, runnable, J.c.cancel_requested.is_(False))
+        .values(
+            state="running",
+            attempt=J.c.attempt + 1,
+            worker=worker,
+            started_at=func.now(),
+            heartbeat_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(J.c.attempt, J.c.max_attempts, J.c.kind, J.c.user_id, J.c.payload)
+    )
+    row = session.execute(stmt).one_or_none()
+    if row is None:
+        return None
+    return Claim(job_id, row.attempt, row.max_attempts, row.kind, row.user_id, row.payload)
+
+
+def state_of(session: Session, job_id: uuid.UUID) -> str | None:
+    return session.execute(select(J.c.state).where(J.c.id == job_id)).scalar_one_or_none()
+
+
+def finish(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    attempt: int,
+    state: str,
+    result: dict[str, Any] | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    run_at: datetime | None = None,
+) -> bool:
+    """running → state, only if this attempt still owns the job. False: someone took over."""
+    values: dict[str, Any] = {
+        "state": state,
+        "updated_at": func.now(),
+        "heartbeat_at": None,
+        "error_code": error_code,
+        "error_message": error_message,
+    }
+    if state == "queued":
+        values["run_at"] = run_at
+    else:
+        values["finished_at"] = func.now()
+        values["result"] = result
+    if state == "succeeded":
+        values["progress"] = 1.0
+    stmt = (
+        update(J)
+        .where(J.c.id == job_id, J.c.attempt == attempt, J.c.state == "running")
+        .values(**values)
+    )
+    return bool(session.execute(stmt).rowcount)
+
+
+def checkpoint(
+    session: Session, job_id: uuid.UUID, *, attempt: int, progress: float, message: str | None
+) -> bool | None:
+    """Store progress; returns cancel_requested (None if this attempt no longer owns the job)."""
+    stmt = (
+        update(J)
+        .where(J.c.id == job_id, J.c.attempt == attempt, J.c.state == "running")
+        .values(
+            progress=progress,
+            progress_message=message,
+            heartbeat_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(J.c.cancel_requested)
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def heartbeat(session: Session, owned: Sequence[tuple[uuid.UUID, int]]) -> None:
+    for job_id, attempt in owned:
+        session.execute(
+            update(J)
+            .where(J.c.id == job_id, J.c.attempt == attempt, J.c.state == "running")
+            .values(heartbeat_at=func.now())
+        )
+
+
+def lock_for_update(session: Session, job_id: uuid.UUID) -> Job | None:
+    return session.execute(
+        select(Job).where(Job.id == job_id).with_for_update()
+    ).scalar_one_or_none()
+
+
+def stale_running(session: Session, *, stale_s: float, limit: int) -> list[Job]:
+    stmt = (
+        select(Job)
+        .where(
+            Job.state == "running",
+            Job.heartbeat_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, stale_s),
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def counts_by_kind_state(session: Session) -> list[tuple[str, str, int]]:
+    stmt = select(J.c.kind, J.c.state, func.count()).group_by(J.c.kind, J.c.state)
+    return [(k, s, int(n)) for k, s, n in session.execute(stmt)]
+
+
+def oldest_queued_age_s(session: Session) -> dict[str, float]:
+    """Per kind: seconds since the oldest queued job became due."""
+    age = func.extract("epoch", func.now() - func.min(J.c.run_at))
+    stmt = (
+        select(J.c.kind, age)
+        .where(J.c.state == "queued", J.c.run_at <= func.now())
+        .group_by(J.c.kind)
+    )
+    return {k: max(0.0, float(a)) for k, a in session.execute(stmt)}

@@ -1,0 +1,91 @@
+"""Outbox queries: rows are written with the state they announce and published by the relay."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from shared.db.models import OutboxMessage
+
+T = OutboxMessage.__table__
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    id: int
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: dict[str, Any] | None
+    priority: int
+
+
+def outbox_row(
+    *,
+    exchange: str,
+    routing_key: str,
+    body: bytes,
+    headers: dict[str, Any] | None = None,
+    priority: int = 0,
+    publish_after: datetime | None = None,
+) -> dict[str, Any]:
+    """A row for `add_many`; without `publish_after` it is due at once (database clock)."""
+    row: dict[str, Any] = {
+        "exchange": exchange,
+        "routing_key": routing_key,
+        "body": body,
+        "headers": headers,
+        "priority": priority,
+    }
+    if publish_after is not None:
+        row["publish_after"] = publish_after
+    return row
+
+
+def add_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    # executemany needs one column set per statement: due-now rows and delayed rows apart.
+    now_rows = [r for r in rows if "publish_after" not in r]
+    later_rows = [r for r in rows if "publish_after" in r]
+    for group in (now_rows, later_rows):
+        if group:
+            session.execute(insert(T), group)
+
+
+def claim_due(session: Session, limit: int) -> list[PendingMessage]:
+    """Lock due rows so two relays never publish the same row at the same time."""
+    stmt = (
+        select(T.c.id, T.c.exchange, T.c.routing_key, T.c.body, T.c.headers, T.c.priority)
+        .where(T.c.sent_at.is_(None), T.c.publish_after <= func.now())
+        .order_by(T.c.publish_after, T.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [PendingMessage(*row) for row in session.execute(stmt)]
+
+
+def mark_sent(session: Session, ids: Sequence[int]) -> None:
+    if ids:
+        session.execute(update(T).where(T.c.id.in_(ids)).values(sent_at=func.now()))
+
+
+def prune_sent(session: Session, older_than: datetime) -> int:
+    result = session.execute(delete(T).where(T.c.sent_at < older_than))
+    return int(result.rowcount or 0)
+
+
+def pending_count(session: Session) -> int:
+    stmt = select(func.count()).select_from(T).where(T.c.sent_at.is_(None))
+    return int(session.execute(stmt).scalar_one())
+
+
+def seconds_until_next_due(session: Session) -> float | None:
+    stmt = select(func.extract("epoch", func.min(T.c.publish_after) - func.now())).where(
+        T.c.sent_at.is_(None)
+    )
+    value = session.execute(stmt).scalar()
+    return None if value is None else max(0.0, float(value))

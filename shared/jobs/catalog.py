@@ -1,0 +1,61 @@
+"""Every job kind Conveyor knows: pool, payload schema, attempts, time limit, priority.
+
+Ingress validates against this and workers run from it, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from shared.errors import UnknownKind
+from shared.jobs.payloads.diag import NoopPayload
+from shared.messaging.names import Pool, Priority
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: str
+    pool: Pool
+    payload_model: type[BaseModel]
+    max_attempts: int
+    time_limit_s: float
+    default_priority: Priority = Priority.NORMAL
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 600.0
+    supported_versions: frozenset[int] = frozenset({1})
+
+
+_SPECS: dict[str, KindSpec] = {}
+
+
+def register(spec: KindSpec) -> KindSpec:
+    if spec.kind in _SPECS and _SPECS[spec.kind] != spec:
+        raise ValueError(f"kind {spec.kind!r} registered twice with different specs")
+    _SPECS[spec.kind] = spec
+    return spec
+
+
+def get_spec(kind: str) -> KindSpec:
+    try:
+        return _SPECS[kind]
+    except KeyError:
+        raise UnknownKind(f"unknown job kind {kind!r}", kind=kind) from None
+
+
+def all_specs() -> list[KindSpec]:
+    return sorted(_SPECS.values(), key=lambda s: s.kind)
+
+
+DIAG_NOOP = register(
+    KindSpec(
+        kind="diag.noop",
+        pool=Pool.DEFAULT,
+        payload_model=NoopPayload,
+        max_attempts=3,
+        time_limit_s=60,
+        backoff_base_s=0.5,
+        backoff_max_s=30,
+    )
+)

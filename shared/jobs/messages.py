@@ -1,0 +1,79 @@
+"""Outbox rows for the three things Conveyor publishes: job messages, events, dead letters."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from shared.db.repos.outbox import outbox_row
+from shared.messaging.contract import JobEnvelope
+from shared.messaging.names import (
+    DETAIL_HEADER,
+    EVENTS_EXCHANGE,
+    JOBS_EXCHANGE,
+    REASON_HEADER,
+    SOURCE_QUEUE_HEADER,
+    Priority,
+    amqp_priority,
+    dead_letter_queue,
+    event_routing_key,
+)
+
+
+def job_message(
+    *,
+    job_id: uuid.UUID,
+    kind: str,
+    user_id: str,
+    payload: dict[str, Any],
+    priority: Priority,
+    publish_after: datetime | None = None,
+) -> dict[str, Any]:
+    envelope = JobEnvelope(
+        version=1, job_id=job_id, kind=kind, user_id=user_id, payload=payload, priority=priority
+    )
+    return outbox_row(
+        exchange=JOBS_EXCHANGE,
+        routing_key=kind,
+        body=envelope.to_bytes(),
+        priority=amqp_priority(priority),
+        publish_after=publish_after,
+    )
+
+
+def event_message(
+    *,
+    job_id: uuid.UUID,
+    kind: str,
+    user_id: str,
+    state: str,
+    attempt: int,
+    error_code: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body = {
+        "version": 1,
+        "job_id": str(job_id),
+        "kind": kind,
+        "user_id": user_id,
+        "state": state,
+        "attempt": attempt,
+        "error_code": error_code,
+        "result": result,
+    }
+    return outbox_row(
+        exchange=EVENTS_EXCHANGE,
+        routing_key=event_routing_key(kind, state),
+        body=json.dumps(body, separators=(",", ":")).encode(),
+    )
+
+
+def dead_letter(*, queue: str, body: bytes, reason: str, detail: str) -> dict[str, Any]:
+    return outbox_row(
+        exchange="",
+        routing_key=dead_letter_queue(queue),
+        body=body,
+        headers={REASON_HEADER: reason, DETAIL_HEADER: detail[:1000], SOURCE_QUEUE_HEADER: queue},
+    )

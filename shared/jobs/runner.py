@@ -1,0 +1,380 @@
+"""One attempt of one job: claim, run the handler, record the outcome. No Dramatiq here.
+
+Acknowledgement happens after `execute` returns, i.e. after the outcome is committed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from threading import Lock
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.engine import session_scope
+from shared.db.repos import jobs as jobs_repo
+from shared.db.repos import outbox as outbox_repo
+from shared.errors import JobCancelled, PermanentError, TransientError
+from shared.jobs.backoff import next_retry
+from shared.jobs.catalog import KindSpec
+from shared.jobs.context import JobContext, LostOwnership
+from shared.jobs.messages import dead_letter, event_message, job_message
+from shared.jobs.submit import NewJob, job_row, validate_payload
+from shared.messaging.contract import JobEnvelope
+from shared.metrics import JOB_DURATION, JOB_RETRIES, JOBS_FINISHED
+
+log = structlog.get_logger("jobs")
+
+Handler = Callable[[JobContext, Session, Any], dict[str, Any] | None]
+
+
+@dataclass
+class RunningJobs:
+    """Jobs this process runs now; the heartbeat thread refreshes them."""
+
+    _owned: dict[uuid.UUID, int] = field(default_factory=dict)
+    _lock: Lock = field(default_factory=Lock)
+
+    def add(self, job_id: uuid.UUID, attempt: int) -> None:
+        with self._lock:
+            self._owned[job_id] = attempt
+
+    def discard(self, job_id: uuid.UUID) -> None:
+        with self._lock:
+            self._owned.pop(job_id, None)
+
+    def snapshot(self) -> list[tuple[uuid.UUID, int]]:
+        with self._lock:
+            return list(self._owned.items())
+
+
+@dataclass(frozen=True)
+class RunnerDeps:
+    sessions: sessionmaker[Session]
+    worker_name: str
+    running: RunningJobs
+    stale_s: float
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Failure:
+    state: str  # failed | cancelled | retryable
+    code: str
+    message: str
+    retry_after: float | None = None
+
+
+def execute(
+    deps: RunnerDeps,
+    spec: KindSpec,
+    handler: Handler,
+    envelope: JobEnvelope,
+    *,
+    queue: str,
+    redelivered: bool,
+) -> str:
+    """Run one delivery of `envelope`; returns what happened (for logs and tests)."""
+    assert envelope.job_id is not None, "the consumer assigns ids to id-less messages"
+    job_id = envelope.job_id
+    with structlog.contextvars.bound_contextvars(
+        job_id=str(job_id), kind=envelope.kind, user_id=envelope.user_id
+    ):
+        claim = _claim_or_adopt(deps, spec, envelope, queue=queue, redelivered=redelivered)
+        if claim is None:
+            return "skipped"
+        deps.running.add(job_id, claim.attempt)
+        try:
+            return _run_claimed(deps, spec, handler, claim, envelope, queue=queue)
+        finally:
+            deps.running.discard(job_id)
+
+
+def _claim_or_adopt(
+    deps: RunnerDeps, spec: KindSpec, envelope: JobEnvelope, *, queue: str, redelivered: bool
+) -> jobs_repo.Claim | None:
+    job_id = envelope.job_id
+    assert job_id is not None
+    with session_scope(deps.sessions) as session:
+        claim = jobs_repo.claim(
+            session, job_id, redelivered=redelivered, worker=deps.worker_name, stale_s=deps.stale_s
+        )
+        if claim is not None:
+            return claim
+        state = jobs_repo.state_of(session, job_id)
+        if state is not None:
+            log.info("jobs.delivery_skipped", state=state, redelivered=redelivered)
+            return None
+        # First sight of a job published straight onto RabbitMQ by another service.
+        if not _adopt_foreign(deps, session, spec, envelope, queue=queue):
+            return None
+        claim = jobs_repo.claim(
+            session, job_id, redelivered=False, worker=deps.worker_name, stale_s=deps.stale_s
+        )
+        if claim is None:
+            log.info("jobs.adopted_for_later", run_at=str(envelope.run_at))
+        return claim
+
+
+def _adopt_foreign(
+    deps: RunnerDeps, session: Session, spec: KindSpec, envelope: JobEnvelope, *, queue: str
+) -> bool:
+    """Create the job row for a foreign message. A bad payload still gets a row: failed."""
+    assert envelope.job_id is not None
+    now = deps.clock()
+    new = NewJob(
+        kind=envelope.kind,
+        user_id=envelope.user_id,
+        payload=envelope.payload,
+        priority=envelope.priority,
+        run_at=envelope.run_at,
+        job_id=envelope.job_id,
+    )
+    try:
+        payload = validate_payload(spec, envelope.payload)
+    except PermanentError as exc:
+        row = job_row(
+            spec,
+            new,
+            job_id=envelope.job_id,
+            payload=envelope.payload,
+            source="wire",
+            api_key_id=None,
+            now=now,
+        )
+        row.update(state="failed", error_code=exc.code, error_message=exc.message, finished_at=now)
+        if jobs_repo.insert_jobs(session, [row]):
+            _record_event(session, envelope.job_id, 0, None, "failed", exc.code, exc.message)
+            outbox_repo.add_many(
+                session,
+                [
+                    event_message(
+                        job_id=envelope.job_id,
+                        kind=spec.kind,
+                        user_id=envelope.user_id,
+                        state="failed",
+                        attempt=0,
+                        error_code=exc.code,
+                    ),
+                    dead_letter(
+                        queue=queue, body=envelope.to_bytes(), reason=exc.code, detail=exc.message
+                    ),
+                ],
+            )
+        log.warning("jobs.rejected_payload", code=exc.code, detail=exc.message)
+        return False
+    row = job_row(
+        spec, new, job_id=envelope.job_id, payload=payload, source="wire", api_key_id=None, now=now
+    )
+    if jobs_repo.insert_jobs(session, [row]):
+        _record_event(session, envelope.job_id, 0, None, "queued", "adopted", None)
+        if row["run_at"] > now:
+            outbox_repo.add_many(
+                session,
+                [
+                    job_message(
+                        job_id=envelope.job_id,
+                        kind=spec.kind,
+                        user_id=envelope.user_id,
+                        payload=payload,
+                        priority=envelope.priority,
+                        publish_after=row["run_at"],
+                    )
+                ],
+            )
+    return True
+
+
+def _run_claimed(
+    deps: RunnerDeps,
+    spec: KindSpec,
+    handler: Handler,
+    claim: jobs_repo.Claim,
+    envelope: JobEnvelope,
+    *,
+    queue: str,
+) -> str:
+    ctx = JobContext(
+        claim.job_id, claim.kind, claim.user_id, claim.attempt, claim.max_attempts, deps.sessions
+    )
+    log.info("jobs.started", attempt=claim.attempt)
+    started = time.perf_counter()
+    try:
+        payload = spec.payload_model.model_validate(claim.payload)
+        _run_and_commit(deps, ctx, handler, payload)
+        outcome = "succeeded"
+    except LostOwnership:
+        log.warning("jobs.ownership_lost", attempt=claim.attempt)
+        return "lost"
+    except BaseException as exc:
+        failure = classify(exc)
+        if failure is None:
+            raise
+        outcome = _record_failure(deps, spec, ctx, failure, envelope, queue=queue)
+    finally:
+        JOB_DURATION.labels(spec.kind).observe(time.perf_counter() - started)
+    JOBS_FINISHED.labels(spec.kind, outcome).inc()
+    log.info("jobs.finished", state=outcome, attempt=claim.attempt)
+    return outcome
+
+
+def _run_and_commit(
+    deps: RunnerDeps, ctx: JobContext, handler: Handler, payload: BaseModel
+) -> None:
+    with session_scope(deps.sessions) as session:
+        result = handler(ctx, session, payload)
+        if not jobs_repo.finish(
+            session, ctx.job_id, attempt=ctx.attempt, state="succeeded", result=result
+        ):
+            raise LostOwnership(str(ctx.job_id))
+        _record_event(session, ctx.job_id, ctx.attempt, "running", "succeeded", None, None)
+        outbox_repo.add_many(
+            session,
+            [
+                event_message(
+                    job_id=ctx.job_id,
+                    kind=ctx.kind,
+                    user_id=ctx.user_id,
+                    state="succeeded",
+                    attempt=ctx.attempt,
+                    result=result,
+                )
+            ],
+        )
+
+
+def classify(exc: BaseException) -> Failure | None:
+    """Map an exception to a recorded outcome; None means 'not ours to swallow'."""
+    from dramatiq.middleware.time_limit import TimeLimitExceeded
+
+    if isinstance(exc, JobCancelled):
+        return Failure("cancelled", "cancelled", "cancelled at a checkpoint")
+    if isinstance(exc, PermanentError):
+        return Failure("failed", exc.code, exc.message)
+    if isinstance(exc, TimeLimitExceeded):
+        return Failure("retryable", "time_limit", "attempt exceeded the kind's time limit")
+    if isinstance(exc, TransientError):
+        return Failure("retryable", exc.code, exc.message, exc.retry_after)
+    if isinstance(exc, Exception):
+        return Failure("retryable", "error", f"{type(exc).__name__}: {exc}"[:2000])
+    return None  # KeyboardInterrupt, SystemExit, dramatiq Shutdown: let the process stop
+
+
+def _record_failure(
+    deps: RunnerDeps,
+    spec: KindSpec,
+    ctx: JobContext,
+    failure: Failure,
+    envelope: JobEnvelope,
+    *,
+    queue: str,
+) -> str:
+    decision = None
+    if failure.state == "retryable":
+        decision = next_retry(
+            attempt=ctx.attempt,
+            max_attempts=ctx.max_attempts,
+            now=deps.clock(),
+            base_s=spec.backoff_base_s,
+            max_s=spec.backoff_max_s,
+            retry_after_s=failure.retry_after,
+        )
+    if decision is not None and decision.retry:
+        state = "queued"
+    elif failure.state == "retryable":
+        state = "dead"
+    else:
+        state = failure.state
+    with session_scope(deps.sessions) as session:
+        if not jobs_repo.finish(
+            session,
+            ctx.job_id,
+            attempt=ctx.attempt,
+            state=state,
+            error_code=failure.code,
+            error_message=failure.message,
+            run_at=decision.run_at if decision else None,
+        ):
+            log.warning("jobs.ownership_lost", attempt=ctx.attempt)
+            return "lost"
+        _record_event(
+            session, ctx.job_id, ctx.attempt, "running", state, failure.code, failure.message
+        )
+        outbox_repo.add_many(
+            session,
+            _failure_messages(
+                ctx, envelope, state, failure, queue, decision.run_at if decision else None
+            ),
+        )
+    if state == "queued":
+        JOB_RETRIES.labels(spec.kind).inc()
+    log.warning("jobs.attempt_failed", code=failure.code, detail=failure.message, next_state=state)
+    return state
+
+
+def _failure_messages(
+    ctx: JobContext,
+    envelope: JobEnvelope,
+    state: str,
+    failure: Failure,
+    queue: str,
+    run_at: datetime | None,
+) -> list[dict[str, Any]]:
+    if state == "queued":
+        return [
+            job_message(
+                job_id=ctx.job_id,
+                kind=ctx.kind,
+                user_id=ctx.user_id,
+                payload=envelope.payload,
+                priority=envelope.priority,
+                publish_after=run_at,
+            )
+        ]
+    messages = [
+        event_message(
+            job_id=ctx.job_id,
+            kind=ctx.kind,
+            user_id=ctx.user_id,
+            state=state,
+            attempt=ctx.attempt,
+            error_code=failure.code,
+        )
+    ]
+    if state == "dead":
+        messages.append(
+            dead_letter(
+                queue=queue, body=envelope.to_bytes(), reason=failure.code, detail=failure.message
+            )
+        )
+    return messages
+
+
+def _record_event(
+    session: Session,
+    job_id: uuid.UUID,
+    attempt: int,
+    from_state: str | None,
+    to_state: str,
+    reason: str | None,
+    message: str | None,
+) -> None:
+    jobs_repo.add_events(
+        session,
+        [
+            {
+                "job_id": job_id,
+                "attempt": attempt,
+                "from_state": from_state,
+                "to_state": to_state,
+                "reason": reason,
+                "message": (message or None) and message[:2000],
+            }
+        ],
+    )

@@ -1,0 +1,153 @@
+"""The Python publish API: create jobs transactionally (job row + event + outbox message)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from shared.db.models import Job
+from shared.db.repos import jobs as jobs_repo
+from shared.db.repos import outbox as outbox_repo
+from shared.errors import PermanentError
+from shared.jobs.catalog import KindSpec, get_spec
+from shared.jobs.messages import job_message
+from shared.messaging.names import Priority, amqp_priority
+
+
+@dataclass(frozen=True)
+class NewJob:
+    kind: str
+    user_id: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    priority: Priority | None = None
+    run_at: datetime | None = None
+    job_id: uuid.UUID | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: uuid.UUID
+    created: bool  # False: an existing job was returned for the idempotency key
+
+
+def validate_payload(spec: KindSpec, payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        model = spec.payload_model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        raise PermanentError(f"{where}: {first['msg']}", code="invalid_payload") from None
+    version = getattr(model, "version", 1)
+    if version not in spec.supported_versions:
+        raise PermanentError(f"payload version {version} not supported", code="unknown_version")
+    return model.model_dump(mode="json")
+
+
+def job_row(
+    spec: KindSpec,
+    new: NewJob,
+    *,
+    job_id: uuid.UUID,
+    payload: dict[str, Any],
+    source: str,
+    api_key_id: uuid.UUID | None,
+    now: datetime,
+) -> dict[str, Any]:
+    priority = new.priority or spec.default_priority
+    return {
+        "id": job_id,
+        "kind": spec.kind,
+        "pool": spec.pool.value,
+        "user_id": new.user_id,
+        "state": "queued",
+        "priority": amqp_priority(priority),
+        "payload": payload,
+        "attempt": 0,
+        "max_attempts": spec.max_attempts,
+        "run_at": new.run_at or now,
+        "source": source,
+        "api_key_id": api_key_id,
+        "idempotency_key": new.idempotency_key,
+        "progress": 0.0,
+        "cancel_requested": False,
+    }
+
+
+def submit_jobs(
+    session: Session,
+    jobs: list[NewJob],
+    *,
+    source: str = "api",
+    api_key_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> list[Submitted]:
+    """Validate and stage jobs in `session`; the caller's commit makes them real and due.
+
+    All-or-nothing: one invalid job raises before anything is written.
+    """
+    now = now or datetime.now(UTC)
+    staged: list[tuple[NewJob, dict[str, Any]]] = []
+    for new in jobs:
+        spec = get_spec(new.kind)
+        payload = validate_payload(spec, new.payload)
+        job_id = new.job_id or uuid.uuid4()
+        row = job_row(
+            spec, new, job_id=job_id, payload=payload, source=source, api_key_id=api_key_id, now=now
+        )
+        staged.append((new, row))
+    inserted = _write(session, staged, now)
+    return [_outcome(session, new, row["id"], inserted, api_key_id) for new, row in staged]
+
+
+def _outcome(
+    session: Session,
+    new: NewJob,
+    job_id: uuid.UUID,
+    inserted: set[uuid.UUID],
+    api_key_id: uuid.UUID | None,
+) -> Submitted:
+    if job_id in inserted:
+        return Submitted(job_id, created=True)
+    # Not inserted: the idempotency key (or the explicit job id) already names a job.
+    existing = _existing_for_key(session, api_key_id, new.idempotency_key)
+    return Submitted(existing.id if existing else job_id, created=False)
+
+
+def _existing_for_key(
+    session: Session, api_key_id: uuid.UUID | None, key: str | None
+) -> Job | None:
+    if api_key_id is None or key is None:
+        return None
+    return jobs_repo.find_by_idempotency_key(session, api_key_id, key)
+
+
+def _write(
+    session: Session, staged: list[tuple[NewJob, dict[str, Any]]], now: datetime
+) -> set[uuid.UUID]:
+    rows = [row for _, row in staged]
+    inserted = jobs_repo.insert_jobs(session, rows)
+    events, messages = [], []
+    for new, row in staged:
+        if row["id"] not in inserted:
+            continue
+        events.append({"job_id": row["id"], "attempt": 0, "from_state": None, "to_state": "queued"})
+        delayed = row["run_at"] if row["run_at"] > now else None
+        messages.append(
+            job_message(
+                job_id=row["id"],
+                kind=row["kind"],
+                user_id=row["user_id"],
+                payload=row["payload"],
+                priority=new.priority or get_spec(new.kind).default_priority,
+                publish_after=delayed,
+            )
+        )
+    jobs_repo.add_events(session, events)
+    outbox_repo.add_many(session, messages)
+    return inserted

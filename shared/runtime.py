@@ -1,0 +1,44 @@
+"""Per-process resources, built lazily on first use (never at import time)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings, get_settings
+from shared.db.engine import make_engine, make_session_factory
+from shared.jobs.runner import RunnerDeps, RunningJobs
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    runner: RunnerDeps
+
+
+@lru_cache(maxsize=1)
+def get_runtime() -> Runtime:
+    settings = get_settings()
+    engine = make_engine(settings.require_database_url(), application_name="conveyor-worker")
+    sessions = make_session_factory(engine)
+    runner = RunnerDeps(
+        sessions=sessions,
+        worker_name=f"{socket.gethostname()}:{os.getpid()}",
+        running=RunningJobs(),
+        stale_s=settings.heartbeat_stale_s,
+    )
+    return Runtime(settings, engine, sessions, runner)
+
+
+def reset_runtime() -> None:
+    """Forget cached resources (after fork, and between tests)."""
+    if get_runtime.cache_info().currsize:
+        get_runtime().engine.dispose(close=False)
+    get_runtime.cache_clear()

@@ -1,0 +1,9 @@
+"""Operator commands: dlq, apikey, demo-data."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    del app

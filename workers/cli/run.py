@@ -1,0 +1,155 @@
+"""Long-running processes: migrate, ingress, worker, scheduler (and dev, in dev.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+from typing import Annotated
+
+import typer
+
+from shared.config import get_settings
+from shared.logging import configure_logging
+from shared.messaging.names import Pool, queue_name
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(migrate)
+    app.command()(ingress)
+    app.command()(worker)
+    app.command()(scheduler)
+    from workers.cli.dev import dev
+
+    app.command()(dev)
+
+
+def migrate() -> None:
+    """Apply database migrations and declare the RabbitMQ topology (if a broker is set)."""
+    from shared.db.migrations import upgrade_to_head
+
+    settings = get_settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    upgrade_to_head(settings.require_database_url())
+    if settings.broker_url:
+        declare_broker_topology(settings.broker_url)
+    typer.echo("migrations applied")
+
+
+def declare_broker_topology(broker_url: str) -> None:
+    from shared.jobs.catalog import all_specs
+    from shared.messaging.broker import ConveyorRabbitmqBroker
+    from shared.messaging.topology import declare_topology
+
+    broker = ConveyorRabbitmqBroker(url=broker_url, max_priority=10, middleware=[])
+    try:
+        declare_topology(broker, all_specs())
+    finally:
+        broker.close()
+
+
+def ingress(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="bind port")] = None,
+) -> None:
+    """Run the HTTP ingress (FastAPI on uvicorn)."""
+    import uvicorn
+
+    from workers.ingress.app import create_app
+
+    settings = get_settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.ingress_host,
+        port=port or settings.ingress_port,
+        log_level="warning",
+    )
+
+
+def worker(
+    pool: Annotated[Pool, typer.Option(help="which pool's queue to consume")],
+    processes: Annotated[int, typer.Option(min=1)] = 2,
+    threads: Annotated[int, typer.Option(min=1)] = 8,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus port; 0 disables")] = 9191,
+) -> None:
+    """Run a Dramatiq worker pool for one queue (Dramatiq supervises the processes)."""
+    import dramatiq.cli
+
+    settings = get_settings()
+    if not settings.broker_url:
+        raise typer.BadParameter("CONVEYOR_BROKER_URL is required (use `conveyor dev` without one)")
+    settings.require_database_url()
+    _serve_multiprocess_metrics(metrics_port)
+    args = dramatiq.cli.make_argument_parser().parse_args(
+        [
+            "workers.main",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+            "--queues",
+            queue_name(pool),
+            "--skip-logging",
+        ]
+    )
+    sys.exit(dramatiq.cli.main(args))
+
+
+def _serve_multiprocess_metrics(port: int) -> None:
+    """Worker processes write metrics to a shared dir; this parent process serves the sum."""
+    if port == 0:
+        return
+    directory = os.environ.setdefault(
+        "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="conveyor-metrics-")
+    )
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    start_http_server(port, addr="0.0.0.0", registry=registry)  # noqa: S104  (scraped in-cluster)
+
+
+def scheduler() -> None:
+    """Run the outbox relay, due/delayed jobs and the reaper (safe to run twice)."""
+    from shared.db.engine import make_engine, make_session_factory
+    from shared.messaging.publisher import AmqpPublisher
+    from workers.scheduler.service import Scheduler, SchedulerConfig
+
+    settings = get_settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    if not settings.broker_url:
+        raise typer.BadParameter("CONVEYOR_BROKER_URL is required")
+    url = settings.require_database_url()
+    declare_broker_topology(settings.broker_url)
+    engine = make_engine(url, pool_size=2, application_name="conveyor-scheduler")
+    publisher = AmqpPublisher(settings.broker_url)
+    service = Scheduler(
+        libpq_dsn(url),
+        make_session_factory(engine),
+        publisher,
+        SchedulerConfig.from_settings(settings),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
+    try:
+        service.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        publisher.close()
+        engine.dispose()
+
+
+def libpq_dsn(url: str) -> str:
+    """SQLAlchemy URL → libpq URI for psycopg's LISTEN connection."""
+    from sqlalchemy.engine import make_url
+
+    from shared.db.engine import normalize_url
+
+    return (
+        make_url(normalize_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )

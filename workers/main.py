@@ -1,0 +1,37 @@
+"""Worker entry point (what `dramatiq workers.main` imports in every worker process)."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from shared.config import get_settings
+from shared.logging import configure_logging
+from shared.messaging.actors import declare_actors
+from shared.messaging.broker import make_broker
+from shared.messaging.middleware import Heartbeats
+from shared.runtime import get_runtime
+
+# Every job package's actors module; importing registers its handlers.
+ACTOR_MODULES = ("workers.diag.actors",)
+
+
+def import_actor_modules() -> None:
+    import importlib
+
+    for module in ACTOR_MODULES:
+        importlib.import_module(module)
+
+
+def build_worker_broker() -> dramatiq.Broker:
+    settings = get_settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    broker = make_broker(
+        settings.broker_url,
+        extra_middleware=[Heartbeats(lambda: get_runtime().runner, settings.heartbeat_interval_s)],
+    )
+    import_actor_modules()
+    declare_actors(broker, lambda: get_runtime().runner)
+    return broker
+
+
+broker = build_worker_broker()

@@ -1,0 +1,77 @@
+"""Re-queue running jobs whose worker vanished (no heartbeat) and whose message never came back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.engine import session_scope
+from shared.db.repos import jobs as jobs_repo
+from shared.db.repos import outbox as outbox_repo
+from shared.jobs.backoff import next_retry
+from shared.jobs.catalog import get_spec
+from shared.jobs.messages import event_message, job_message
+from shared.messaging.names import Priority
+
+log = structlog.get_logger("scheduler")
+
+PRIORITY_BY_AMQP = {9: Priority.INTERACTIVE, 5: Priority.NORMAL, 0: Priority.BULK}
+
+
+def reap_once(sessions: sessionmaker[Session], *, stale_s: float, limit: int = 500) -> int:
+    with session_scope(sessions) as session:
+        stale = jobs_repo.stale_running(session, stale_s=stale_s, limit=limit)
+        for job in stale:
+            spec = get_spec(job.kind)
+            decision = next_retry(
+                attempt=job.attempt,
+                max_attempts=job.max_attempts,
+                now=datetime.now(UTC),
+                base_s=spec.backoff_base_s,
+                max_s=spec.backoff_max_s,
+            )
+            state = "queued" if decision.retry else "dead"
+            jobs_repo.finish(
+                session,
+                job.id,
+                attempt=job.attempt,
+                state=state,
+                error_code="worker_lost",
+                error_message="no heartbeat",
+                run_at=decision.run_at,
+            )
+            jobs_repo.add_events(
+                session,
+                [
+                    {
+                        "job_id": job.id,
+                        "attempt": job.attempt,
+                        "from_state": "running",
+                        "to_state": state,
+                        "reason": "worker_lost",
+                    }
+                ],
+            )
+            if state == "queued":
+                message = job_message(
+                    job_id=job.id,
+                    kind=job.kind,
+                    user_id=job.user_id,
+                    payload=job.payload,
+                    priority=PRIORITY_BY_AMQP.get(job.priority, Priority.NORMAL),
+                    publish_after=decision.run_at,
+                )
+            else:
+                message = event_message(
+                    job_id=job.id,
+                    kind=job.kind,
+                    user_id=job.user_id,
+                    state=state,
+                    attempt=job.attempt,
+                    error_code="worker_lost",
+                )
+            outbox_repo.add_many(session, [message])
+            log.warning("scheduler.job_reaped", job_id=str(job.id), kind=job.kind, next_state=state)
+    return len(stale)

@@ -1,0 +1,114 @@
+"""The scheduler loop: leader by advisory lock; relays the outbox, reaps, prunes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings
+from shared.db.engine import session_scope
+from shared.db.repos import outbox as outbox_repo
+from shared.messaging.publisher import PublishError, Publisher
+from workers.scheduler.reaper import reap_once
+from workers.scheduler.relay import relay_once
+
+log = structlog.get_logger("scheduler")
+
+LEADER_LOCK_KEY = 0x436F6E76  # "Conv": one scheduler leader per database
+NOTIFY_CHANNEL = "conveyor_outbox"
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    batch_size: int = 500
+    idle_poll_s: float = 1.0
+    stale_s: float = 60.0
+    reap_every_s: float = 5.0
+    prune_every_s: float = 60.0
+    retention_s: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SchedulerConfig:
+        return cls(
+            batch_size=settings.relay_batch_size,
+            idle_poll_s=settings.relay_idle_poll_s,
+            stale_s=settings.heartbeat_stale_s,
+            retention_s=settings.outbox_retention_s,
+        )
+
+
+class Scheduler:
+    def __init__(
+        self,
+        dsn: str,
+        sessions: sessionmaker[Session],
+        publisher: Publisher,
+        config: SchedulerConfig,
+    ) -> None:
+        self._dsn = dsn
+        self._sessions = sessions
+        self._publisher = publisher
+        self._config = config
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Block until stopped. A non-leader waits for the lock and stays idle."""
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            while not self.stop_event.is_set():
+                if conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()[
+                    0
+                ]:  # type: ignore[index]
+                    log.info("scheduler.became_leader")
+                    try:
+                        self._lead(conn)
+                    finally:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK_KEY,))
+                else:
+                    self.stop_event.wait(2.0)
+
+    def _lead(self, conn: psycopg.Connection) -> None:
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        next_reap = next_prune = 0.0
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                published = relay_once(
+                    self._sessions, self._publisher, batch_size=self._config.batch_size
+                )
+                failures = 0
+            except PublishError as exc:
+                failures += 1
+                log.warning("scheduler.publish_failed", error=str(exc), failures=failures)
+                self.stop_event.wait(min(10.0, 0.2 * 2**failures))
+                continue
+            now = time.monotonic()
+            if now >= next_reap:
+                reap_once(self._sessions, stale_s=self._config.stale_s)
+                next_reap = now + self._config.reap_every_s
+            if now >= next_prune:
+                self._prune()
+                next_prune = now + self._config.prune_every_s
+            if published < self._config.batch_size:
+                self._wait_for_work(conn)
+
+    def _wait_for_work(self, conn: psycopg.Connection) -> None:
+        with session_scope(self._sessions) as session:
+            due_in = outbox_repo.seconds_until_next_due(session)
+        timeout = (
+            self._config.idle_poll_s if due_in is None else min(self._config.idle_poll_s, due_in)
+        )
+        if timeout <= 0:
+            return
+        for _ in conn.notifies(timeout=timeout, stop_after=1):
+            pass
+
+    def _prune(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._config.retention_s)
+        with session_scope(self._sessions) as session:
+            outbox_repo.prune_sent(session, cutoff)
