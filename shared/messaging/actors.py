@@ -58,13 +58,13 @@ def _job_actor(
         execute(deps(), spec, handler, parsed, queue=queue, redelivered=redelivered)
 
     run.__name__ = handler.__name__
-    return dramatiq.actor(
-        run,
+    declare = dramatiq.actor(
         broker=broker,
         actor_name=spec.kind,
         queue_name=queue,
         time_limit=int(spec.time_limit_s * 1000),
     )
+    return declare(run)
 
 
 def _reject_actor(
@@ -80,6 +80,7 @@ def _reject_actor(
         MESSAGES_REJECTED.labels(reason).inc()
         log.warning("messaging.message_rejected", queue=queue, reason=reason, detail=detail)
 
-    return dramatiq.actor(
-        reject, broker=broker, actor_name=REJECT_ACTOR, queue_name=queue_name(Pool.DEFAULT)
+    declare = dramatiq.actor(
+        broker=broker, actor_name=REJECT_ACTOR, queue_name=queue_name(Pool.DEFAULT)
     )
+    return declare(reject)

@@ -17,7 +17,7 @@ from shared.messaging.translate import encode, to_dramatiq
 log = structlog.get_logger("messaging")
 
 
-class _EnvelopeConsumer(_RabbitmqConsumer):  # type: ignore[misc]
+class _EnvelopeConsumer(_RabbitmqConsumer):
     """Reads Conveyor envelopes (ours or foreign) and hands Dramatiq its own message format.
 
     Dramatiq's consumer decodes the body itself; we translate the body first, knowing the
@@ -27,7 +27,7 @@ class _EnvelopeConsumer(_RabbitmqConsumer):  # type: ignore[misc]
     def __init__(
         self, broker: ConveyorRabbitmqBroker, queue_name: str, prefetch: int, timeout: int
     ) -> None:
-        super().__init__(broker, queue_name, prefetch, timeout)
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
         self.iterator = self._translated(self.iterator, broker)
 
     def _translated(self, raw: Iterator[Any], broker: ConveyorRabbitmqBroker) -> Iterator[Any]:
@@ -45,7 +45,7 @@ class _EnvelopeConsumer(_RabbitmqConsumer):  # type: ignore[misc]
             yield method, properties, encode(message)
 
 
-class ConveyorRabbitmqBroker(RabbitmqBroker):  # type: ignore[misc]
+class ConveyorRabbitmqBroker(RabbitmqBroker):
     @property
     def consumer_class(self) -> type[_RabbitmqConsumer]:
         return _EnvelopeConsumer

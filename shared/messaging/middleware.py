@@ -17,7 +17,7 @@ from shared.jobs.runner import RunnerDeps
 log = structlog.get_logger("messaging")
 
 
-class Heartbeats(Middleware):  # type: ignore[misc]
+class Heartbeats(Middleware):
     """Every `interval_s`, mark this process's running jobs alive so the reaper leaves them be."""
 
     def __init__(self, deps: Callable[[], RunnerDeps], interval_s: float) -> None:
@@ -43,5 +43,5 @@ class Heartbeats(Middleware):  # type: ignore[misc]
             try:
                 with session_scope(deps.sessions) as session:
                     jobs_repo.heartbeat(session, owned)
-            except Exception:  # noqa: BLE001  (a missed beat is retried next interval)
+            except Exception:
                 log.warning("messaging.heartbeat_failed", exc_info=True)

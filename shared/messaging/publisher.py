@@ -91,7 +91,7 @@ class AmqpPublisher:
         if connection is not None and not connection.is_closed:
             try:
                 await connection.close()
-            except Exception:  # noqa: BLE001  (already broken; we only tidy up)
+            except Exception:
                 log.debug("messaging.close_failed", exc_info=True)
 
     def close(self) -> None:
@@ -119,7 +119,7 @@ class StubPublisher:
             known = set(self._broker.actors)
             try:
                 queue = queue_name(get_spec(m.routing_key).pool)
-            except Exception:  # noqa: BLE001  (unknown kind: the default pool rejects it)
+            except Exception:
                 queue = queue_name("default")
             data = to_dramatiq(m.body, queue=queue, redelivered=False, known_kinds=known)
             self._broker.enqueue(dramatiq.Message(**data))

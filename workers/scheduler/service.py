@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
-from shared.messaging.publisher import PublishError, Publisher
+from shared.messaging.publisher import Publisher, PublishError
 from workers.scheduler.reaper import reap_once
 from workers.scheduler.relay import relay_once
 

@@ -6,16 +6,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, literal, or_, select, text, update
+from sqlalchemy import CursorResult, Table, and_, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import Job, JobEvent
 
-J = Job.__table__
-E = JobEvent.__table__
+J = cast(Table, Job.__table__)
+E = cast(Table, JobEvent.__table__)
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def finish(
         .where(J.c.id == job_id, J.c.attempt == attempt, J.c.state == "running")
         .values(**values)
     )
-    return bool(session.execute(stmt).rowcount)
+    return bool(cast(CursorResult[Any], session.execute(stmt)).rowcount)
 
 
 def checkpoint(

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import CursorResult, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import OutboxMessage
 
-T = OutboxMessage.__table__
+T = cast(Table, OutboxMessage.__table__)
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def mark_sent(session: Session, ids: Sequence[int]) -> None:
 
 
 def prune_sent(session: Session, older_than: datetime) -> int:
-    result = session.execute(delete(T).where(T.c.sent_at < older_than))
+    result = cast(CursorResult[Any], session.execute(delete(T).where(T.c.sent_at < older_than)))
     return int(result.rowcount or 0)
 
 
