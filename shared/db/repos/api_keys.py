@@ -1,0 +1,53 @@
+"""API keys: only a SHA-256 of the secret is stored; the prefix finds the row."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.db.models import ApiKey
+
+KEY_PREFIX = "cvk"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    id: uuid.UUID
+    name: str
+    token: str  # shown once, never stored
+    is_admin: bool
+
+
+def _hash(secret: str) -> bytes:
+    # Secrets are 256-bit random values, so a fast hash is enough (no password stretching).
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def create(session: Session, name: str, *, is_admin: bool = False) -> IssuedKey:
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(
+        id=uuid.uuid4(), name=name, prefix=prefix, secret_hash=_hash(secret), is_admin=is_admin
+    )
+    session.add(key)
+    session.flush()
+    return IssuedKey(key.id, name, f"{KEY_PREFIX}_{prefix}_{secret}", is_admin)
+
+
+def authenticate(session: Session, token: str) -> ApiKey | None:
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    _, prefix, secret = parts
+    key = session.execute(
+        select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    if key is None or not hmac.compare_digest(key.secret_hash, _hash(secret)):
+        return None
+    return key

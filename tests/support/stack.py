@@ -1,0 +1,187 @@
+"""A running Conveyor for one test module: database, vhost, scheduler and worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pika
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings
+from shared.db.engine import make_engine, make_session_factory, session_scope
+from shared.db.models import Job
+from shared.db.repos import api_keys as api_keys_repo
+from shared.db.repos import jobs as jobs_repo
+from tests.support.services import (
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+    wait_for,
+)
+from workers.cli.run import declare_broker_topology
+from workers.ingress.app import create_app
+
+TERMINAL = {"succeeded", "failed", "cancelled", "dead"}
+
+
+@dataclass
+class Stack:
+    db_url: str
+    vhost: str
+    amqp_url: str
+    logs: Path
+    engine: Engine
+    sessions: sessionmaker[Session]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _client: TestClient | None = None
+    _token: str | None = None
+
+    @classmethod
+    def create(cls, logs: Path) -> Stack:
+        db_url = create_database()
+        vhost, amqp_url = create_vhost()
+        declare_broker_topology(amqp_url)
+        engine = make_engine(db_url, pool_size=5)
+        return cls(db_url, vhost, amqp_url, logs, engine, make_session_factory(engine))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+        env.update(
+            CONVEYOR_ENV="test",
+            CONVEYOR_DATABASE_URL=self.db_url,
+            CONVEYOR_BROKER_URL=self.amqp_url,
+            CONVEYOR_LOG_JSON="true",
+            CONVEYOR_HEARTBEAT_INTERVAL_S="1",
+            CONVEYOR_RELAY_IDLE_POLL_S="0.5",
+        )
+        env.update(extra)
+        return env
+
+    def settings(self) -> Settings:
+        return Settings(env="test", database_url=self.db_url, broker_url=self.amqp_url)
+
+    def _spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}-{len(self.processes)}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", *args],
+            env=self.env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def start_scheduler(self, **env: str) -> subprocess.Popen[bytes]:
+        return self._spawn("scheduler", ["scheduler"], **env)
+
+    def start_worker(
+        self, pool: str = "default", processes: int = 1, threads: int = 4, **env: str
+    ) -> subprocess.Popen[bytes]:
+        return self._spawn(
+            f"worker-{pool}",
+            [
+                "worker",
+                "--pool",
+                pool,
+                "--processes",
+                str(processes),
+                "--threads",
+                str(threads),
+                "--metrics-port",
+                "0",
+            ],
+            **env,
+        )
+
+    @staticmethod
+    def kill(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+    @property
+    def client(self) -> TestClient:
+        if self._client is None:
+            self._client = TestClient(create_app(self.settings(), self.sessions))
+            self._client.__enter__()
+        return self._client
+
+    def new_api_key(self, *, admin: bool = False) -> str:
+        with session_scope(self.sessions) as session:
+            return api_keys_repo.create(
+                session, f"test-{uuid.uuid4().hex[:6]}", is_admin=admin
+            ).token
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            self._token = self.new_api_key()
+        return self._token
+
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token}"}
+
+    def submit(
+        self, kind: str = "diag.noop", payload: dict[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        body = {
+            "kind": kind,
+            "user_id": fields.pop("user_id", "user-1"),
+            "payload": payload or {},
+            **fields,
+        }
+        response = self.client.post("/v1/jobs", json=body, headers=self.headers())
+        assert response.status_code in (200, 202), response.text
+        return dict(response.json())
+
+    def job(self, job_id: str | uuid.UUID) -> Job:
+        with session_scope(self.sessions) as session:
+            job = jobs_repo.get(session, uuid.UUID(str(job_id)))
+            assert job is not None
+            return job
+
+    def events(self, job_id: str | uuid.UUID) -> list[tuple[int, str | None, str, str | None]]:
+        with session_scope(self.sessions) as session:
+            return [
+                (e.attempt, e.from_state, e.to_state, e.reason)
+                for e in jobs_repo.events_of(session, uuid.UUID(str(job_id)))
+            ]
+
+    def wait_state(
+        self, job_id: str | uuid.UUID, states: set[str] | str = TERMINAL, timeout: float = 30
+    ) -> Job:
+        wanted = {states} if isinstance(states, str) else states
+        wait_for(
+            lambda: self.job(job_id).state in wanted,
+            timeout=timeout,
+            what=f"job {job_id} in {wanted}",
+        )
+        return self.job(job_id)
+
+    def amqp_channel(self) -> pika.adapters.blocking_connection.BlockingChannel:
+        connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
+        return connection.channel()
+
+    def close(self) -> None:
+        for process in self.processes:
+            self.kill(process)
+        if self._client is not None:
+            self._client.__exit__(None, None, None)
+        self.engine.dispose()
+        drop_database(self.db_url)
+        delete_vhost(self.vhost)

@@ -1,0 +1,108 @@
+"""The ingress application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException
+
+from shared.config import Settings
+from shared.db.engine import make_engine, make_session_factory
+from shared.errors import ConveyorError, PermanentError
+from workers.ingress import routes_jobs
+from workers.ingress.deps import Unauthorized
+from workers.ingress.limits import BodySizeLimit
+from workers.ingress.metrics import JobsCollector
+
+log = structlog.get_logger("ingress")
+
+STATUS_BY_CODE = {
+    "unauthorized": 401,
+    "not_found": 404,
+    "not_cancellable": 409,
+    "unknown_kind": 422,
+    "invalid_payload": 422,
+    "unknown_version": 422,
+}
+
+
+def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = None
+        if sessions is None:
+            engine = make_engine(
+                settings.require_database_url(), application_name="conveyor-ingress"
+            )
+            app.state.sessions = make_session_factory(engine)
+        else:
+            app.state.sessions = sessions
+        registry = CollectorRegistry()
+        registry.register(
+            JobsCollector(app.state.sessions, settings.broker_url, settings.rabbitmq_api_url)
+        )
+        app.state.registry = registry
+        yield
+        if engine is not None:
+            engine.dispose()
+
+    app = FastAPI(title="Conveyor ingress", version="1", lifespan=lifespan)
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(routes_jobs.router)
+    _add_error_handlers(app)
+    _add_ops_routes(app)
+    return app
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ConveyorError)
+    async def conveyor_error(request: Request, exc: ConveyorError) -> JSONResponse:
+        status = STATUS_BY_CODE.get(exc.code, 400 if isinstance(exc, PermanentError) else 500)
+        if isinstance(exc, Unauthorized):
+            status = 401
+        return _error(status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return _error(422, "invalid_request", f"{where}: {first['msg']}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+
+def _add_ops_routes(app: FastAPI) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(request: Request) -> JSONResponse:
+        try:
+            with request.app.state.sessions() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:
+            return _error(503, "database_unavailable", type(exc).__name__)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> PlainTextResponse:
+        from prometheus_client import REGISTRY
+
+        body = generate_latest(REGISTRY) + generate_latest(request.app.state.registry)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)

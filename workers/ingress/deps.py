@@ -1,0 +1,38 @@
+"""Request dependencies: a DB session per request and the caller's API key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from shared.db.engine import session_scope
+from shared.db.models import ApiKey
+from shared.db.repos import api_keys as api_keys_repo
+from shared.errors import ConveyorError
+
+
+class Unauthorized(ConveyorError):
+    code = "unauthorized"
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    with session_scope(request.app.state.sessions) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(db_session)]
+
+
+def api_key(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthorized("missing bearer API key")
+    key = api_keys_repo.authenticate(session, authorization[7:].strip())
+    if key is None:
+        raise Unauthorized("unknown or revoked API key")
+    return key
+
+
+ApiKeyDep = Annotated[ApiKey, Depends(api_key)]

@@ -1,0 +1,70 @@
+"""/metrics: request metrics plus job and queue gauges read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import structlog
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.engine import session_scope
+from shared.db.repos import jobs as jobs_repo
+from shared.db.repos import outbox as outbox_repo
+from shared.messaging.depth import queue_depths
+
+log = structlog.get_logger("ingress")
+
+
+class JobsCollector(Collector):
+    def __init__(
+        self, sessions: sessionmaker[Session], broker_url: str | None, api_url: str | None
+    ) -> None:
+        self._sessions = sessions
+        self._broker_url = broker_url
+        self._api_url = api_url
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        jobs = GaugeMetricFamily(
+            "conveyor_jobs", "Jobs by kind and state", labels=["kind", "state"]
+        )
+        oldest = GaugeMetricFamily(
+            "conveyor_oldest_queued_job_age_seconds",
+            "Age of the oldest due, queued job",
+            labels=["kind"],
+        )
+        with session_scope(self._sessions) as session:
+            for kind, state, count in jobs_repo.counts_by_kind_state(session):
+                jobs.add_metric([kind, state], count)
+            for kind, age in jobs_repo.oldest_queued_age_s(session).items():
+                oldest.add_metric([kind], age)
+            pending = outbox_repo.pending_count(session)
+        yield jobs
+        yield oldest
+        yield GaugeMetricFamily(
+            "conveyor_outbox_pending", "Outbox rows not yet published", value=pending
+        )
+        yield from self._queues()
+
+    def _queues(self) -> Iterator[GaugeMetricFamily]:
+        if not self._broker_url:
+            return
+        ready = GaugeMetricFamily("conveyor_queue_ready", "Messages ready", labels=["queue"])
+        unacked = GaugeMetricFamily(
+            "conveyor_queue_unacked", "Messages delivered, not acked", labels=["queue"]
+        )
+        consumers = GaugeMetricFamily("conveyor_queue_consumers", "Consumers", labels=["queue"])
+        try:
+            depths = queue_depths(self._broker_url, self._api_url)
+        except Exception as exc:
+            log.warning("ingress.queue_depth_failed", error=str(exc))
+            return
+        for d in depths:
+            ready.add_metric([d.queue], d.ready)
+            consumers.add_metric([d.queue], d.consumers)
+            if d.unacked is not None:
+                unacked.add_metric([d.queue], d.unacked)
+        yield ready
+        yield unacked
+        yield consumers

@@ -1,0 +1,135 @@
+"""/v1/jobs: submit, batch, get, list, cancel."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from shared.db.models import ApiKey, Job
+from shared.db.repos import jobs as jobs_repo
+from shared.errors import ConveyorError, PermanentError
+from shared.jobs.cancel import cancel_job
+from shared.jobs.submit import NewJob, submit_jobs
+from workers.ingress.deps import ApiKeyDep, SessionDep
+from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+class JobNotFound(ConveyorError):
+    code = "not_found"
+
+
+class BadRequest(PermanentError):
+    code = "bad_request"
+
+
+def _new_job(body: JobIn, idempotency_key: str | None = None) -> NewJob:
+    run_at = body.run_at
+    if run_at is not None and run_at.tzinfo is None:
+        run_at = run_at.replace(tzinfo=UTC)
+    return NewJob(
+        kind=body.kind,
+        user_id=body.user_id,
+        payload=body.payload,
+        priority=body.priority,
+        run_at=run_at,
+        idempotency_key=idempotency_key,
+    )
+
+
+def _visible(session: SessionDep, key: ApiKey, job_id: uuid.UUID) -> Job:
+    job = jobs_repo.get(session, job_id)
+    if job is None or (not key.is_admin and job.api_key_id != key.id):
+        raise JobNotFound("no such job", job_id=job_id)
+    return job
+
+
+@router.post("", status_code=202, response_model=JobOut)
+def submit(
+    body: JobIn,
+    session: SessionDep,
+    key: ApiKeyDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobOut:
+    [outcome] = submit_jobs(
+        session, [_new_job(body, idempotency_key)], source="ingress", api_key_id=key.id
+    )
+    if not outcome.created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    session.flush()
+    return JobOut.of(_visible(session, key, outcome.job_id))
+
+
+@router.post(":batch", status_code=202, response_model=BatchOut)
+def submit_batch(body: BatchIn, session: SessionDep, key: ApiKeyDep, request: Request) -> BatchOut:
+    limit = request.app.state.settings.max_batch_jobs
+    if len(body.jobs) > limit:
+        raise BadRequest(f"at most {limit} jobs per batch", code="batch_too_large")
+    outcomes = submit_jobs(
+        session, [_new_job(j) for j in body.jobs], source="ingress", api_key_id=key.id
+    )
+    session.flush()
+    jobs = {j.id: j for j in _by_ids(session, [o.job_id for o in outcomes])}
+    return BatchOut(jobs=[JobOut.of(jobs[o.job_id]) for o in outcomes])
+
+
+def _by_ids(session: SessionDep, ids: list[uuid.UUID]) -> list[Job]:
+    from sqlalchemy import select
+
+    return list(session.execute(select(Job).where(Job.id.in_(ids))).scalars())
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> JobOut:
+    job = _visible(session, key, job_id)
+    return JobOut.of(job, jobs_repo.events_of(session, job.id))
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    session: SessionDep,
+    key: ApiKeyDep,
+    kind: str | None = None,
+    state: str | None = None,
+    user_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    jobs = jobs_repo.list_jobs(
+        session,
+        user_ids=[user_id] if user_id else None,
+        api_key_id=None if key.is_admin else key.id,
+        kind=kind,
+        state=state,
+        after=_decode_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
+    next_cursor = _encode_cursor(jobs[-1]) if len(jobs) == limit else None
+    return JobPage(jobs=[JobOut.of(j) for j in jobs], next_cursor=next_cursor)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut)
+def cancel(job_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> JobOut:
+    job = cancel_job(session, _visible(session, key, job_id))
+    return JobOut.of(job)
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|")
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("malformed cursor", code="bad_cursor") from None

@@ -1,0 +1,112 @@
+"""Request and response bodies of the public HTTP API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.db.models import Job, JobEvent
+from shared.messaging.names import AMQP_PRIORITY, Priority
+
+PRIORITY_NAMES = {v: k.value for k, v in AMQP_PRIORITY.items()}
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(min_length=1, max_length=100)
+    user_id: str = Field(min_length=1, max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority | None = None
+    run_at: datetime | None = Field(default=None, description="not before this time (UTC if naive)")
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobIn] = Field(min_length=1)
+
+
+class EventOut(BaseModel):
+    at: datetime
+    attempt: int
+    from_state: str | None
+    to_state: str
+    reason: str | None
+    message: str | None
+
+    @classmethod
+    def of(cls, event: JobEvent) -> EventOut:
+        return cls(
+            at=event.at,
+            attempt=event.attempt,
+            from_state=event.from_state,
+            to_state=event.to_state,
+            reason=event.reason,
+            message=event.message,
+        )
+
+
+class JobOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    pool: str
+    user_id: str
+    state: str
+    priority: str
+    payload: dict[str, Any]
+    result: dict[str, Any] | None
+    error_code: str | None
+    error_message: str | None
+    attempt: int
+    max_attempts: int
+    progress: float
+    progress_message: str | None
+    cancel_requested: bool
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    events: list[EventOut] | None = None
+
+    @classmethod
+    def of(cls, job: Job, events: list[JobEvent] | None = None) -> JobOut:
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            pool=job.pool,
+            user_id=job.user_id,
+            state=job.state,
+            priority=PRIORITY_NAMES.get(job.priority, str(job.priority)),
+            payload=job.payload,
+            result=job.result,
+            error_code=job.error_code,
+            error_message=job.error_message,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            progress=job.progress,
+            progress_message=job.progress_message,
+            cancel_requested=job.cancel_requested,
+            run_at=job.run_at,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            events=[EventOut.of(e) for e in events] if events is not None else None,
+        )
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None
+
+
+class BatchOut(BaseModel):
+    jobs: list[JobOut]
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
