@@ -149,11 +149,14 @@ class Stack:
         assert response.status_code in (200, 202), response.text
         return dict(response.json())
 
-    def job(self, job_id: str | uuid.UUID) -> Job:
+    def find_job(self, job_id: str | uuid.UUID) -> Job | None:
         with session_scope(self.sessions) as session:
-            job = jobs_repo.get(session, uuid.UUID(str(job_id)))
-            assert job is not None
-            return job
+            return jobs_repo.get(session, uuid.UUID(str(job_id)))
+
+    def job(self, job_id: str | uuid.UUID) -> Job:
+        job = self.find_job(job_id)
+        assert job is not None, f"no job {job_id}"
+        return job
 
     def events(self, job_id: str | uuid.UUID) -> list[tuple[int, str | None, str, str | None]]:
         with session_scope(self.sessions) as session:
@@ -167,7 +170,7 @@ class Stack:
     ) -> Job:
         wanted = {states} if isinstance(states, str) else states
         wait_for(
-            lambda: self.job(job_id).state in wanted,
+            lambda: (j := self.find_job(job_id)) is not None and j.state in wanted,
             timeout=timeout,
             what=f"job {job_id} in {wanted}",
         )
