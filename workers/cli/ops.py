@@ -2,8 +2,88 @@
 
 from __future__ import annotations
 
+import time
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from shared.db.engine import make_engine, session_scope
+from shared.db.repos import api_keys as api_keys_repo
+from shared.messaging.dlq import list_dead_letters, replay_dead_letters
+from shared.messaging.names import Pool
+from workers.cli.common import console, sessions, settings_or_exit
+
+dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead-letter queues.")
+apikey_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    app.add_typer(dlq_app, name="dlq")
+    app.add_typer(apikey_app, name="apikey")
+    app.command(name="demo-data")(demo_data)
+
+
+def _broker_url() -> str:
+    url = settings_or_exit().broker_url
+    if not url:
+        console.print("[red]CONVEYOR_BROKER_URL is not set[/red]")
+        raise typer.Exit(2)
+    return url
+
+
+@dlq_app.command("list")
+def dlq_list(
+    pool: Annotated[list[Pool] | None, typer.Option(help="limit to pools")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+) -> None:
+    """Show dead letters with their reasons (messages stay in the queue)."""
+    table = Table("queue", "reason", "detail", "body")
+    letters = list_dead_letters(_broker_url(), pools=pool, limit=limit)
+    for letter in letters:
+        body = letter.body[:120].decode("utf-8", errors="replace")
+        table.add_row(letter.queue, letter.reason, letter.detail[:60], body)
+    console.print(table)
+    console.print(f"{len(letters)} dead letter(s) shown")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    pool: Annotated[list[Pool] | None, typer.Option(help="limit to pools")] = None,
+    reason: Annotated[str | None, typer.Option(help="only letters with this reason")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+) -> None:
+    """Queue dead jobs again with a fresh attempt budget."""
+    with sessions() as factory:
+        report = replay_dead_letters(_broker_url(), factory, pools=pool, reason=reason, limit=limit)
+    console.print(f"replayed {report.replayed}, left {report.skipped} in place")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Argument()],
+    admin: Annotated[bool, typer.Option("--admin", help="may see every job")] = False,
+) -> None:
+    """Create an API key; the token is printed once and only its hash is stored."""
+    with sessions() as factory, session_scope(factory) as session:
+        issued = api_keys_repo.create(session, name, is_admin=admin)
+    console.print(f"API key [bold]{issued.name}[/bold] ({'admin' if admin else 'user'}):")
+    typer.echo(issued.token)
+
+
+def demo_data(
+    users: Annotated[int, typer.Option(min=1)] = 100,
+    messages: Annotated[int, typer.Option(min=0)] = 10_000,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Fill the product tables with realistic data (bulk COPY)."""
+    from shared.db.demo_data import generate_demo_data
+
+    engine = make_engine(settings_or_exit().require_database_url(), pool_size=1)
+    started = time.perf_counter()
+    try:
+        summary = generate_demo_data(engine, users=users, messages=messages, seed=seed)
+    finally:
+        engine.dispose()
+    console.print(summary)
+    console.print(f"done in {time.perf_counter() - started:.1f}s")

@@ -1,0 +1,52 @@
+"""The object store port: what jobs need from S3, nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    content_type: str | None
+
+
+class ObjectNotFound(LookupError):
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(f"{bucket}/{key}")
+        self.bucket = bucket
+        self.key = key
+
+
+class ObjectStore(Protocol):
+    def ensure_bucket(self, bucket: str) -> None: ...
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectInfo: ...
+
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> ObjectInfo: ...
+
+    def get_bytes(self, bucket: str, key: str, *, max_bytes: int | None = None) -> bytes: ...
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo: ...
+
+    def delete(self, bucket: str, key: str) -> None: ...
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo: ...
+
+    def presigned_get(self, bucket: str, key: str, expires: timedelta) -> str: ...
+
+    def presigned_put(self, bucket: str, key: str, expires: timedelta) -> str: ...

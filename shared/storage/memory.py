@@ -1,0 +1,65 @@
+"""In-memory ObjectStore for unit tests (same contract as S3Store)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import BinaryIO
+
+from shared.storage.base import ObjectInfo, ObjectNotFound
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.buckets: dict[str, dict[str, tuple[bytes, str]]] = {}
+
+    def ensure_bucket(self, bucket: str) -> None:
+        self.buckets.setdefault(bucket, {})
+
+    def _bucket(self, bucket: str, key: str) -> dict[str, tuple[bytes, str]]:
+        if bucket not in self.buckets:
+            raise ObjectNotFound(bucket, key)
+        return self.buckets[bucket]
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectInfo:
+        return self.put_bytes(bucket, key, data.read(size), content_type)
+
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> ObjectInfo:
+        self._bucket(bucket, key)[key] = (data, content_type)
+        return self.stat(bucket, key)
+
+    def get_bytes(self, bucket: str, key: str, *, max_bytes: int | None = None) -> bytes:
+        data = self._get(bucket, key)[0]
+        return data[:max_bytes] if max_bytes else data
+
+    def _get(self, bucket: str, key: str) -> tuple[bytes, str]:
+        try:
+            return self._bucket(bucket, key)[key]
+        except KeyError:
+            raise ObjectNotFound(bucket, key) from None
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo:
+        data, content_type = self._get(bucket, key)
+        return ObjectInfo(bucket, key, len(data), hashlib.md5(data).hexdigest(), content_type)
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.buckets.get(bucket, {}).pop(key, None)
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+        data, content_type = self._get(src_bucket, src_key)
+        return self.put_bytes(dst_bucket, dst_key, data, content_type)
+
+    def presigned_get(self, bucket: str, key: str, expires: timedelta) -> str:
+        return f"memory://{bucket}/{key}?expires={int(expires.total_seconds())}"
+
+    def presigned_put(self, bucket: str, key: str, expires: timedelta) -> str:
+        return self.presigned_get(bucket, key, expires)

@@ -1,0 +1,109 @@
+"""ObjectStore on any S3-compatible server (MinIO, SeaweedFS, AWS) via the minio SDK."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from minio import Minio
+from minio.commonconfig import CopySource
+from minio.error import S3Error
+
+from shared.config import Settings
+from shared.storage.base import ObjectInfo, ObjectNotFound
+
+MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
+
+
+class S3Store:
+    def __init__(self, client: Minio) -> None:
+        self._client = client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Store:
+        if not (settings.s3_endpoint and settings.s3_access_key and settings.s3_secret_key):
+            raise RuntimeError("CONVEYOR_S3_ENDPOINT, _ACCESS_KEY and _SECRET_KEY are required")
+        return cls.connect(
+            settings.s3_endpoint,
+            settings.s3_access_key.get_secret_value(),
+            settings.s3_secret_key.get_secret_value(),
+            region=settings.s3_region,
+        )
+
+    @classmethod
+    def connect(
+        cls, endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1"
+    ) -> S3Store:
+        parts = urlsplit(endpoint)
+        client = Minio(
+            parts.netloc,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=parts.scheme == "https",
+            region=region,
+        )
+        return cls(client)
+
+    def ensure_bucket(self, bucket: str) -> None:
+        if not self._client.bucket_exists(bucket):
+            try:
+                self._client.make_bucket(bucket)
+            except S3Error as exc:
+                if exc.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectInfo:
+        result = self._client.put_object(bucket, key, data, size, content_type=content_type)
+        return ObjectInfo(bucket, key, size, result.etag or "", content_type)
+
+    def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> ObjectInfo:
+        return self.put(bucket, key, io.BytesIO(data), len(data), content_type)
+
+    def get_bytes(self, bucket: str, key: str, *, max_bytes: int | None = None) -> bytes:
+        try:
+            response = self._client.get_object(bucket, key, length=max_bytes or 0)
+        except S3Error as exc:
+            raise self._translate(exc, bucket, key) from exc
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo:
+        try:
+            info = self._client.stat_object(bucket, key)
+        except S3Error as exc:
+            raise self._translate(exc, bucket, key) from exc
+        return ObjectInfo(bucket, key, int(info.size or 0), info.etag or "", info.content_type)
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._client.remove_object(bucket, key)  # S3 deletes are idempotent
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+        try:
+            self._client.copy_object(dst_bucket, dst_key, CopySource(src_bucket, src_key))
+        except S3Error as exc:
+            raise self._translate(exc, src_bucket, src_key) from exc
+        return self.stat(dst_bucket, dst_key)
+
+    def presigned_get(self, bucket: str, key: str, expires: timedelta) -> str:
+        return str(self._client.presigned_get_object(bucket, key, expires=expires))
+
+    def presigned_put(self, bucket: str, key: str, expires: timedelta) -> str:
+        return str(self._client.presigned_put_object(bucket, key, expires=expires))
+
+    @staticmethod
+    def _translate(exc: S3Error, bucket: str, key: str) -> Exception:
+        return ObjectNotFound(bucket, key) if exc.code in MISSING else exc
