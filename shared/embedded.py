@@ -111,12 +111,28 @@ def start_seaweedfs(
     (data_dir / "data").mkdir(exist_ok=True)
     log_path = data_dir / "weed.log"
     log = log_path.open("wb")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,  # only prctl() runs between fork and exec
+    )
     server = EmbeddedS3(
         f"http://127.0.0.1:{ports['s3']}", access_key, secret_key, process, log_path, ports
     )
     _wait_for_s3(server, timeout_s)
     return server
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _wait_for_s3(server: EmbeddedS3, timeout_s: float) -> None:

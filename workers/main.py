@@ -1,4 +1,4 @@
-"""Worker entry point (what `dramatiq workers.main` imports in every worker process)."""
+"""Worker entry point: what `dramatiq workers.main` imports in every worker process."""
 
 from __future__ import annotations
 
@@ -10,16 +10,7 @@ from shared.messaging.actors import declare_actors
 from shared.messaging.broker import make_broker
 from shared.messaging.middleware import Heartbeats
 from shared.runtime import get_runtime
-
-# Every job package's actors module; importing registers its handlers.
-ACTOR_MODULES = ("workers.diag.actors",)
-
-
-def import_actor_modules() -> None:
-    import importlib
-
-    for module in ACTOR_MODULES:
-        importlib.import_module(module)
+from workers.registry import import_actor_modules
 
 
 def build_worker_broker() -> dramatiq.Broker:

@@ -334,6 +334,7 @@ def oidc_server(
     access_token_ttl_s: int,
     refresh_token_ttl_s: int | None = None,
     strict_client_auth: bool = True,
+    server_dir: Path = SERVER_DIR,
 ) -> Iterator[OidcServer]:
     """``start_oidc_server`` as a context manager (for pytest fixtures); stops on exit."""
     server = start_oidc_server(
@@ -343,6 +344,7 @@ def oidc_server(
         access_token_ttl_s=access_token_ttl_s,
         refresh_token_ttl_s=refresh_token_ttl_s,
         strict_client_auth=strict_client_auth,
+        server_dir=server_dir,
     )
     try:
         yield server

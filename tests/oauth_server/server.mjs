@@ -1,9 +1,12 @@
 // Loopback OAuth 2.0 / OpenID Connect authorization server for Conveyor's integration tests.
 //
 // Built on the `oidc-provider` npm package. Test-only: plain HTTP on 127.0.0.1, in-memory
-// storage, throw-away signing and cookie keys generated at start, and the package's
+// storage, throw-away signing (ES256) and cookie keys generated at start, and the package's
 // development interactions (login with any username, one-click consent) so that a test can
-// drive the authorization-code flow with a plain HTTP client.
+// drive the authorization-code flow with a plain HTTP client. Endpoints: /auth, /token,
+// /token/revocation, /token/introspection, discovery at /.well-known/openid-configuration.
+// PKCE (S256) is accepted, not required; refresh tokens are issued to every client allowed
+// the refresh_token grant, offline_access or not.
 //
 // Usage:
 //   OIDC_SERVER_CONFIG='{"clients": [...], ...}' node server.mjs [--port N]
