@@ -9,8 +9,11 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.crypto import KeyRing
+
 # Values that must never reach production: documentation placeholders.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "minioadmin"})
+PLACEHOLDER_MARKERS = ("replace_me", "changeme", "password")
 
 
 class Settings(BaseSettings):
@@ -54,7 +57,7 @@ class Settings(BaseSettings):
             return self
         for name in ("s3_secret_key", "master_keys"):
             value = getattr(self, name)
-            if value is None or value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            if value is None or _is_placeholder(value.get_secret_value()):
                 raise ValueError(
                     f"CONVEYOR_{name.upper()} must be set to a real secret in production"
                 )
@@ -63,10 +66,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"CONVEYOR_{name.upper()} is required in production")
         return self
 
+    def key_ring(self) -> KeyRing:
+        if self.master_keys is None:
+            raise RuntimeError("CONVEYOR_MASTER_KEYS is not set")
+        return KeyRing.parse(self.master_keys.get_secret_value())
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise RuntimeError("CONVEYOR_DATABASE_URL is not set (only `conveyor dev` embeds one)")
         return self.database_url
+
+
+def _is_placeholder(secret: str) -> bool:
+    lowered = secret.strip().lower()
+    return lowered in PLACEHOLDER_SECRETS or any(m in lowered for m in PLACEHOLDER_MARKERS)
 
 
 @lru_cache(maxsize=1)

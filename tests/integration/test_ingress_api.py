@@ -25,7 +25,8 @@ def test_a_key_sees_only_its_own_jobs_unless_admin(stack: Stack) -> None:
     mine = stack.submit()
     other = stack.new_api_key()
     admin = stack.new_api_key(admin=True)
-    assert stack.client.get(f"/v1/jobs/{mine['id']}", headers=stack.headers(other)).status_code == 404
+    hidden = stack.client.get(f"/v1/jobs/{mine['id']}", headers=stack.headers(other))
+    assert hidden.status_code == 404
     seen = stack.client.get(f"/v1/jobs/{mine['id']}", headers=stack.headers(admin))
     assert seen.status_code == 200
     assert seen.json()["events"][0]["to_state"] == "queued"
@@ -39,17 +40,20 @@ def test_a_key_sees_only_its_own_jobs_unless_admin(stack: Stack) -> None:
     ("body", "status", "code"),
     [
         ({"kind": "no.such", "user_id": "u"}, 422, "unknown_kind"),
-        ({"kind": "diag.noop", "user_id": "u", "payload": {"sleep_ms": "x"}}, 422,
-         "invalid_payload"),
-        ({"kind": "diag.noop", "user_id": "u", "payload": {"version": 9}}, 422,
-         "unknown_version"),
+        (
+            {"kind": "diag.noop", "user_id": "u", "payload": {"sleep_ms": "x"}},
+            422,
+            "invalid_payload",
+        ),
+        ({"kind": "diag.noop", "user_id": "u", "payload": {"version": 9}}, 422, "unknown_version"),
         ({"kind": "diag.noop"}, 422, "invalid_request"),
         ({"kind": "diag.noop", "user_id": "", "payload": {}}, 422, "invalid_request"),
         ({"kind": "diag.noop", "user_id": "u", "priority": "urgent"}, 422, "invalid_request"),
     ],
 )
-def test_invalid_submissions_get_a_json_error(stack: Stack, body: dict[str, object], status: int,
-                                              code: str) -> None:
+def test_invalid_submissions_get_a_json_error(
+    stack: Stack, body: dict[str, object], status: int, code: str
+) -> None:
     response = stack.client.post("/v1/jobs", json=body, headers=stack.headers())
     assert response.status_code == status
     assert response.json()["code"] == code

@@ -64,5 +64,5 @@ def test_presigned_urls_work_without_credentials(s3_server: EmbeddedS3) -> None:
 
 def test_wrong_credentials_are_refused(s3_server: EmbeddedS3) -> None:
     store = S3Store.connect(s3_server.endpoint, s3_server.access_key, "not-the-secret")
-    with pytest.raises(Exception, match="(?i)signature|denied|forbidden"):
+    with pytest.raises(Exception, match=r"(?i)signature|denied|forbidden"):
         store.ensure_bucket(f"test-{secrets.token_hex(4)}")

@@ -1,0 +1,75 @@
+"""Envelope encryption with a key ring: AES-256-GCM, key id in every ciphertext.
+
+Ciphertext layout: b"v1:" + kid + b":" + nonce(12) + AES-GCM(ciphertext || tag). The caller's
+associated data (e.g. a connection id) binds a ciphertext to its row: copying it elsewhere
+fails to decrypt. Rotation: put a new key first; old keys keep decrypting until re-encrypted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+VERSION = b"v1"
+NONCE_BYTES = 12
+
+
+class CryptoError(Exception):
+    """A ciphertext that cannot be opened: unknown key, tampering, or wrong associated data."""
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    keys: tuple[tuple[str, bytes], ...]  # (kid, 32-byte key); the first one encrypts
+
+    @classmethod
+    def parse(cls, spec: str) -> KeyRing:
+        """Parse "kid:base64key,kid2:base64key"."""
+        keys: list[tuple[str, bytes]] = []
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            kid, sep, encoded = item.partition(":")
+            if not sep or not kid or not kid.isalnum():
+                raise ValueError(f"key ring entry {kid!r}: expected kid:base64key")
+            try:
+                key = base64.b64decode(encoded, validate=True)
+            except binascii.Error:
+                raise ValueError(f"key {kid!r} is not valid base64") from None
+            if len(key) != 32:
+                raise ValueError(f"key {kid!r} must be 32 bytes, got {len(key)}")
+            keys.append((kid, key))
+        if not keys:
+            raise ValueError("the key ring is empty")
+        if len({kid for kid, _ in keys}) != len(keys):
+            raise ValueError("duplicate key ids in the key ring")
+        return cls(tuple(keys))
+
+    @property
+    def current_kid(self) -> str:
+        return self.keys[0][0]
+
+    def encrypt(self, plaintext: bytes, *, associated_data: bytes) -> bytes:
+        kid, key = self.keys[0]
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = AESGCM(key).encrypt(nonce, plaintext, associated_data)
+        return VERSION + b":" + kid.encode() + b":" + nonce + sealed
+
+    def decrypt(self, ciphertext: bytes, *, associated_data: bytes) -> bytes:
+        version, _, rest = ciphertext.partition(b":")
+        kid, _, body = rest.partition(b":")
+        if version != VERSION or len(body) < NONCE_BYTES + 16:
+            raise CryptoError("not a Conveyor ciphertext")
+        key = dict(self.keys).get(kid.decode(errors="replace"))
+        if key is None:
+            raise CryptoError(f"unknown key id {kid.decode(errors='replace')!r}")
+        try:
+            return AESGCM(key).decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], associated_data)
+        except InvalidTag:
+            raise CryptoError("ciphertext was tampered with or bound to other data") from None
+
+    def needs_rotation(self, ciphertext: bytes) -> bool:
+        return not ciphertext.startswith(VERSION + b":" + self.current_kid.encode() + b":")

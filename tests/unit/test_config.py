@@ -1,0 +1,57 @@
+"""Settings: environment prefix, production refuses placeholders and missing URLs."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from shared.config import Settings
+
+REAL_KEY = "k1:" + base64.b64encode(os.urandom(32)).decode()
+PRODUCTION = {
+    "env": "production",
+    "database_url": "postgresql://db/x",
+    "broker_url": "amqp://mq/",
+    "s3_endpoint": "http://s3:9000",
+    "s3_access_key": "conveyor",
+    "s3_secret_key": "a-real-secret-value-123",
+    "master_keys": REAL_KEY,
+}
+
+
+def test_reads_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_RELAY_BATCH_SIZE", "42")
+    monkeypatch.setenv("CONVEYOR_DATABASE_URL", "postgresql://x/y")
+    settings = Settings()
+    assert settings.relay_batch_size == 42
+    assert settings.database_url == "postgresql://x/y"
+
+
+def test_production_accepts_real_values() -> None:
+    settings = Settings(**PRODUCTION)  # type: ignore[arg-type]
+    assert settings.key_ring().current_kid == "k1"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"s3_secret_key": "minioadmin"},
+        {"s3_secret_key": "REPLACE_ME"},
+        {"master_keys": "k1:REPLACE_ME"},
+        {"master_keys": None},
+        {"database_url": None},
+        {"broker_url": None},
+    ],
+)
+def test_production_refuses_placeholders_and_gaps(override: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**{**PRODUCTION, **override})  # type: ignore[arg-type]
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.relay_batch_size = 1  # type: ignore[misc]
