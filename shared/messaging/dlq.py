@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ class DeadLetter:
     detail: str
     source_queue: str
     body: bytes
+
+    def job_id(self) -> uuid.UUID | None:
+        try:
+            return parse_envelope(self.body).job_id
+        except InvalidMessage:
+            return None
 
 
 def _letter(queue: str, properties: pika.BasicProperties, body: bytes) -> DeadLetter:

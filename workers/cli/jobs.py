@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.engine import session_scope
@@ -111,7 +111,9 @@ def status() -> None:
     """Queue depth per queue, and job counts per kind and state."""
     settings = settings_or_exit()
     if settings.broker_url:
-        queues = Table("queue", "ready", "unacked", "consumers", title="queues")
+        queues = Table(
+            Column("queue", no_wrap=True), "ready", "unacked", "consumers", title="queues"
+        )
         for d in queue_depths(settings.broker_url, settings.rabbitmq_api_url):
             queues.add_row(
                 d.queue,
@@ -124,7 +126,7 @@ def status() -> None:
         counts = jobs_repo.counts_by_kind_state(session)
         ages = jobs_repo.oldest_queued_age_s(session)
     states = ["queued", "running", "succeeded", "failed", "cancelled", "dead"]
-    kinds = Table("kind", *states, "oldest queued", title="jobs")
+    kinds = Table(Column("kind", no_wrap=True), *states, "oldest queued", title="jobs")
     for kind in sorted({k for k, _, _ in counts}):
         by_state = {s: n for k, s, n in counts if k == kind}
         age = f"{ages[kind]:.1f}s" if kind in ages else "-"

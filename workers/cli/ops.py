@@ -6,7 +6,7 @@ import time
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from shared.db.engine import make_engine, session_scope
 from shared.db.repos import api_keys as api_keys_repo
@@ -38,11 +38,17 @@ def dlq_list(
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
     """Show dead letters with their reasons (messages stay in the queue)."""
-    table = Table("queue", "reason", "detail", "body")
+    table = Table(
+        Column("queue", no_wrap=True),
+        Column("reason", no_wrap=True),
+        Column("job", no_wrap=True),
+        "detail / body",
+    )
     letters = list_dead_letters(_broker_url(), pools=pool, limit=limit)
     for letter in letters:
-        body = letter.body[:120].decode("utf-8", errors="replace")
-        table.add_row(letter.queue, letter.reason, letter.detail[:60], body)
+        job_id = letter.job_id()
+        shown = letter.detail if job_id else letter.body[:200].decode("utf-8", "replace")
+        table.add_row(letter.queue, letter.reason, str(job_id or "-"), shown)
     console.print(table)
     console.print(f"{len(letters)} dead letter(s) shown")
 
