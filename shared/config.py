@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_idle_poll_s: float = 1.0
     outbox_retention_s: float = 3600.0
+    republish_queued_after_s: float = 900.0
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:

@@ -9,7 +9,7 @@ Everything is written in one transaction; nothing goes through the ORM.
 
 from __future__ import annotations
 
-import json
+import heapq
 import random
 import re
 import time
@@ -17,21 +17,26 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine
+from sqlalchemy import Column, DateTime, Engine
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from shared.db.base import Base
 from shared.db.models.product import PRODUCT_TABLES
 
 _Stamps = tuple[datetime, datetime, datetime | None]
 _Rows = Iterator[tuple[Any, ...]]
+_Timeline = Iterator[tuple[float, tuple[Any, ...]]]
 
 DAY = 86_400.0
 WINDOW_DAYS = 90
 _RUN_TOKEN = re.compile(r"[a-z0-9]{1,32}")
 _V4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _V4_BITS = (0x4000 << 64) | (0x8000 << 48)
+_LOW62 = (1 << 62) - 1
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -108,6 +113,14 @@ TASK_TITLES = _words(
     "{verb} the {thing} {when}|Ask {name} about {option}|Fix the {thing}"
 )
 DECISION_TITLES = _words("Use {option} for the {thing}|Postpone the {thing}|{verb} the {thing}")
+OUTCOMES = _words(
+    "We will {verb} the {thing} {when}.|Go with {option}; revisit {when}.|"
+    "Agreed to {verb} the {thing} using {option}.|No change for now; {name} owns the follow-up."
+)
+RATIONALES = _words(
+    "The {thing} is {adj} and blocks the launch.|{option} is cheaper to run.|"
+    "{name} showed that the {thing} is {adj}.|Fewer moving parts before {when}."
+)
 SETTINGS: dict[str, Callable[[random.Random], object]] = {
     "theme": lambda r: r.choice(("light", "dark", "system")),
     "notifications.email": lambda r: r.random() < 0.6,
@@ -164,6 +177,8 @@ def generate_demo_data(
     """
     if users < 0 or messages < 0 or (users == 0 and messages > 0):
         raise ValueError("need users >= 0, messages >= 0, and at least one user for messages")
+    if now is not None and now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
     run = run or uuid.uuid4().hex[:10]
     if not _RUN_TOKEN.fullmatch(run):
         raise ValueError(f"run token must match {_RUN_TOKEN.pattern}: {run!r}")
@@ -185,11 +200,11 @@ def generate_demo_data(
 
 @dataclass(slots=True)
 class _Channel:
-    id: str
+    id: uuid.UUID
     kind: str
     members: list[int]  # user indexes; the first one owns the channel
     created: float = 0.0
-    sample_messages: list[str] = field(default_factory=list)  # for tasks.source_message_id
+    sample_messages: list[tuple[float, uuid.UUID]] = field(default_factory=list)  # for tasks
 
 
 class _Generator:
@@ -202,14 +217,20 @@ class _Generator:
         self.now = now.timestamp()
         self.start = self.now - WINDOW_DAYS * DAY
         self.sentences = [self.fill(SENTENCES) for _ in range(4096)]
-        self.user_ids: list[str] = []
+        self.user_ids: list[uuid.UUID] = []
         self.user_created: list[float] = []
         self.user_channels: list[list[int]] = []
         self.channels: list[_Channel] = []
 
-    def uuid(self) -> str:
-        """A random (version 4) UUID as 32 hex digits, which PostgreSQL accepts as input."""
-        return f"{self._ids.getrandbits(128) & _V4_MASK | _V4_BITS:032x}"
+    def uuid4(self) -> uuid.UUID:
+        """A random (version 4) UUID drawn from the seeded id stream."""
+        return uuid.UUID(int=self._ids.getrandbits(128) & _V4_MASK | _V4_BITS)
+
+    def uuid7(self, ts: float) -> uuid.UUID:
+        """A time-ordered (version 7) UUID: index inserts append instead of landing randomly."""
+        rand = self._ids.getrandbits(74)
+        bits = int(ts * 1000) << 80 | 7 << 76 | (rand >> 62) << 64 | 2 << 62 | rand & _LOW62
+        return uuid.UUID(int=bits)
 
     def fill(self, templates: tuple[str, ...]) -> str:
         text = self.rng.choice(templates).format_map(_Slots(self.rng))
@@ -258,12 +279,24 @@ def _at(ts: float) -> datetime:
 
 
 def _copy(cur: psycopg.Cursor[Any], table: str, rows: Iterable[tuple[Any, ...]]) -> int:
+    """Binary COPY: PostgreSQL parses binary uuids and timestamps far cheaper than text."""
+    columns = COLUMNS[table].split()
     written = 0
-    with cur.copy(f"COPY {table} ({', '.join(COLUMNS[table].split())}) FROM STDIN") as copy:
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)") as copy:
+        copy.set_types([_pg_type(Base.metadata.tables[table].c[name]) for name in columns])
         for row in rows:
             copy.write_row(row)
             written += 1
     return written
+
+
+def _pg_type(column: Column[Any]) -> str:
+    kind = column.type
+    if isinstance(kind, UUID):
+        return "uuid"
+    if isinstance(kind, DateTime):
+        return "timestamptz"
+    return "jsonb" if isinstance(kind, JSONB) else "text"  # String/Text share text's format
 
 
 def _users(gen: _Generator, count: int) -> _Rows:
@@ -273,7 +306,7 @@ def _users(gen: _Generator, count: int) -> _Rows:
         email = f"{first}.{last}{i}+{gen.run}@{rng.choice(DOMAINS)}".lower()
         locale, tz = rng.choice(LOCALES)
         created = gen.start + rng.random() * 10 * DAY
-        uid = gen.uuid()
+        uid = gen.uuid4()
         gen.user_ids.append(uid)
         gen.user_created.append(created)
         gen.user_channels.append([])
@@ -288,10 +321,10 @@ def _plan_channels(gen: _Generator) -> None:
         j = (i + 1 + int(rng.random() * (n - 1))) % n
         if (min(i, j), max(i, j)) not in pairs:
             pairs.add((min(i, j), max(i, j)))
-            gen.channels.append(_Channel(gen.uuid(), "direct", [i, j]))
+            gen.channels.append(_Channel(gen.uuid4(), "direct", [i, j]))
     for _ in range(max(1, n // 8) if n else 0):
         size = min(n, 3 + int(rng.paretovariate(1.3) * 3), 40)
-        gen.channels.append(_Channel(gen.uuid(), "group", rng.sample(range(n), size)))
+        gen.channels.append(_Channel(gen.uuid4(), "group", rng.sample(range(n), size)))
     for index, channel in enumerate(gen.channels):
         newest_member = max(gen.user_created[u] for u in channel.members)
         channel.created = newest_member + rng.random() * 10 * DAY
@@ -326,7 +359,9 @@ def _message_counts(gen: _Generator, total: int) -> list[int]:
     weights = [
         min(rng.paretovariate(1.2), 40.0) * (4 if ch.kind == "group" else 1) for ch in gen.channels
     ]
-    scale = total / sum(weights) if weights else 0.0
+    if not weights:
+        return []
+    scale = total / sum(weights)
     counts = [int(w * scale) for w in weights]
     for extra in rng.choices(range(len(counts)), weights, k=total - sum(counts)):
         counts[extra] += 1
@@ -334,33 +369,36 @@ def _message_counts(gen: _Generator, total: int) -> list[int]:
 
 
 def _messages(gen: _Generator, total: int) -> _Rows:
-    for ch, count in zip(gen.channels, _message_counts(gen, total), strict=True):
-        yield from _channel_messages(gen, ch, count)
+    """All channels' messages merged into one timeline: heap and primary key grow in order."""
+    counts = _message_counts(gen, total)
+    streams = [_channel_messages(gen, ch, n) for ch, n in zip(gen.channels, counts, strict=True)]
+    for _, row in heapq.merge(*streams, key=itemgetter(0)):
+        yield row
 
 
-def _channel_messages(gen: _Generator, ch: _Channel, count: int) -> _Rows:
+def _channel_messages(gen: _Generator, ch: _Channel, count: int) -> _Timeline:
     """`count` messages in time order: a few members talk most, some replies, edits, deletes."""
     rng, rand, now = gen.rng, gen.rng.random, gen.now
     begin = ch.created + 3600.0
     times = sorted(begin + rand() * (now - 60.0 - begin) for _ in range(count))
     authors = [gen.user_ids[u] for u in ch.members]
-    recent: list[str | None] = [None] * 8
+    recent: list[uuid.UUID | None] = [None] * 8
     sample_every = max(1, count // 6)
     for i, created in enumerate(times):
-        mid = gen.uuid()
+        mid = gen.uuid7(created)
         author = authors[int(len(authors) * rand() ** 2)]
         body = rng.choice(SHORT_REPLIES) if rand() < 0.2 else gen.text()
         reply_to = recent[int(rand() * 8)] if rand() < 0.08 else None
         edited = min(created + rand() * 7200, now) if rand() < 0.04 else None
         deleted = min(created + rand() * 3 * DAY, now) if rand() < 0.01 else None
         updated = max(created, edited or created, deleted or created)
-        yield (
+        yield created, (
             mid, ch.id, author, body, reply_to, edited and _at(edited),
             _at(created), _at(updated), deleted and _at(deleted),
         )  # fmt: skip
         recent[i % 8] = mid
         if i % sample_every == 0:
-            ch.sample_messages.append(mid)
+            ch.sample_messages.append((created, mid))
 
 
 def _contacts(gen: _Generator) -> _Rows:
@@ -373,7 +411,7 @@ def _contacts(gen: _Generator) -> _Rows:
             company = rng.choice(COMPANIES) if rng.random() < 0.7 else None
             notes = gen.text(2) if rng.random() < 0.3 else None
             stamps = gen.lifecycle(gen.since(born), 0.3, 0.03)
-            yield (gen.uuid(), owner, f"{first} {last}", email, phone, company, notes, *stamps)
+            yield (gen.uuid4(), owner, f"{first} {last}", email, phone, company, notes, *stamps)
 
 
 def _phone(rng: random.Random) -> str:
@@ -384,7 +422,7 @@ def _settings(gen: _Generator) -> _Rows:
     rng = gen.rng
     for owner, born in zip(gen.user_ids, gen.user_created, strict=True):
         for key in rng.sample(sorted(SETTINGS), rng.randint(3, len(SETTINGS))):
-            value = json.dumps(SETTINGS[key](rng))
+            value = SETTINGS[key](rng)  # COPY dumps it as JSONB
             yield (owner, key, value, *gen.lifecycle(born + rng.random() * DAY, 0.4, 0.02))
 
 
@@ -397,15 +435,17 @@ def _tasks(gen: _Generator) -> _Rows:
             stamps = gen.lifecycle(created, 0.5, 0.03)
             completed = stamps[1] if rng.random() < 0.4 else None  # completing is the update
             due = _at(created + rng.random() * 14 * DAY) if rng.random() < 0.6 else None
-            source = _source_message(gen, u) if rng.random() < 0.25 else None
+            source = _source_message(gen, u, created) if rng.random() < 0.25 else None
             status = "open" if completed is None else "done"
-            yield (gen.uuid(), owner, title, notes, status, due, completed, source, *stamps)
+            yield (gen.uuid4(), owner, title, notes, status, due, completed, source, *stamps)
 
 
-def _source_message(gen: _Generator, user: int) -> str | None:
+def _source_message(gen: _Generator, user: int, before: float) -> uuid.UUID | None:
+    """A message the task was made from: in one of the user's channels, and older."""
     channels = gen.user_channels[user]
     samples = gen.channels[gen.rng.choice(channels)].sample_messages if channels else []
-    return gen.rng.choice(samples) if samples else None
+    older = [mid for at, mid in samples if at <= before]
+    return gen.rng.choice(older) if older else None
 
 
 def _decisions(gen: _Generator) -> _Rows:
@@ -415,9 +455,9 @@ def _decisions(gen: _Generator) -> _Rows:
         for _ in range(int(rng.random() * 6)):
             in_channel = channels and rng.random() < 0.6
             channel = gen.channels[rng.choice(channels)].id if in_channel else None
-            title, outcome = gen.fill(DECISION_TITLES), gen.fill(SENTENCES)
-            rationale = gen.text(2) if rng.random() < 0.7 else None
+            title, outcome = gen.fill(DECISION_TITLES), gen.fill(OUTCOMES)
+            rationale = gen.fill(RATIONALES) if rng.random() < 0.7 else None
             created = gen.since(gen.user_created[u] + 2 * DAY)
             decided = _at(created - rng.random() * 2 * DAY)  # recorded after it was made
             stamps = gen.lifecycle(created, 0.2, 0.02)
-            yield (gen.uuid(), owner, channel, title, outcome, rationale, decided, *stamps)
+            yield (gen.uuid4(), owner, channel, title, outcome, rationale, decided, *stamps)

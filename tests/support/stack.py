@@ -85,6 +85,11 @@ class Stack:
     def start_scheduler(self, **env: str) -> subprocess.Popen[bytes]:
         return self._spawn("scheduler", ["scheduler"], **env)
 
+    def stop_schedulers(self) -> None:
+        for process in self.processes:
+            if "scheduler" in process.args:  # type: ignore[operator]
+                self.kill(process)
+
     def start_worker(
         self, pool: str = "default", processes: int = 1, threads: int = 4, **env: str
     ) -> subprocess.Popen[bytes]:

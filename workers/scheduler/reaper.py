@@ -75,3 +75,28 @@ def reap_once(sessions: sessionmaker[Session], *, stale_s: float, limit: int = 5
             outbox_repo.add_many(session, [message])
             log.warning("scheduler.job_reaped", job_id=str(job.id), kind=job.kind, next_state=state)
     return len(stale)
+
+
+def republish_stuck(
+    sessions: sessionmaker[Session], *, older_than_s: float, limit: int = 500
+) -> int:
+    """Safety net for a queued job whose message was lost to the dead-letter queue (e.g. the
+    database was down when a worker tried to claim it). Duplicates are skipped by the claim."""
+    with session_scope(sessions) as session:
+        stuck = jobs_repo.stuck_queued(session, older_than_s=older_than_s, limit=limit)
+        for job in stuck:
+            job.updated_at = datetime.now(UTC)
+            outbox_repo.add_many(
+                session,
+                [
+                    job_message(
+                        job_id=job.id,
+                        kind=job.kind,
+                        user_id=job.user_id,
+                        payload=job.payload,
+                        priority=PRIORITY_BY_AMQP.get(job.priority, Priority.NORMAL),
+                    )
+                ],
+            )
+            log.warning("scheduler.job_republished", job_id=str(job.id), kind=job.kind)
+    return len(stuck)

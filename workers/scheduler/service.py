@@ -15,7 +15,7 @@ from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
 from shared.messaging.publisher import Publisher, PublishError
-from workers.scheduler.reaper import reap_once
+from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
 
 log = structlog.get_logger("scheduler")
@@ -32,6 +32,7 @@ class SchedulerConfig:
     reap_every_s: float = 5.0
     prune_every_s: float = 60.0
     retention_s: float = 3600.0
+    republish_queued_after_s: float = 900.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -40,6 +41,7 @@ class SchedulerConfig:
             idle_poll_s=settings.relay_idle_poll_s,
             stale_s=settings.heartbeat_stale_s,
             retention_s=settings.outbox_retention_s,
+            republish_queued_after_s=settings.republish_queued_after_s,
         )
 
 
@@ -90,6 +92,7 @@ class Scheduler:
             now = time.monotonic()
             if now >= next_reap:
                 reap_once(self._sessions, stale_s=self._config.stale_s)
+                republish_stuck(self._sessions, older_than_s=self._config.republish_queued_after_s)
                 next_reap = now + self._config.reap_every_s
             if now >= next_prune:
                 self._prune()

@@ -199,6 +199,18 @@ def stale_running(session: Session, *, stale_s: float, limit: int) -> list[Job]:
     return list(session.execute(stmt).scalars())
 
 
+def stuck_queued(session: Session, *, older_than_s: float, limit: int) -> list[Job]:
+    """Due jobs untouched for a long time: their message may have been dead-lettered."""
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
+    stmt = (
+        select(Job)
+        .where(Job.state == "queued", Job.run_at < cutoff, Job.updated_at < cutoff)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.execute(stmt).scalars())
+
+
 def counts_by_kind_state(session: Session) -> list[tuple[str, str, int]]:
     stmt = select(J.c.kind, J.c.state, func.count()).group_by(J.c.kind, J.c.state)
     return [(k, s, int(n)) for k, s, n in session.execute(stmt)]
