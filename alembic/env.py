@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from alembic import context
 from sqlalchemy import create_engine, pool
 
 import shared.db.models  # noqa: F401  (registers every table on the metadata)
-from alembic import context
 from shared.config import get_settings
 from shared.db.base import Base
 from shared.db.engine import normalize_url

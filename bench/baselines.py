@@ -195,8 +195,13 @@ def _wait_consuming(
 
 # --------------------------------------------------------------------------- harness
 
-# submit(url, jobs) -> (t_first_submit, t_last_submit), both time.monotonic()
-Submitter = Callable[[str, int], tuple[float, float]]
+# submit(url, jobs, deadline) -> (t_first_submit, t_last_submit), all time.monotonic()
+Submitter = Callable[[str, int, float], tuple[float, float]]
+
+
+def _check_deadline(i: int, jobs: int, deadline: float) -> None:
+    if i % 256 == 0 and time.monotonic() > deadline:
+        raise TimeoutError(f"submitted only {i} of {jobs} jobs before timeout")
 
 
 def _run(
@@ -226,7 +231,7 @@ def _run(
             workers = _start_workers(worker_cmds, env, workdir)
             try:
                 _wait_consuming(workers, url, queue, consumers, deadline)
-                t_first, t_last_submit = submit(url, jobs)
+                t_first, t_last_submit = submit(url, jobs, deadline)
                 try:
                     completion = done.wait_for(jobs, deadline)
                 except TimeoutError as exc:
@@ -244,7 +249,7 @@ def _run(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _submit_dramatiq(url: str, jobs: int) -> tuple[float, float]:
+def _submit_dramatiq(url: str, jobs: int, deadline: float) -> tuple[float, float]:
     from dramatiq import Message
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
@@ -255,6 +260,7 @@ def _submit_dramatiq(url: str, jobs: int) -> tuple[float, float]:
         enqueue = broker.enqueue
         t_first = time.monotonic()
         for i in range(jobs):
+            _check_deadline(i, jobs, deadline)
             # Exactly what Actor.send() builds: a Message handed to Broker.enqueue.
             enqueue(Message(DRAMATIQ_QUEUE, DRAMATIQ_ACTOR, (i,), {}, {}))
         return t_first, time.monotonic()
@@ -262,7 +268,7 @@ def _submit_dramatiq(url: str, jobs: int) -> tuple[float, float]:
         broker.close()
 
 
-def _submit_celery(url: str, jobs: int) -> tuple[float, float]:
+def _submit_celery(url: str, jobs: int, deadline: float) -> tuple[float, float]:
     from bench._celery_app import TASK_NAME, make_app
 
     app = make_app(url)
@@ -274,6 +280,7 @@ def _submit_celery(url: str, jobs: int) -> tuple[float, float]:
             send_task = app.send_task
             t_first = time.monotonic()
             for i in range(jobs):
+                _check_deadline(i, jobs, deadline)
                 send_task(TASK_NAME, args=(i,), producer=producer)
             return t_first, time.monotonic()
     finally:

@@ -11,8 +11,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings, get_settings
-from shared.db.engine import make_engine, make_session_factory
+from shared.db.engine import libpq_dsn, make_engine, make_session_factory
 from shared.jobs.runner import RunnerDeps, RunningJobs
+from shared.jobs.state_writer import StateWriter
+from shared.messaging.names import EVENTS_EXCHANGE
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,19 @@ def get_runtime() -> Runtime:
     settings = get_settings()
     engine = make_engine(settings.require_database_url(), application_name="conveyor-worker")
     sessions = make_session_factory(engine)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    writer = StateWriter(
+        libpq_dsn(settings.require_database_url()),
+        worker=worker,
+        stale_s=settings.heartbeat_stale_s,
+        events_exchange=EVENTS_EXCHANGE,
+    )
     runner = RunnerDeps(
         sessions=sessions,
-        worker_name=f"{socket.gethostname()}:{os.getpid()}",
+        worker_name=worker,
         running=RunningJobs(),
         stale_s=settings.heartbeat_stale_s,
+        writer=writer,
     )
     return Runtime(settings, engine, sessions, runner)
 

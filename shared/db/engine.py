@@ -17,6 +17,17 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def libpq_dsn(url: str) -> str:
+    """SQLAlchemy URL → libpq URI, for code that talks to psycopg directly."""
+    from sqlalchemy.engine import make_url
+
+    return (
+        make_url(normalize_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
+
+
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "conveyor") -> Engine:
     return create_engine(
         normalize_url(url),

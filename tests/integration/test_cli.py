@@ -24,13 +24,26 @@ def running(stack: Stack) -> Iterator[Stack]:
 
 
 def conveyor(stack: Stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=stack.env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_submit_and_wait_follows_the_job_to_success(running: Stack) -> None:
-    result = conveyor(running, "submit", "diag.noop", "--user", "cli-user",
-                      "--payload", '{"sleep_ms": 300}', "--wait")
+    result = conveyor(
+        running,
+        "submit",
+        "diag.noop",
+        "--user",
+        "cli-user",
+        "--payload",
+        '{"sleep_ms": 300}',
+        "--wait",
+    )
     assert result.returncode == 0, result.stderr
     assert "succeeded" in result.stdout
     job_id = result.stdout.split("submitted ")[1].split()[0]
@@ -45,8 +58,16 @@ def test_submit_refuses_bad_input_with_a_reason(running: Stack) -> None:
     assert "unknown_kind" in unknown.stdout
     bad_json = conveyor(running, "submit", "diag.noop", "--user", "u", "--payload", "{")
     assert bad_json.returncode == 2
-    failing = conveyor(running, "submit", "diag.noop", "--user", "u", "--payload",
-                       '{"fail_permanently": true}', "--wait")
+    failing = conveyor(
+        running,
+        "submit",
+        "diag.noop",
+        "--user",
+        "u",
+        "--payload",
+        '{"fail_permanently": true}',
+        "--wait",
+    )
     assert failing.returncode == 1
     assert "injected" in failing.stdout
 
@@ -71,8 +92,12 @@ def test_dlq_list_and_replay_bring_a_dead_job_back(running: Stack) -> None:
     assert running.wait_state(job["id"]).state == "dead"
     marker = uuid.uuid4().hex
     channel = running.amqp_channel()
-    channel.basic_publish("conveyor.jobs", "diag.noop", f"not json {marker}".encode(),
-                          pika.BasicProperties(delivery_mode=2))
+    channel.basic_publish(
+        "conveyor.jobs",
+        "diag.noop",
+        f"not json {marker}".encode(),
+        pika.BasicProperties(delivery_mode=2),
+    )
     channel.connection.close()
 
     def listed() -> bool:

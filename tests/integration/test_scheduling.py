@@ -19,14 +19,25 @@ pytestmark = pytest.mark.integration
 def test_interactive_jobs_overtake_waiting_bulk_jobs(stack: Stack) -> None:
     scheduler = stack.start_scheduler()
     with session_scope(stack.sessions) as session:
-        bulk = [s.job_id for s in submit_jobs(
-            session, [NewJob("diag.noop", "u", {"sleep_ms": 10}, Priority.BULK)] * 60)]
+        bulk = [
+            s.job_id
+            for s in submit_jobs(
+                session, [NewJob("diag.noop", "u", {"sleep_ms": 10}, Priority.BULK)] * 60
+            )
+        ]
     with session_scope(stack.sessions) as session:
-        urgent = [s.job_id for s in submit_jobs(
-            session, [NewJob("diag.noop", "u", {"sleep_ms": 10}, Priority.INTERACTIVE)] * 5)]
+        urgent = [
+            s.job_id
+            for s in submit_jobs(
+                session, [NewJob("diag.noop", "u", {"sleep_ms": 10}, Priority.INTERACTIVE)] * 5
+            )
+        ]
     channel = stack.amqp_channel()
-    wait_for(lambda: channel.queue_declare("conveyor.default", passive=True).method.message_count
-             >= 65, timeout=20, what="all messages queued")
+    wait_for(
+        lambda: channel.queue_declare("conveyor.default", passive=True).method.message_count >= 65,
+        timeout=20,
+        what="all messages queued",
+    )
     channel.connection.close()
 
     stack.start_worker("default", processes=1, threads=1)
@@ -51,8 +62,9 @@ def test_two_schedulers_elect_one_leader_and_fail_over(stack: Stack) -> None:
     for process in list(stack.processes):
         stack.kill(process)
     schedulers = [stack.start_scheduler(), stack.start_scheduler()]
-    logs = {p.pid: Path(stack.logs) / f"scheduler-{stack.processes.index(p)}.log"
-            for p in schedulers}
+    logs = {
+        p.pid: Path(stack.logs) / f"scheduler-{stack.processes.index(p)}.log" for p in schedulers
+    }
     stack.start_worker("default", processes=1, threads=4)
     with session_scope(stack.sessions) as session:
         ids = [s.job_id for s in submit_jobs(session, [NewJob("diag.noop", "u")] * 50)]

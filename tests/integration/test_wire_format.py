@@ -36,10 +36,12 @@ def channel(running: Stack) -> Iterator[BlockingChannel]:
     connection.close()
 
 
-def publish(channel: BlockingChannel, body: bytes, routing_key: str = "diag.noop",
-            **properties: Any) -> None:
-    channel.basic_publish(EXCHANGE, routing_key, body,
-                          pika.BasicProperties(delivery_mode=2, **properties))
+def publish(
+    channel: BlockingChannel, body: bytes, routing_key: str = "diag.noop", **properties: Any
+) -> None:
+    channel.basic_publish(
+        EXCHANGE, routing_key, body, pika.BasicProperties(delivery_mode=2, **properties)
+    )
 
 
 def dead_letters(running: Stack, marker: str) -> list[tuple[dict[str, Any], bytes]]:
@@ -57,11 +59,18 @@ def dead_letters(running: Stack, marker: str) -> list[tuple[dict[str, Any], byte
     return found
 
 
-def test_foreign_message_creates_the_job_and_runs_it(running: Stack,
-                                                      channel: BlockingChannel) -> None:
+def test_foreign_message_creates_the_job_and_runs_it(
+    running: Stack, channel: BlockingChannel
+) -> None:
     job_id = uuid.uuid4()
-    body = {"version": 1, "job_id": str(job_id), "kind": "diag.noop", "user_id": "crm-svc",
-            "payload": {"sleep_ms": 10}, "priority": "interactive"}
+    body = {
+        "version": 1,
+        "job_id": str(job_id),
+        "kind": "diag.noop",
+        "user_id": "crm-svc",
+        "payload": {"sleep_ms": 10},
+        "priority": "interactive",
+    }
     publish(channel, json.dumps(body).encode())
 
     done = running.wait_state(job_id)
@@ -73,8 +82,9 @@ def test_foreign_message_creates_the_job_and_runs_it(running: Stack,
 
 def test_republished_foreign_message_runs_once(running: Stack, channel: BlockingChannel) -> None:
     job_id = uuid.uuid4()
-    body = json.dumps({"version": 1, "job_id": str(job_id), "kind": "diag.noop",
-                       "user_id": "u"}).encode()
+    body = json.dumps(
+        {"version": 1, "job_id": str(job_id), "kind": "diag.noop", "user_id": "u"}
+    ).encode()
     publish(channel, body)
     running.wait_state(job_id)
     publish(channel, body)  # a publisher retry after the job already finished
@@ -83,8 +93,9 @@ def test_republished_foreign_message_runs_once(running: Stack, channel: Blocking
     assert [e[2] for e in running.events(job_id)] == ["queued", "succeeded"]
 
 
-def test_id_less_message_gets_an_id_derived_from_message_id(running: Stack,
-                                                            channel: BlockingChannel) -> None:
+def test_id_less_message_gets_an_id_derived_from_message_id(
+    running: Stack, channel: BlockingChannel
+) -> None:
     message_id = f"order-{uuid.uuid4()}"
     body = json.dumps({"version": 1, "kind": "diag.noop", "user_id": "u"}).encode()
     publish(channel, body, message_id=message_id)
@@ -116,8 +127,9 @@ def test_malformed_messages_are_dead_lettered_with_a_reason(
     assert running.wait_state(running.submit()["id"]).state == "succeeded"
 
 
-def test_unknown_kind_falls_through_to_the_dead_letter_queue(running: Stack,
-                                                             channel: BlockingChannel) -> None:
+def test_unknown_kind_falls_through_to_the_dead_letter_queue(
+    running: Stack, channel: BlockingChannel
+) -> None:
     marker = uuid.uuid4().hex
     body = json.dumps({"version": 1, "kind": "no.such_kind", "user_id": marker}).encode()
     publish(channel, body, routing_key="no.such_kind")
@@ -126,11 +138,17 @@ def test_unknown_kind_falls_through_to_the_dead_letter_queue(running: Stack,
     assert headers["x-conveyor-reason"] == "unknown_kind"
 
 
-def test_invalid_payload_fails_the_job_with_a_reason(running: Stack,
-                                                     channel: BlockingChannel) -> None:
+def test_invalid_payload_fails_the_job_with_a_reason(
+    running: Stack, channel: BlockingChannel
+) -> None:
     job_id = uuid.uuid4()
-    body = {"version": 1, "job_id": str(job_id), "kind": "diag.noop", "user_id": "u",
-            "payload": {"sleep_ms": -5}}
+    body = {
+        "version": 1,
+        "job_id": str(job_id),
+        "kind": "diag.noop",
+        "user_id": "u",
+        "payload": {"sleep_ms": -5},
+    }
     publish(channel, json.dumps(body).encode())
     done = running.wait_state(job_id)
     assert done.state == "failed"

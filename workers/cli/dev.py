@@ -164,9 +164,8 @@ def _start_stub_workers(stack: ExitStack, settings: Settings, threads: int) -> N
 def _start_scheduler_thread(stack: ExitStack, settings: Settings, stub: object | None) -> None:
     import dramatiq
 
-    from shared.db.engine import make_engine, make_session_factory
+    from shared.db.engine import libpq_dsn, make_engine, make_session_factory
     from shared.messaging.publisher import AmqpPublisher, Publisher, StubPublisher
-    from workers.cli.run import libpq_dsn
     from workers.scheduler.service import Scheduler, SchedulerConfig
 
     url = settings.require_database_url()

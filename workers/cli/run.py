@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from shared.config import get_settings
+from shared.db.engine import libpq_dsn
 from shared.logging import configure_logging
 from shared.messaging.names import Pool, queue_name
 
@@ -140,16 +141,3 @@ def scheduler() -> None:
     finally:
         publisher.close()
         engine.dispose()
-
-
-def libpq_dsn(url: str) -> str:
-    """SQLAlchemy URL → libpq URI for psycopg's LISTEN connection."""
-    from sqlalchemy.engine import make_url
-
-    from shared.db.engine import normalize_url
-
-    return (
-        make_url(normalize_url(url))
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )

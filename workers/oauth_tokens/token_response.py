@@ -239,8 +239,12 @@ def _expires_at(provider: OAuthProvider, body: Mapping[str, object], now: dateti
         seconds = _positive_seconds(body.get(name))
         if seconds is not None:
             return now + timedelta(seconds=seconds)
+    lifetime = provider.fallback_access_token_lifetime
     start = _salesforce_issued_at(body, now) if provider.name is ProviderName.SALESFORCE else now
-    return start + provider.fallback_access_token_lifetime
+    if now - start >= lifetime:
+        # A just-issued token cannot already be expired: a stale or bogus issued_at is ignored.
+        start = now
+    return start + lifetime
 
 
 def _non_empty_string(value: object) -> str | None:

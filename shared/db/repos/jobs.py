@@ -34,8 +34,9 @@ def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UU
     """Insert new job rows; returns the ids actually inserted (existing ids are left alone)."""
     if not rows:
         return set()
-    stmt = pg_insert(J).values(list(rows)).on_conflict_do_nothing().returning(J.c.id)
-    return set(session.execute(stmt).scalars())
+    # executemany ("insertmanyvalues"): one compiled statement whatever the batch size.
+    stmt = pg_insert(J).on_conflict_do_nothing().returning(J.c.id)
+    return set(session.execute(stmt, list(rows)).scalars())
 
 
 def find_by_idempotency_key(session: Session, api_key_id: uuid.UUID, key: str) -> Job | None:
@@ -172,12 +173,20 @@ def checkpoint(
 
 
 def heartbeat(session: Session, owned: Sequence[tuple[uuid.UUID, int]]) -> None:
-    for job_id, attempt in owned:
-        session.execute(
-            update(J)
-            .where(J.c.id == job_id, J.c.attempt == attempt, J.c.state == "running")
-            .values(heartbeat_at=func.now())
-        )
+    """Skips rows locked right now: their job is being claimed or finished, which is fresher
+    than a heartbeat, and a heartbeat that never waits can never deadlock."""
+    ids = sorted(job_id for job_id, _ in owned)
+    attempts = dict(owned)
+    locked = (
+        select(J.c.id, J.c.attempt)
+        .where(J.c.id.in_(ids), J.c.state == "running")
+        .order_by(J.c.id)
+        .with_for_update(skip_locked=True)
+    )
+    current = session.execute(locked).all()
+    mine = [row.id for row in current if attempts.get(row.id) == row.attempt]
+    if mine:
+        session.execute(update(J).where(J.c.id.in_(mine)).values(heartbeat_at=func.now()))
 
 
 def lock_for_update(session: Session, job_id: uuid.UUID) -> Job | None:
