@@ -12,7 +12,7 @@ from shared.db.models.jobs import TERMINAL_STATES
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
 from shared.errors import PermanentError
-from shared.jobs.messages import event_message
+from shared.jobs.messages import event_for
 
 
 class NotCancellable(PermanentError):
@@ -39,31 +39,15 @@ def _cancel_queued(session: Session, job: Job) -> None:
     job.cancel_requested = True
     job.finished_at = datetime.now(UTC)
     job.error_code = "cancelled"
-    jobs_repo.add_events(
+    jobs_repo.add_event(
         session,
-        [
-            {
-                "job_id": job.id,
-                "attempt": job.attempt,
-                "from_state": previous,
-                "to_state": "cancelled",
-                "reason": "cancelled",
-            }
-        ],
+        job.id,
+        attempt=job.attempt,
+        from_state=previous,
+        to_state="cancelled",
+        reason="cancelled",
     )
-    outbox_repo.add_many(
-        session,
-        [
-            event_message(
-                job_id=job.id,
-                kind=job.kind,
-                user_id=job.user_id,
-                state="cancelled",
-                attempt=job.attempt,
-                error_code="cancelled",
-            )
-        ],
-    )
+    outbox_repo.add_many(session, [event_for(job, "cancelled", error_code="cancelled")])
 
 
 def job_uuid(value: str) -> uuid.UUID | None:

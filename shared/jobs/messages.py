@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from shared.db.models import Job
 from shared.db.repos.outbox import outbox_row
 from shared.messaging.contract import JobEnvelope
 from shared.messaging.names import (
@@ -19,6 +20,7 @@ from shared.messaging.names import (
     amqp_priority,
     dead_letter_queue,
     event_routing_key,
+    priority_from_amqp,
 )
 
 
@@ -76,4 +78,27 @@ def dead_letter(*, queue: str, body: bytes, reason: str, detail: str) -> dict[st
         routing_key=dead_letter_queue(queue),
         body=body,
         headers={REASON_HEADER: reason, DETAIL_HEADER: detail[:1000], SOURCE_QUEUE_HEADER: queue},
+    )
+
+
+def requeue_message(job: Job, *, publish_after: datetime | None = None) -> dict[str, Any]:
+    """The job message for a stored job (retry, reaper, replay, republish)."""
+    return job_message(
+        job_id=job.id,
+        kind=job.kind,
+        user_id=job.user_id,
+        payload=job.payload,
+        priority=priority_from_amqp(job.priority),
+        publish_after=publish_after,
+    )
+
+
+def event_for(job: Job, state: str, *, error_code: str | None = None) -> dict[str, Any]:
+    return event_message(
+        job_id=job.id,
+        kind=job.kind,
+        user_id=job.user_id,
+        state=state,
+        attempt=job.attempt,
+        error_code=error_code,
     )

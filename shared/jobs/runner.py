@@ -161,7 +161,15 @@ def _adopt_foreign(
         )
         row.update(state="failed", error_code=exc.code, error_message=exc.message, finished_at=now)
         if jobs_repo.insert_jobs(session, [row]):
-            _record_event(session, envelope.job_id, 0, None, "failed", exc.code, exc.message)
+            jobs_repo.add_event(
+                session,
+                envelope.job_id,
+                attempt=0,
+                from_state=None,
+                to_state="failed",
+                reason=exc.code,
+                message=exc.message,
+            )
             outbox_repo.add_many(
                 session,
                 [
@@ -184,7 +192,14 @@ def _adopt_foreign(
         spec, new, job_id=envelope.job_id, payload=payload, source="wire", api_key_id=None, now=now
     )
     if jobs_repo.insert_jobs(session, [row]):
-        _record_event(session, envelope.job_id, 0, None, "queued", "adopted", None)
+        jobs_repo.add_event(
+            session,
+            envelope.job_id,
+            attempt=0,
+            from_state=None,
+            to_state="queued",
+            reason="adopted",
+        )
         if row["run_at"] > now:
             outbox_repo.add_many(
                 session,
@@ -248,7 +263,9 @@ def _run_and_commit(
             session, ctx.job_id, attempt=ctx.attempt, state="succeeded", result=result
         ):
             raise LostOwnership(str(ctx.job_id))
-        _record_event(session, ctx.job_id, ctx.attempt, "running", "succeeded", None, None)
+        jobs_repo.add_event(
+            session, ctx.job_id, attempt=ctx.attempt, from_state="running", to_state="succeeded"
+        )
         outbox_repo.add_many(
             session,
             [
@@ -337,8 +354,14 @@ def _record_failure(
         ):
             log.warning("jobs.ownership_lost", attempt=ctx.attempt)
             return "lost"
-        _record_event(
-            session, ctx.job_id, ctx.attempt, "running", state, failure.code, failure.message
+        jobs_repo.add_event(
+            session,
+            ctx.job_id,
+            attempt=ctx.attempt,
+            from_state="running",
+            to_state=state,
+            reason=failure.code,
+            message=failure.message,
         )
         outbox_repo.add_many(
             session,
@@ -388,27 +411,3 @@ def _failure_messages(
             )
         )
     return messages
-
-
-def _record_event(
-    session: Session,
-    job_id: uuid.UUID,
-    attempt: int,
-    from_state: str | None,
-    to_state: str,
-    reason: str | None,
-    message: str | None,
-) -> None:
-    jobs_repo.add_events(
-        session,
-        [
-            {
-                "job_id": job_id,
-                "attempt": attempt,
-                "from_state": from_state,
-                "to_state": to_state,
-                "reason": reason,
-                "message": (message or None) and message[:2000],
-            }
-        ],
-    )

@@ -18,7 +18,7 @@ from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
 from shared.errors import InvalidMessage
 from shared.jobs.catalog import get_spec
-from shared.jobs.messages import job_message
+from shared.jobs.messages import requeue_message
 from shared.messaging.contract import parse_envelope
 from shared.messaging.names import (
     DETAIL_HEADER,
@@ -136,28 +136,13 @@ def _requeue(sessions: sessionmaker[Session], letter: DeadLetter) -> bool:
         job.state, job.run_at = "queued", datetime.now(UTC)
         job.max_attempts = job.attempt + spec.max_attempts
         job.error_code = job.error_message = job.finished_at = None
-        jobs_repo.add_events(
+        jobs_repo.add_event(
             session,
-            [
-                {
-                    "job_id": job.id,
-                    "attempt": job.attempt,
-                    "from_state": previous,
-                    "to_state": "queued",
-                    "reason": "replayed",
-                }
-            ],
+            job.id,
+            attempt=job.attempt,
+            from_state=previous,
+            to_state="queued",
+            reason="replayed",
         )
-        outbox_repo.add_many(
-            session,
-            [
-                job_message(
-                    job_id=job.id,
-                    kind=job.kind,
-                    user_id=job.user_id,
-                    payload=job.payload,
-                    priority=envelope.priority,
-                )
-            ],
-        )
+        outbox_repo.add_many(session, [requeue_message(job)])
     return True

@@ -50,3 +50,8 @@ def event_routing_key(kind: str, state: str) -> str:
 
 def amqp_priority(priority: Priority | str) -> int:
     return AMQP_PRIORITY[Priority(priority)]
+
+
+def priority_from_amqp(value: int) -> Priority:
+    """The lane a stored AMQP priority belongs to (unknown values count as normal)."""
+    return {v: k for k, v in AMQP_PRIORITY.items()}.get(value, Priority.NORMAL)

@@ -1,4 +1,5 @@
-"""Re-queue running jobs whose worker vanished (no heartbeat) and whose message never came back."""
+"""Re-queue running jobs whose worker vanished (no heartbeat) and whose message never came back;
+republish queued jobs whose message was lost."""
 
 from __future__ import annotations
 
@@ -12,12 +13,9 @@ from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
 from shared.jobs.backoff import next_retry
 from shared.jobs.catalog import get_spec
-from shared.jobs.messages import event_message, job_message
-from shared.messaging.names import Priority
+from shared.jobs.messages import event_for, requeue_message
 
 log = structlog.get_logger("scheduler")
-
-PRIORITY_BY_AMQP = {9: Priority.INTERACTIVE, 5: Priority.NORMAL, 0: Priority.BULK}
 
 
 def reap_once(sessions: sessionmaker[Session], *, stale_s: float, limit: int = 500) -> int:
@@ -42,36 +40,19 @@ def reap_once(sessions: sessionmaker[Session], *, stale_s: float, limit: int = 5
                 error_message="no heartbeat",
                 run_at=decision.run_at,
             )
-            jobs_repo.add_events(
+            jobs_repo.add_event(
                 session,
-                [
-                    {
-                        "job_id": job.id,
-                        "attempt": job.attempt,
-                        "from_state": "running",
-                        "to_state": state,
-                        "reason": "worker_lost",
-                    }
-                ],
+                job.id,
+                attempt=job.attempt,
+                from_state="running",
+                to_state=state,
+                reason="worker_lost",
             )
-            if state == "queued":
-                message = job_message(
-                    job_id=job.id,
-                    kind=job.kind,
-                    user_id=job.user_id,
-                    payload=job.payload,
-                    priority=PRIORITY_BY_AMQP.get(job.priority, Priority.NORMAL),
-                    publish_after=decision.run_at,
-                )
-            else:
-                message = event_message(
-                    job_id=job.id,
-                    kind=job.kind,
-                    user_id=job.user_id,
-                    state=state,
-                    attempt=job.attempt,
-                    error_code="worker_lost",
-                )
+            message = (
+                requeue_message(job, publish_after=decision.run_at)
+                if decision.retry
+                else event_for(job, state, error_code="worker_lost")
+            )
             outbox_repo.add_many(session, [message])
             log.warning("scheduler.job_reaped", job_id=str(job.id), kind=job.kind, next_state=state)
     return len(stale)
@@ -86,17 +67,6 @@ def republish_stuck(
         stuck = jobs_repo.stuck_queued(session, older_than_s=older_than_s, limit=limit)
         for job in stuck:
             job.updated_at = datetime.now(UTC)
-            outbox_repo.add_many(
-                session,
-                [
-                    job_message(
-                        job_id=job.id,
-                        kind=job.kind,
-                        user_id=job.user_id,
-                        payload=job.payload,
-                        priority=PRIORITY_BY_AMQP.get(job.priority, Priority.NORMAL),
-                    )
-                ],
-            )
+            outbox_repo.add_many(session, [requeue_message(job)])
             log.warning("scheduler.job_republished", job_id=str(job.id), kind=job.kind)
     return len(stuck)

@@ -49,6 +49,31 @@ def add_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.execute(insert(E), list(rows))
 
 
+def add_event(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    attempt: int,
+    from_state: str | None,
+    to_state: str,
+    reason: str | None = None,
+    message: str | None = None,
+) -> None:
+    add_events(
+        session,
+        [
+            {
+                "job_id": job_id,
+                "attempt": attempt,
+                "from_state": from_state,
+                "to_state": to_state,
+                "reason": reason,
+                "message": message[:2000] if message else None,
+            }
+        ],
+    )
+
+
 def get(session: Session, job_id: uuid.UUID) -> Job | None:
     return session.get(Job, job_id)
 
