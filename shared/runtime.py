@@ -45,10 +45,3 @@ def get_runtime() -> Runtime:
         writer=writer,
     )
     return Runtime(settings, engine, sessions, runner)
-
-
-def reset_runtime() -> None:
-    """Forget cached resources (after fork, and between tests)."""
-    if get_runtime.cache_info().currsize:
-        get_runtime().engine.dispose(close=False)
-    get_runtime.cache_clear()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -48,10 +47,3 @@ def _cancel_queued(session: Session, job: Job) -> None:
         reason="cancelled",
     )
     outbox_repo.add_many(session, [event_for(job, "cancelled", error_code="cancelled")])
-
-
-def job_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None

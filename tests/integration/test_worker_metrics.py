@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 def test_worker_metrics_count_outcomes_and_retries(stack: Stack) -> None:
     port = free_port()
     stack.start_scheduler()
-    metrics_worker = stack._spawn(
+    metrics_worker = stack.spawn(
         "worker-metrics",
         [
             "worker",

@@ -70,7 +70,7 @@ class Stack:
     def settings(self) -> Settings:
         return Settings(env="test", database_url=self.db_url, broker_url=self.amqp_url)
 
-    def _spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}-{len(self.processes)}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "workers.cli", *args],
@@ -83,7 +83,7 @@ class Stack:
         return process
 
     def start_scheduler(self, **env: str) -> subprocess.Popen[bytes]:
-        return self._spawn("scheduler", ["scheduler"], **env)
+        return self.spawn("scheduler", ["scheduler"], **env)
 
     def stop_schedulers(self) -> None:
         for process in self.processes:
@@ -93,7 +93,7 @@ class Stack:
     def start_worker(
         self, pool: str = "default", processes: int = 1, threads: int = 4, **env: str
     ) -> subprocess.Popen[bytes]:
-        return self._spawn(
+        return self.spawn(
             f"worker-{pool}",
             [
                 "worker",
