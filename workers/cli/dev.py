@@ -155,6 +155,7 @@ def _start_stub_workers(stack: ExitStack, settings: Settings, threads: int) -> N
     declare_actors(broker, lambda: get_runtime().runner)
     for pool in Pool:
         broker.declare_queue(f"conveyor.{pool.value}")
+    broker.emit_after("process_boot")  # as Dramatiq's CLI does; starts the time-limit timer
     worker = dramatiq.Worker(broker, worker_threads=threads * 2)
     worker.start()
     stack.callback(worker.stop)

@@ -1,0 +1,106 @@
+"""Per-kind time limits end an attempt (Dramatiq's TimeLimit) and count as a retryable failure.
+
+Runs the real runner against PostgreSQL on Dramatiq's StubBroker in this process, with a
+test-only kind whose limit is one second.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.brokers.stub import StubBroker
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from shared.jobs.catalog import KindSpec, register
+from shared.jobs.context import JobContext
+from shared.jobs.runner import RunnerDeps, RunningJobs
+from shared.messaging.actors import declare_actors, job_actor
+from shared.messaging.broker import conveyor_middleware
+from shared.messaging.contract import JobEnvelope
+from shared.messaging.names import Pool
+from tests.support.services import wait_for
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+class SleepPayload(BaseModel):
+    seconds: float
+
+
+SLOW = KindSpec(
+    kind="test.slow",
+    pool=Pool.DEFAULT,
+    payload_model=SleepPayload,
+    max_attempts=2,
+    time_limit_s=1,
+    backoff_base_s=60,
+    backoff_max_s=60,
+)
+
+
+def sleep_handler(ctx: JobContext, session: Session, payload: SleepPayload) -> dict[str, Any]:
+    # Python-level work (the time limit interrupts bytecode, not a single long C call).
+    deadline = time.monotonic() + payload.seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"slept": payload.seconds}
+
+
+@pytest.fixture
+def stub_worker(stack: Stack) -> Iterator[StubBroker]:
+    register(SLOW)
+    job_actor(SLOW)(sleep_handler)
+    broker = StubBroker(middleware=conveyor_middleware())
+    deps = RunnerDeps(stack.sessions, "test", RunningJobs(), stale_s=60)
+    declare_actors(broker, lambda: deps)
+    broker.emit_after("process_boot")  # what Dramatiq's CLI does: starts the TimeLimit timer
+    worker = dramatiq.Worker(broker, worker_threads=2)
+    worker.start()
+    yield broker
+    worker.stop()
+
+
+def enqueue(broker: StubBroker, seconds: float) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    envelope = JobEnvelope(
+        version=1, kind="test.slow", user_id="u", job_id=job_id, payload={"seconds": seconds}
+    )
+    broker.enqueue(
+        dramatiq.Message(
+            queue_name="conveyor.default",
+            actor_name="test.slow",
+            args=(),
+            kwargs={"envelope": envelope.model_dump(mode="json")},
+            options={},
+        )
+    )
+    return job_id
+
+
+def test_an_attempt_over_the_time_limit_is_stopped_and_retried_later(
+    stack: Stack, stub_worker: StubBroker
+) -> None:
+    started = time.monotonic()
+    job_id = enqueue(stub_worker, seconds=30)
+    wait_for(
+        lambda: (j := stack.find_job(job_id)) is not None and j.error_code == "time_limit",
+        timeout=15,
+        what="time limit recorded",
+    )
+    assert time.monotonic() - started < 10  # stopped long before the 30 s sleep
+    job = stack.job(job_id)
+    assert job.state == "queued"  # attempt 1 of 2 failed: retry scheduled in PostgreSQL
+    assert job.attempt == 1
+    assert (1, "running", "queued", "time_limit") in stack.events(job_id)
+
+
+def test_an_attempt_within_the_limit_succeeds(stack: Stack, stub_worker: StubBroker) -> None:
+    job_id = enqueue(stub_worker, seconds=0.1)
+    assert stack.wait_state(job_id, timeout=15).state == "succeeded"
