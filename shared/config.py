@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     relay_idle_poll_s: float = 1.0
     outbox_retention_s: float = 3600.0
     republish_queued_after_s: float = 900.0
+    canary_interval_s: float = 300.0  # a diag.noop every N seconds; 0 disables
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:

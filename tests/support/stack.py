@@ -63,6 +63,7 @@ class Stack:
             CONVEYOR_LOG_JSON="true",
             CONVEYOR_HEARTBEAT_INTERVAL_S="1",
             CONVEYOR_RELAY_IDLE_POLL_S="0.5",
+            CONVEYOR_CANARY_INTERVAL_S="0",
         )
         env.update(extra)
         return env

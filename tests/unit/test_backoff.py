@@ -53,3 +53,17 @@ def test_delays_grow_until_the_cap() -> None:
         for a in range(1, 10)
     ]
     assert ceilings[0] <= 1 and ceilings[4] >= 8 and max(ceilings) <= 30
+
+
+def test_periodic_schedule_is_due_after_its_interval() -> None:
+    from datetime import timedelta
+
+    from shared.jobs.periodic import EPOCH, builtin_schedules, is_due
+
+    every = timedelta(seconds=60)
+    assert is_due(EPOCH, every, NOW)
+    assert not is_due(NOW - timedelta(seconds=59), every, NOW)
+    assert is_due(NOW - timedelta(seconds=60), every, NOW)
+    assert builtin_schedules(canary_interval_s=0) == []
+    [canary] = builtin_schedules(canary_interval_s=30)
+    assert canary.every == timedelta(seconds=30) and canary.kind == "diag.noop"

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
+from shared.jobs.periodic import PeriodicSpec, builtin_schedules, submit_due
 from shared.messaging.publisher import Publisher, PublishError
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
@@ -33,6 +34,8 @@ class SchedulerConfig:
     prune_every_s: float = 60.0
     retention_s: float = 3600.0
     republish_queued_after_s: float = 900.0
+    periodic: tuple[PeriodicSpec, ...] = ()
+    periodic_every_s: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -42,6 +45,7 @@ class SchedulerConfig:
             stale_s=settings.heartbeat_stale_s,
             retention_s=settings.outbox_retention_s,
             republish_queued_after_s=settings.republish_queued_after_s,
+            periodic=tuple(builtin_schedules(canary_interval_s=settings.canary_interval_s)),
         )
 
 
@@ -76,7 +80,7 @@ class Scheduler:
 
     def _lead(self, conn: psycopg.Connection) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        next_reap = next_prune = 0.0
+        next_reap = next_prune = next_periodic = 0.0
         failures = 0
         while not self.stop_event.is_set():
             try:
@@ -94,6 +98,14 @@ class Scheduler:
                 reap_once(self._sessions, stale_s=self._config.stale_s)
                 republish_stuck(self._sessions, older_than_s=self._config.republish_queued_after_s)
                 next_reap = now + self._config.reap_every_s
+            if self._config.periodic and now >= next_periodic:
+                with session_scope(self._sessions) as session:
+                    due = submit_due(
+                        session, list(self._config.periodic), now=lambda: datetime.now(UTC)
+                    )
+                if due:
+                    log.info("scheduler.periodic_submitted", schedules=due)
+                next_periodic = now + self._config.periodic_every_s
             if now >= next_prune:
                 self._prune()
                 next_prune = now + self._config.prune_every_s

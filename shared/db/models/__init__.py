@@ -1,6 +1,6 @@
 """All tables, imported here so Alembic and tests see one complete metadata."""
 
-from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage
+from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage, PeriodicRun
 from shared.db.models.product import (
     Channel,
     ChannelMember,
@@ -22,6 +22,7 @@ __all__ = [
     "JobEvent",
     "Message",
     "OutboxMessage",
+    "PeriodicRun",
     "Task",
     "User",
     "UserSetting",
