@@ -49,7 +49,7 @@ def animated_gif(frames: int = 3, size: int = 200) -> bytes:
 
 
 def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
-    """A few hundred KB of PNG that would decode to width×height pixels (1-bit)."""
+    """A few hundred KB of PNG that would decode to widthxheight pixels (1-bit)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     row = b"\x00" * (1 + (width + 7) // 8)
     compressor = zlib.compressobj(9)
@@ -66,7 +66,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def jpeg_claiming(width: int, height: int) -> bytes:
-    """A small valid JPEG whose frame header claims width×height."""
+    """A small valid JPEG whose frame header claims widthxheight."""
     data = bytearray(photo(64, 48, gps=False))
     sof = data.find(b"\xff\xc0")
     assert sof > 0
