@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     max_batch_jobs: int = 1000
 
+    # Uploads (issue #3). Per-category size overrides as JSON: {"video": 524288000}.
+    upload_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    upload_category_max_bytes: dict[str, int] = Field(default_factory=dict)
+    user_quota_bytes: int = Field(default=5 * 1024**3, ge=0)
+    upload_url_ttl_s: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    download_url_ttl_s: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    image_max_pixels: int = Field(default=100_000_000, ge=1)
+    archive_max_entries: int = Field(default=10_000, ge=1)
+    archive_max_uncompressed_bytes: int = Field(default=1024**3, ge=1)
+    archive_max_ratio: float = Field(default=100.0, gt=1)
+
     data_dir: Path = Path(".conveyor")
 
     heartbeat_interval_s: float = 10.0

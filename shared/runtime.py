@@ -15,6 +15,7 @@ from shared.db.engine import libpq_dsn, make_engine, make_session_factory
 from shared.jobs.runner import RunnerDeps, RunningJobs
 from shared.jobs.state_writer import StateWriter
 from shared.messaging.names import EVENTS_EXCHANGE
+from shared.storage.base import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -43,5 +44,14 @@ def get_runtime() -> Runtime:
         running=RunningJobs(),
         stale_s=settings.heartbeat_stale_s,
         writer=writer,
+        store=get_store,
     )
     return Runtime(settings, engine, sessions, runner)
+
+
+@lru_cache(maxsize=1)
+def get_store() -> ObjectStore:
+    """The process's S3 store, built on first use (after any fork)."""
+    from shared.storage.s3 import S3Store
+
+    return S3Store.from_settings(get_settings())

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib
 
-ACTOR_MODULES = ("workers.diag.actors",)
+ACTOR_MODULES = (
+    "workers.diag.actors",
+    "workers.uploads.actors",
+    "workers.thumbnails.actors",
+)
 
 
 def import_actor_modules() -> None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from shared.errors import UnknownKind
 from shared.jobs.payloads.diag import NoopPayload
+from shared.jobs.payloads.files import DeleteFilePayload, ProcessUploadPayload, ThumbnailPayload
 from shared.messaging.names import Pool, Priority
 
 
@@ -57,5 +58,41 @@ DIAG_NOOP = register(
         time_limit_s=60,
         backoff_base_s=0.5,
         backoff_max_s=30,
+    )
+)
+
+UPLOAD_PROCESS = register(
+    KindSpec(
+        kind="upload.process",
+        pool=Pool.MEDIA,
+        payload_model=ProcessUploadPayload,
+        max_attempts=5,
+        time_limit_s=300,
+        backoff_base_s=2,
+        backoff_max_s=300,
+    )
+)
+
+IMAGE_THUMBNAIL = register(
+    KindSpec(
+        kind="image.thumbnail",
+        pool=Pool.MEDIA,
+        payload_model=ThumbnailPayload,
+        max_attempts=5,
+        time_limit_s=120,
+        backoff_base_s=2,
+        backoff_max_s=300,
+    )
+)
+
+FILE_DELETE = register(
+    KindSpec(
+        kind="file.delete",
+        pool=Pool.MEDIA,
+        payload_model=DeleteFilePayload,
+        max_attempts=8,
+        time_limit_s=60,
+        backoff_base_s=2,
+        backoff_max_s=600,
     )
 )

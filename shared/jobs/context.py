@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
 from shared.errors import JobCancelled
+from shared.storage.base import ObjectStore
 
 
 class LostOwnership(Exception):
@@ -25,6 +27,14 @@ class JobContext:
     attempt: int
     max_attempts: int
     sessions: sessionmaker[Session]
+    store_factory: Callable[[], ObjectStore] | None = None
+
+    @property
+    def store(self) -> ObjectStore:
+        """The process's object store, built on first use (kinds without files never do)."""
+        if self.store_factory is None:
+            raise RuntimeError("this runner has no object store configured")
+        return self.store_factory()
 
     def checkpoint(self, progress: float, message: str | None = None) -> None:
         """Record progress (0..1) in its own transaction and stop here if cancel was requested."""

@@ -29,6 +29,7 @@ from shared.jobs.state_writer import StateWriter
 from shared.jobs.submit import NewJob, job_row, validate_payload
 from shared.messaging.contract import JobEnvelope
 from shared.metrics import JOB_DURATION, JOB_RETRIES, JOBS_FINISHED
+from shared.storage.base import ObjectStore
 
 log = structlog.get_logger("jobs")
 
@@ -63,6 +64,7 @@ class RunnerDeps:
     stale_s: float
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     writer: StateWriter | None = None  # group commit for the hot path; None: per-job writes
+    store: Callable[[], ObjectStore] | None = None  # lazily built object store for handlers
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,13 @@ def _run_claimed(
     queue: str,
 ) -> str:
     ctx = JobContext(
-        claim.job_id, claim.kind, claim.user_id, claim.attempt, claim.max_attempts, deps.sessions
+        claim.job_id,
+        claim.kind,
+        claim.user_id,
+        claim.attempt,
+        claim.max_attempts,
+        deps.sessions,
+        store_factory=deps.store,
     )
     log.debug("jobs.started", attempt=claim.attempt)
     started = time.perf_counter()

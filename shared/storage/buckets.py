@@ -23,3 +23,18 @@ def bucket_name(prefix: str, bucket: Bucket) -> str:
 
 def all_bucket_names(prefix: str) -> list[str]:
     return [bucket_name(prefix, b) for b in Bucket]
+
+
+THUMBNAIL_SIZES = (1024, 256, 128)  # bounding boxes, largest first (each made from the last)
+
+
+def incoming_key(upload_id: object) -> str:
+    return f"uploads/{upload_id}"
+
+
+def file_key(file_id: object) -> str:
+    return f"files/{file_id}"
+
+
+def thumbnail_key(file_id: object, size: int) -> str:
+    return f"thumbnails/{file_id}/{size}.webp"

@@ -21,6 +21,9 @@ from shared.db.engine import make_engine, make_session_factory, session_scope
 from shared.db.models import Job
 from shared.db.repos import api_keys as api_keys_repo
 from shared.db.repos import jobs as jobs_repo
+from shared.embedded import EmbeddedS3
+from shared.storage.buckets import all_bucket_names
+from shared.storage.s3 import S3Store
 from tests.support.services import (
     create_database,
     create_vhost,
@@ -43,16 +46,39 @@ class Stack:
     engine: Engine
     sessions: sessionmaker[Session]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    s3: EmbeddedS3 | None = None
+    bucket_prefix: str = "conveyor-"
     _client: TestClient | None = None
     _token: str | None = None
 
     @classmethod
-    def create(cls, logs: Path) -> Stack:
+    def create(cls, logs: Path, s3: EmbeddedS3 | None = None) -> Stack:
+        """With `s3`, workers and the ingress get the server and fresh buckets of their own."""
         db_url = create_database()
         vhost, amqp_url = create_vhost()
         declare_broker_topology(amqp_url)
         engine = make_engine(db_url, pool_size=5)
-        return cls(db_url, vhost, amqp_url, logs, engine, make_session_factory(engine))
+        stack = cls(db_url, vhost, amqp_url, logs, engine, make_session_factory(engine), s3=s3)
+        if s3 is not None:
+            stack.bucket_prefix = f"t{uuid.uuid4().hex[:8]}-"
+            for name in all_bucket_names(stack.bucket_prefix):
+                stack.store.ensure_bucket(name)
+        return stack
+
+    @property
+    def store(self) -> S3Store:
+        assert self.s3 is not None, "Stack.create(..., s3=s3_server) for object storage"
+        return S3Store.connect(self.s3.endpoint, self.s3.access_key, self.s3.secret_key)
+
+    def _s3_env(self) -> dict[str, str]:
+        if self.s3 is None:
+            return {}
+        return {
+            "CONVEYOR_S3_ENDPOINT": self.s3.endpoint,
+            "CONVEYOR_S3_ACCESS_KEY": self.s3.access_key,
+            "CONVEYOR_S3_SECRET_KEY": self.s3.secret_key,
+            "CONVEYOR_BUCKET_PREFIX": self.bucket_prefix,
+        }
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
@@ -65,11 +91,20 @@ class Stack:
             CONVEYOR_RELAY_IDLE_POLL_S="0.5",
             CONVEYOR_CANARY_INTERVAL_S="0",
         )
+        env.update(self._s3_env())
         env.update(extra)
         return env
 
-    def settings(self) -> Settings:
-        return Settings(env="test", database_url=self.db_url, broker_url=self.amqp_url)
+    def settings(self, **overrides: Any) -> Settings:
+        fields: dict[str, Any] = {"database_url": self.db_url, "broker_url": self.amqp_url}
+        if self.s3 is not None:
+            fields.update(
+                s3_endpoint=self.s3.endpoint,
+                s3_access_key=self.s3.access_key,
+                s3_secret_key=self.s3.secret_key,
+                bucket_prefix=self.bucket_prefix,
+            )
+        return Settings(env="test", **{**fields, **overrides})
 
     def spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}-{len(self.processes)}.log").open("ab")

@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException
 from shared.config import Settings
 from shared.db.engine import make_engine, make_session_factory
 from shared.errors import ConveyorError, PermanentError
-from workers.ingress import routes_jobs
+from shared.storage.base import ObjectStore
+from workers.ingress import routes_files, routes_jobs
 from workers.ingress.deps import Unauthorized
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
@@ -31,10 +32,16 @@ STATUS_BY_CODE = {
     "unknown_kind": 422,
     "invalid_payload": 422,
     "unknown_version": 422,
+    "too_large": 413,
+    "storage_unavailable": 503,
 }
 
 
-def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    sessions: sessionmaker[Session] | None = None,
+    store: ObjectStore | None = None,
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = None
@@ -45,6 +52,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
             app.state.sessions = make_session_factory(engine)
         else:
             app.state.sessions = sessions
+        app.state.store = store if store is not None else _default_store(settings)
         registry = CollectorRegistry()
         registry.register(
             JobsCollector(app.state.sessions, settings.broker_url, settings.rabbitmq_api_url)
@@ -58,9 +66,19 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(routes_jobs.router)
+    app.include_router(routes_files.router)
     _add_error_handlers(app)
     _add_ops_routes(app)
     return app
+
+
+def _default_store(settings: Settings) -> ObjectStore | None:
+    """S3 when configured; without it the file routes answer 503 and the rest still works."""
+    if not settings.s3_endpoint:
+        return None
+    from shared.storage.s3 import S3Store
+
+    return S3Store.from_settings(settings)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

@@ -1,5 +1,6 @@
 """All tables, imported here so Alembic and tests see one complete metadata."""
 
+from shared.db.models.files import StoredFile, Upload, UserStorage
 from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage, PeriodicRun
 from shared.db.models.product import (
     Channel,
@@ -23,7 +24,10 @@ __all__ = [
     "Message",
     "OutboxMessage",
     "PeriodicRun",
+    "StoredFile",
     "Task",
+    "Upload",
     "User",
     "UserSetting",
+    "UserStorage",
 ]

@@ -1,0 +1,82 @@
+"""Driving uploads end to end: presign, PUT to S3, complete, and look at what is left."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from shared.db.engine import session_scope
+from shared.db.models import Job, StoredFile, UserStorage
+from shared.storage.base import ObjectNotFound
+from shared.storage.buckets import THUMBNAIL_SIZES, Bucket, bucket_name, file_key, thumbnail_key
+from tests.support.stack import Stack
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    upload_id: str
+    job_id: str
+
+
+def upload(
+    stack: Stack,
+    user: str,
+    filename: str,
+    content_type: str,
+    data: bytes,
+    *,
+    declared_size: int | None = None,
+) -> Uploaded:
+    size = len(data) if declared_size is None else declared_size
+    body = {"user_id": user, "filename": filename, "content_type": content_type, "size": size}
+    started = stack.client.post("/v1/uploads", json=body, headers=stack.headers())
+    assert started.status_code == 201, started.text
+    put = httpx.put(started.json()["url"], content=data, timeout=60)
+    assert put.status_code == 200, put.text
+    upload_id = started.json()["upload_id"]
+    done = stack.client.post(f"/v1/uploads/{upload_id}/complete", headers=stack.headers())
+    assert done.status_code == 202, done.text
+    return Uploaded(upload_id, done.json()["job_id"])
+
+
+def exists(stack: Stack, bucket: Bucket, key: str) -> bool:
+    try:
+        stack.store.stat(bucket_name(stack.bucket_prefix, bucket), key)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+def leftovers(stack: Stack, upload_id: str) -> list[str]:
+    """Every object an upload could have left behind."""
+    places = [(Bucket.INCOMING, f"uploads/{upload_id}")]
+    places += [(b, file_key(upload_id)) for b in Bucket]
+    places += [(Bucket.IMAGES, thumbnail_key(upload_id, s)) for s in THUMBNAIL_SIZES]
+    return [f"{b}/{k}" for b, k in places if exists(stack, b, k)]
+
+
+def file_row(stack: Stack, file_id: str) -> StoredFile | None:
+    with session_scope(stack.sessions) as session:
+        return session.get(StoredFile, uuid.UUID(file_id))
+
+
+def storage(stack: Stack, user: str) -> tuple[int, int]:
+    with session_scope(stack.sessions) as session:
+        row = session.get(UserStorage, user)
+        return (row.bytes_used, row.file_count) if row else (0, 0)
+
+
+def jobs_for_file(stack: Stack, kind: str, file_id: str) -> list[Job]:
+    with session_scope(stack.sessions) as session:
+        query = select(Job).where(Job.kind == kind, Job.payload["file_id"].astext == file_id)
+        return list(session.execute(query).scalars())
+
+
+def get(stack: Stack, path: str) -> Any:
+    response = stack.client.get(path, headers=stack.headers())
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -1,0 +1,158 @@
+"""/v1/uploads and /v1/files: presigned uploads, processing, listing, download, delete.
+
+The ingress never carries a file body: clients PUT straight to S3 with a short-lived URL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from shared.config import Settings
+from shared.db.models import ApiKey, StoredFile, Upload
+from shared.db.repos import files as files_repo
+from shared.errors import ConveyorError, PermanentError
+from shared.jobs.submit import NewJob, submit_jobs
+from shared.storage.base import ObjectStore
+from shared.storage.buckets import Bucket, bucket_name, incoming_key
+from workers.ingress.deps import ApiKeyDep, SessionDep
+from workers.ingress.schemas_files import (
+    CompleteOut,
+    DeleteOut,
+    FileOut,
+    FilePage,
+    StorageOut,
+    UploadIn,
+    UploadOut,
+)
+
+router = APIRouter(tags=["files"])
+
+
+class NotFound(ConveyorError):
+    code = "not_found"
+
+
+class StorageUnavailable(ConveyorError):
+    code = "storage_unavailable"
+
+
+def object_store(request: Request) -> ObjectStore:
+    store: ObjectStore | None = request.app.state.store
+    if store is None:
+        raise StorageUnavailable("no object store configured (CONVEYOR_S3_*)")
+    return store
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+StoreDep = Annotated[ObjectStore, Depends(object_store)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+
+
+def _visible_upload(session: SessionDep, key: ApiKey, upload_id: uuid.UUID) -> Upload:
+    upload = files_repo.get_upload(session, upload_id)
+    if upload is None or (not key.is_admin and upload.api_key_id != key.id):
+        raise NotFound("no such upload", upload_id=upload_id)
+    return upload
+
+
+def _visible_file(session: SessionDep, key: ApiKey, file_id: uuid.UUID) -> StoredFile:
+    file = files_repo.get_file(session, file_id)
+    hidden = file is None or (not key.is_admin and file.api_key_id != key.id)
+    if file is None or hidden or file.deleted_at is not None:
+        raise NotFound("no such file", file_id=file_id)
+    return file
+
+
+@router.post("/v1/uploads", status_code=201, response_model=UploadOut)
+def start_upload(
+    body: UploadIn, session: SessionDep, key: ApiKeyDep, store: StoreDep, settings: SettingsDep
+) -> UploadOut:
+    largest = max([settings.upload_max_bytes, *settings.upload_category_max_bytes.values()])
+    if body.size > largest:  # a courtesy: the worker checks the real object again
+        raise PermanentError(f"declared size {body.size} > {largest}", code="too_large")
+    upload_id = uuid.uuid4()
+    upload = Upload(
+        id=upload_id,
+        user_id=body.user_id,
+        api_key_id=key.id,
+        filename=body.filename.replace("\x00", ""),  # PostgreSQL text cannot hold NUL
+        declared_type=body.content_type,
+        declared_size=body.size,
+        incoming_key=incoming_key(upload_id),
+    )
+    files_repo.add_upload(session, upload)
+    ttl = timedelta(seconds=settings.upload_url_ttl_s)
+    bucket = bucket_name(settings.bucket_prefix, Bucket.INCOMING)
+    url = store.presigned_put(bucket, upload.incoming_key, ttl)
+    return UploadOut(upload_id=upload_id, url=url, expires_at=datetime.now(UTC) + ttl)
+
+
+@router.post("/v1/uploads/{upload_id}/complete", status_code=202, response_model=CompleteOut)
+def complete_upload(upload_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> CompleteOut:
+    upload = _visible_upload(session, key, upload_id)
+    if upload.job_id is None:  # completing twice returns the first job
+        new = NewJob("upload.process", upload.user_id, {"upload_id": str(upload.id)})
+        [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
+        upload.job_id = outcome.job_id
+    return CompleteOut(upload_id=upload.id, job_id=upload.job_id)
+
+
+@router.get("/v1/files", response_model=FilePage)
+def list_files(
+    session: SessionDep,
+    key: ApiKeyDep,
+    user_id: str,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> FilePage:
+    files = files_repo.list_files(
+        session, user_id, api_key_id=None if key.is_admin else key.id, limit=limit
+    )
+    return FilePage(files=[FileOut.of(f) for f in files])
+
+
+@router.get("/v1/files/{file_id}", response_model=FileOut)
+def get_file(
+    file_id: uuid.UUID, session: SessionDep, key: ApiKeyDep, store: StoreDep, settings: SettingsDep
+) -> FileOut:
+    file = _visible_file(session, key, file_id)
+    ttl = timedelta(seconds=settings.download_url_ttl_s)
+    images = bucket_name(settings.bucket_prefix, Bucket.IMAGES)
+    thumbs = {s: store.presigned_get(images, k, ttl) for s, k in (file.thumbnails or {}).items()}
+    return FileOut.of(
+        file,
+        download_url=store.presigned_get(file.bucket, file.key, ttl),
+        thumbnail_urls=thumbs or None,
+    )
+
+
+@router.delete("/v1/files/{file_id}", status_code=202, response_model=DeleteOut)
+def delete_file(file_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> DeleteOut:
+    file = _visible_file(session, key, file_id)
+    new = NewJob(
+        "file.delete",
+        file.user_id,
+        {"file_id": str(file.id)},
+        idempotency_key=f"file.delete:{file.id}",
+    )
+    [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
+    return DeleteOut(file_id=file.id, job_id=outcome.job_id)
+
+
+@router.get("/v1/users/{user_id}/storage", response_model=StorageOut)
+def storage(user_id: str, session: SessionDep, key: ApiKeyDep, settings: SettingsDep) -> StorageOut:
+    del key  # any valid key may read totals (they reveal no content)
+    row = files_repo.storage_of(session, user_id)
+    return StorageOut(
+        user_id=user_id,
+        bytes_used=row.bytes_used if row else 0,
+        file_count=row.file_count if row else 0,
+        quota_bytes=settings.user_quota_bytes,
+    )

@@ -1,0 +1,77 @@
+"""Request and response bodies of /v1/uploads and /v1/files."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.db.models import StoredFile
+
+
+class UploadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=200)
+    filename: str = Field(min_length=1, max_length=1024)
+    content_type: str = Field(min_length=1, max_length=255)
+    size: int = Field(ge=1)
+
+
+class UploadOut(BaseModel):
+    upload_id: uuid.UUID
+    method: str = "PUT"
+    url: str
+    expires_at: datetime
+
+
+class CompleteOut(BaseModel):
+    upload_id: uuid.UUID
+    job_id: uuid.UUID
+
+
+class FileOut(BaseModel):
+    id: uuid.UUID
+    user_id: str
+    name: str
+    category: str
+    content_type: str
+    size: int
+    sha256: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    download_url: str | None = None
+    thumbnail_urls: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, file: StoredFile, **urls: Any) -> FileOut:
+        return cls(
+            id=file.id,
+            user_id=file.user_id,
+            name=file.name,
+            category=file.category,
+            content_type=file.content_type,
+            size=file.size,
+            sha256=file.sha256,
+            metadata=file.meta,
+            created_at=file.created_at,
+            **urls,
+        )
+
+
+class FilePage(BaseModel):
+    files: list[FileOut]
+
+
+class StorageOut(BaseModel):
+    user_id: str
+    bytes_used: int
+    file_count: int
+    quota_bytes: int
+
+
+class DeleteOut(BaseModel):
+    file_id: uuid.UUID
+    job_id: uuid.UUID

@@ -1,0 +1,153 @@
+"""`upload.process`: check an uploaded object and file it, or refuse it with a reason.
+
+Never trusts the declared size or type. The file row is keyed by the upload id, so a
+redelivery after a crash finds the row and counts nothing twice. Never commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+from shared.db.models import StoredFile, Upload
+from shared.db.repos import files as files_repo
+from shared.jobs.submit import NewJob, submit_jobs
+from shared.storage.base import ObjectNotFound, ObjectStore
+from shared.storage.buckets import Bucket, file_key
+from workers.uploads.detect import HEAD_BYTES, Allowed, Category, Verdict, classify
+from workers.uploads.errors import Reason, Rejected
+from workers.uploads.metadata import extract
+from workers.uploads.policy import UploadPolicy
+from workers.uploads.sanitize import extension_of, sanitize_filename
+
+log = structlog.get_logger("uploads")
+
+
+@dataclass(frozen=True)
+class Source:
+    bucket: str
+    key: str
+    size: int
+
+
+def process_upload(
+    session: Session,
+    store: ObjectStore,
+    policy: UploadPolicy,
+    *,
+    upload_id: uuid.UUID,
+    now: datetime,
+) -> dict[str, Any]:
+    upload = files_repo.get_upload(session, upload_id)
+    if upload is None:
+        raise Rejected(Reason.NOT_FOUND, "no such upload", upload_id=upload_id)
+    incoming = policy.bucket(Bucket.INCOMING)
+    existing = files_repo.get_file(session, upload_id)
+    if existing is None:
+        try:
+            existing = _ingest(session, store, policy, upload, now)
+        except Rejected as exc:
+            store.delete(incoming, upload.incoming_key)
+            log.info("uploads.rejected", upload_id=str(upload_id), reason=exc.code)
+            raise
+    store.delete(incoming, upload.incoming_key)
+    log.info("uploads.stored", upload_id=str(upload_id), category=existing.category)
+    return _result(existing)
+
+
+def _ingest(
+    session: Session, store: ObjectStore, policy: UploadPolicy, upload: Upload, now: datetime
+) -> StoredFile:
+    source = _locate(store, policy, upload)
+    if source.size > policy.largest_limit:
+        raise Rejected(Reason.TOO_LARGE, f"{source.size} bytes > {policy.largest_limit}")
+    storage = files_repo.lock_storage(session, upload.user_id)
+    if storage.bytes_used + source.size > policy.quota_bytes:
+        raise Rejected(
+            Reason.QUOTA_EXCEEDED,
+            f"{storage.bytes_used} + {source.size} bytes > quota {policy.quota_bytes}",
+        )
+    data = store.get_bytes(source.bucket, source.key, max_bytes=policy.largest_limit + 1)
+    name = sanitize_filename(upload.filename)
+    allowed = _check_type(data, upload.declared_type, name)
+    if len(data) > policy.limit_for(allowed.category):
+        raise Rejected(Reason.TOO_LARGE, f"{len(data)} bytes > {allowed.category} limit")
+    meta = extract(
+        data,
+        allowed.category,
+        allowed.mime,
+        max_pixels=policy.max_pixels,
+        archives=policy.archives,
+    )
+    bucket, key = policy.bucket(Bucket(allowed.category.value)), file_key(upload.id)
+    if (source.bucket, source.key) != (bucket, key):
+        store.put_bytes(bucket, key, data, content_type=allowed.mime)
+    row = {
+        "id": upload.id,
+        "user_id": upload.user_id,
+        "api_key_id": upload.api_key_id,
+        "name": name,
+        "category": allowed.category.value,
+        "content_type": allowed.mime,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bucket": bucket,
+        "key": key,
+        "meta": meta,
+        "created_at": now,
+    }
+    if files_repo.insert_file(session, row):
+        files_repo.add_usage(session, upload.user_id, size=len(data), files=1)
+        if allowed.category is Category.IMAGES:
+            submit_jobs(
+                session,
+                [NewJob("image.thumbnail", upload.user_id, {"file_id": str(upload.id)})],
+                source="worker",
+                now=now,
+            )
+    stored = files_repo.get_file(session, upload.id)
+    assert stored is not None
+    return stored
+
+
+def _locate(store: ObjectStore, policy: UploadPolicy, upload: Upload) -> Source:
+    """The incoming object; after a crash between filing and commit, the filed copy."""
+    candidates = [(policy.bucket(Bucket.INCOMING), upload.incoming_key)] + [
+        (policy.bucket(Bucket(c.value)), file_key(upload.id)) for c in Category
+    ]
+    for bucket, key in candidates:
+        try:
+            info = store.stat(bucket, key)
+        except ObjectNotFound:
+            continue
+        return Source(bucket, key, info.size)
+    raise Rejected(Reason.NOT_UPLOADED, "nothing was uploaded", upload_id=upload.id)
+
+
+def _check_type(data: bytes, declared_type: str, name: str) -> Allowed:
+    found = classify(data[:HEAD_BYTES], declared_type=declared_type, extension=extension_of(name))
+    if found.verdict is Verdict.NOT_ALLOWED or found.allowed is None:
+        raise Rejected(Reason.TYPE_NOT_ALLOWED, f"content is {found.mime or 'unknown'}")
+    if found.verdict is Verdict.MISMATCH:
+        raise Rejected(
+            Reason.TYPE_MISMATCH,
+            f"content is {found.mime}, declared {declared_type!r} named {name!r}",
+        )
+    return found.allowed
+
+
+def _result(file: StoredFile) -> dict[str, Any]:
+    return {
+        "file_id": str(file.id),
+        "name": file.name,
+        "category": file.category,
+        "content_type": file.content_type,
+        "size": file.size,
+        "sha256": file.sha256,
+    }
