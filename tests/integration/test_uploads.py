@@ -217,3 +217,20 @@ def test_crash_before_commit_then_redeliveries_count_once(files: Stack) -> None:
     assert result["sha256"] == hashlib.sha256(data).hexdigest()
     assert storage(files, who) == (len(data), 1)
     assert len(jobs_for_file(files, "image.thumbnail", str(upload_id))) == 1
+
+
+def test_audio_is_filed_with_its_duration(files: Stack) -> None:
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(b"\x01\x00" * 16000 * 2)
+    data = buffer.getvalue()
+    sent = upload(files, user(), "voice-note.wav", "audio/wav", data)
+    assert files.wait_state(sent.job_id).state == "succeeded", files.job(sent.job_id).error_code
+    row = file_row(files, sent.upload_id)
+    assert row is not None and row.category == "audio"
+    assert row.meta["duration_s"] == 2.0

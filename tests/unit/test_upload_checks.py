@@ -83,3 +83,23 @@ def test_extract_by_category() -> None:
             media.zip_bomb(), Category.ARCHIVES, "application/zip", max_pixels=1, archives=LIMITS
         )
     assert caught.value.code == "bomb"
+
+
+def test_audio_duration_is_read_from_the_container() -> None:
+    import io
+    import wave
+
+    from workers.uploads.detect import Category
+    from workers.uploads.metadata import media_metadata
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00\x00\x00" * 8000 * 3)
+    meta = media_metadata(buffer.getvalue())
+    assert meta["duration_s"] == 3.0
+    assert meta["sample_rate"] == 8000 and meta["channels"] == 2
+    assert media_metadata(b"RIFF\x00\x00\x00\x00WAVEjunk") == {}  # unreadable: no duration
+    assert Category.AUDIO.value == "audio"

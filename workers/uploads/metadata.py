@@ -6,6 +6,7 @@ import io
 import warnings
 from typing import Any
 
+import mutagen
 from PIL import ExifTags, Image, UnidentifiedImageError
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
@@ -29,7 +30,32 @@ def extract(
         return {"pages": pdf_page_count(data)}
     if category is Category.ARCHIVES:
         return archive_metadata(data, mime, archives)
+    if category in (Category.AUDIO, Category.VIDEO):
+        return media_metadata(data)
     return {}
+
+
+def media_metadata(data: bytes) -> dict[str, Any]:
+    """Duration (and audio details) from the container headers, read by mutagen.
+
+    A file mutagen cannot parse still passed magic-byte detection, so it is kept without a
+    duration rather than refused: players are more forgiving than tag readers.
+    """
+    try:
+        parsed = mutagen.File(io.BytesIO(data))
+    except mutagen.MutagenError:
+        return {}
+    info = getattr(parsed, "info", None)
+    if info is None:
+        return {}
+    fields = {
+        "duration_s": "length",
+        "sample_rate": "sample_rate",
+        "channels": "channels",
+        "bitrate": "bitrate",
+    }
+    found = {name: getattr(info, attr, None) for name, attr in fields.items()}
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in found.items() if v}
 
 
 def open_image_header(data: bytes, *, max_pixels: int) -> Image.Image:
