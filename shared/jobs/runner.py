@@ -20,15 +20,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
-from shared.errors import JobCancelled, PermanentError, TransientError
-from shared.jobs.backoff import next_retry
+from shared.jobs.adopt import adopt_foreign
 from shared.jobs.catalog import KindSpec
 from shared.jobs.context import JobContext, LostOwnership
-from shared.jobs.messages import dead_letter, event_message, job_message
+from shared.jobs.messages import event_message
+from shared.jobs.outcomes import classify, record_failure
 from shared.jobs.state_writer import StateWriter
-from shared.jobs.submit import NewJob, job_row, validate_payload
 from shared.messaging.contract import JobEnvelope
-from shared.metrics import JOB_DURATION, JOB_RETRIES, JOBS_FINISHED
+from shared.metrics import JOB_DURATION, JOBS_FINISHED
 from shared.storage.base import ObjectStore
 
 log = structlog.get_logger("jobs")
@@ -65,14 +64,6 @@ class RunnerDeps:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     writer: StateWriter | None = None  # group commit for the hot path; None: per-job writes
     store: Callable[[], ObjectStore] | None = None  # lazily built object store for handlers
-
-
-@dataclass(frozen=True)
-class Failure:
-    state: str  # failed | cancelled | retryable
-    code: str
-    message: str
-    retry_after: float | None = None
 
 
 def execute(
@@ -125,7 +116,7 @@ def _claim_or_adopt(
             log.info("jobs.delivery_skipped", state=state, redelivered=redelivered)
             return None
         # First sight of a job published straight onto RabbitMQ by another service.
-        if not _adopt_foreign(deps, session, spec, envelope, queue=queue):
+        if not adopt_foreign(session, spec, envelope, queue=queue, now=deps.clock()):
             return None
         claim = jobs_repo.claim(
             session, job_id, redelivered=False, worker=deps.worker_name, stale_s=deps.stale_s
@@ -133,90 +124,6 @@ def _claim_or_adopt(
         if claim is None:
             log.info("jobs.adopted_for_later", run_at=str(envelope.run_at))
         return claim
-
-
-def _adopt_foreign(
-    deps: RunnerDeps, session: Session, spec: KindSpec, envelope: JobEnvelope, *, queue: str
-) -> bool:
-    """Create the job row for a foreign message. A bad payload still gets a row: failed."""
-    assert envelope.job_id is not None
-    now = deps.clock()
-    new = NewJob(
-        kind=envelope.kind,
-        user_id=envelope.user_id,
-        payload=envelope.payload,
-        priority=envelope.priority,
-        run_at=envelope.run_at,
-        job_id=envelope.job_id,
-    )
-    try:
-        payload = validate_payload(spec, envelope.payload)
-    except PermanentError as exc:
-        row = job_row(
-            spec,
-            new,
-            job_id=envelope.job_id,
-            payload=envelope.payload,
-            source="wire",
-            api_key_id=None,
-            now=now,
-        )
-        row.update(state="failed", error_code=exc.code, error_message=exc.message, finished_at=now)
-        if jobs_repo.insert_jobs(session, [row]):
-            jobs_repo.add_event(
-                session,
-                envelope.job_id,
-                attempt=0,
-                from_state=None,
-                to_state="failed",
-                reason=exc.code,
-                message=exc.message,
-            )
-            outbox_repo.add_many(
-                session,
-                [
-                    event_message(
-                        job_id=envelope.job_id,
-                        kind=spec.kind,
-                        user_id=envelope.user_id,
-                        state="failed",
-                        attempt=0,
-                        error_code=exc.code,
-                    ),
-                    dead_letter(
-                        queue=queue, body=envelope.to_bytes(), reason=exc.code, detail=exc.message
-                    ),
-                ],
-            )
-        log.warning("jobs.rejected_payload", code=exc.code, detail=exc.message)
-        return False
-    row = job_row(
-        spec, new, job_id=envelope.job_id, payload=payload, source="wire", api_key_id=None, now=now
-    )
-    if jobs_repo.insert_jobs(session, [row]):
-        jobs_repo.add_event(
-            session,
-            envelope.job_id,
-            attempt=0,
-            from_state=None,
-            to_state="queued",
-            reason="adopted",
-        )
-        if row["run_at"] > now:
-            outbox_repo.add_many(
-                session,
-                [
-                    job_message(
-                        job_id=envelope.job_id,
-                        kind=spec.kind,
-                        user_id=envelope.user_id,
-                        payload=payload,
-                        priority=envelope.priority,
-                        publish_after=row["run_at"],
-                    )
-                ],
-            )
-    return True
 
 
 def _run_claimed(
@@ -250,7 +157,9 @@ def _run_claimed(
         failure = classify(exc)
         if failure is None:
             raise
-        outcome = _record_failure(deps, spec, ctx, failure, envelope, queue=queue)
+        outcome = record_failure(
+            deps.sessions, spec, ctx, failure, envelope, queue=queue, now=deps.clock()
+        )
     finally:
         JOB_DURATION.labels(spec.kind).observe(time.perf_counter() - started)
     JOBS_FINISHED.labels(spec.kind, outcome).inc()
@@ -306,116 +215,3 @@ def _succeed_batched(writer: StateWriter, ctx: JobContext, result: dict[str, Any
         event_body=event["body"],
     ):
         raise LostOwnership(str(ctx.job_id))
-
-
-def classify(exc: BaseException) -> Failure | None:
-    """Map an exception to a recorded outcome; None means 'not ours to swallow'."""
-    from dramatiq.middleware.time_limit import TimeLimitExceeded
-
-    if isinstance(exc, JobCancelled):
-        return Failure("cancelled", "cancelled", "cancelled at a checkpoint")
-    if isinstance(exc, PermanentError):
-        return Failure("failed", exc.code, exc.message)
-    if isinstance(exc, TimeLimitExceeded):
-        return Failure("retryable", "time_limit", "attempt exceeded the kind's time limit")
-    if isinstance(exc, TransientError):
-        return Failure("retryable", exc.code, exc.message, exc.retry_after)
-    if isinstance(exc, Exception):
-        return Failure("retryable", "error", f"{type(exc).__name__}: {exc}"[:2000])
-    return None  # KeyboardInterrupt, SystemExit, dramatiq Shutdown: let the process stop
-
-
-def _record_failure(
-    deps: RunnerDeps,
-    spec: KindSpec,
-    ctx: JobContext,
-    failure: Failure,
-    envelope: JobEnvelope,
-    *,
-    queue: str,
-) -> str:
-    decision = None
-    if failure.state == "retryable":
-        decision = next_retry(
-            attempt=ctx.attempt,
-            max_attempts=ctx.max_attempts,
-            now=deps.clock(),
-            base_s=spec.backoff_base_s,
-            max_s=spec.backoff_max_s,
-            retry_after_s=failure.retry_after,
-        )
-    if decision is not None and decision.retry:
-        state = "queued"
-    elif failure.state == "retryable":
-        state = "dead"
-    else:
-        state = failure.state
-    with session_scope(deps.sessions) as session:
-        if not jobs_repo.finish(
-            session,
-            ctx.job_id,
-            attempt=ctx.attempt,
-            state=state,
-            error_code=failure.code,
-            error_message=failure.message,
-            run_at=decision.run_at if decision else None,
-        ):
-            log.warning("jobs.ownership_lost", attempt=ctx.attempt)
-            return "lost"
-        jobs_repo.add_event(
-            session,
-            ctx.job_id,
-            attempt=ctx.attempt,
-            from_state="running",
-            to_state=state,
-            reason=failure.code,
-            message=failure.message,
-        )
-        outbox_repo.add_many(
-            session,
-            _failure_messages(
-                ctx, envelope, state, failure, queue, decision.run_at if decision else None
-            ),
-        )
-    if state == "queued":
-        JOB_RETRIES.labels(spec.kind).inc()
-    log.warning("jobs.attempt_failed", code=failure.code, detail=failure.message, next_state=state)
-    return state
-
-
-def _failure_messages(
-    ctx: JobContext,
-    envelope: JobEnvelope,
-    state: str,
-    failure: Failure,
-    queue: str,
-    run_at: datetime | None,
-) -> list[dict[str, Any]]:
-    if state == "queued":
-        return [
-            job_message(
-                job_id=ctx.job_id,
-                kind=ctx.kind,
-                user_id=ctx.user_id,
-                payload=envelope.payload,
-                priority=envelope.priority,
-                publish_after=run_at,
-            )
-        ]
-    messages = [
-        event_message(
-            job_id=ctx.job_id,
-            kind=ctx.kind,
-            user_id=ctx.user_id,
-            state=state,
-            attempt=ctx.attempt,
-            error_code=failure.code,
-        )
-    ]
-    if state == "dead":
-        messages.append(
-            dead_letter(
-                queue=queue, body=envelope.to_bytes(), reason=failure.code, detail=failure.message
-            )
-        )
-    return messages

@@ -1,0 +1,145 @@
+"""What a failed attempt becomes: retry with backoff, failed, cancelled or dead (+ dead letter)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.engine import session_scope
+from shared.db.repos import jobs as jobs_repo
+from shared.db.repos import outbox as outbox_repo
+from shared.errors import JobCancelled, PermanentError, TransientError
+from shared.jobs.backoff import next_retry
+from shared.jobs.catalog import KindSpec
+from shared.jobs.context import JobContext
+from shared.jobs.messages import dead_letter, event_message, job_message
+from shared.messaging.contract import JobEnvelope
+from shared.metrics import JOB_RETRIES
+
+log = structlog.get_logger("jobs")
+
+
+@dataclass(frozen=True)
+class Failure:
+    state: str  # failed | cancelled | retryable
+    code: str
+    message: str
+    retry_after: float | None = None
+
+
+def classify(exc: BaseException) -> Failure | None:
+    """Map an exception to a recorded outcome; None means 'not ours to swallow'."""
+    from dramatiq.middleware.time_limit import TimeLimitExceeded
+
+    if isinstance(exc, JobCancelled):
+        return Failure("cancelled", "cancelled", "cancelled at a checkpoint")
+    if isinstance(exc, PermanentError):
+        return Failure("failed", exc.code, exc.message)
+    if isinstance(exc, TimeLimitExceeded):
+        return Failure("retryable", "time_limit", "attempt exceeded the kind's time limit")
+    if isinstance(exc, TransientError):
+        return Failure("retryable", exc.code, exc.message, exc.retry_after)
+    if isinstance(exc, Exception):
+        return Failure("retryable", "error", f"{type(exc).__name__}: {exc}"[:2000])
+    return None  # KeyboardInterrupt, SystemExit, dramatiq Shutdown: let the process stop
+
+
+def record_failure(
+    sessions: sessionmaker[Session],
+    spec: KindSpec,
+    ctx: JobContext,
+    failure: Failure,
+    envelope: JobEnvelope,
+    *,
+    queue: str,
+    now: datetime,
+) -> str:
+    decision = None
+    if failure.state == "retryable":
+        decision = next_retry(
+            attempt=ctx.attempt,
+            max_attempts=ctx.max_attempts,
+            now=now,
+            base_s=spec.backoff_base_s,
+            max_s=spec.backoff_max_s,
+            retry_after_s=failure.retry_after,
+        )
+    if decision is not None and decision.retry:
+        state = "queued"
+    elif failure.state == "retryable":
+        state = "dead"
+    else:
+        state = failure.state
+    with session_scope(sessions) as session:
+        if not jobs_repo.finish(
+            session,
+            ctx.job_id,
+            attempt=ctx.attempt,
+            state=state,
+            error_code=failure.code,
+            error_message=failure.message,
+            run_at=decision.run_at if decision else None,
+        ):
+            log.warning("jobs.ownership_lost", attempt=ctx.attempt)
+            return "lost"
+        jobs_repo.add_event(
+            session,
+            ctx.job_id,
+            attempt=ctx.attempt,
+            from_state="running",
+            to_state=state,
+            reason=failure.code,
+            message=failure.message,
+        )
+        outbox_repo.add_many(
+            session,
+            _failure_messages(
+                ctx, envelope, state, failure, queue, decision.run_at if decision else None
+            ),
+        )
+    if state == "queued":
+        JOB_RETRIES.labels(spec.kind).inc()
+    log.warning("jobs.attempt_failed", code=failure.code, detail=failure.message, next_state=state)
+    return state
+
+
+def _failure_messages(
+    ctx: JobContext,
+    envelope: JobEnvelope,
+    state: str,
+    failure: Failure,
+    queue: str,
+    run_at: datetime | None,
+) -> list[dict[str, Any]]:
+    if state == "queued":
+        return [
+            job_message(
+                job_id=ctx.job_id,
+                kind=ctx.kind,
+                user_id=ctx.user_id,
+                payload=envelope.payload,
+                priority=envelope.priority,
+                publish_after=run_at,
+            )
+        ]
+    messages = [
+        event_message(
+            job_id=ctx.job_id,
+            kind=ctx.kind,
+            user_id=ctx.user_id,
+            state=state,
+            attempt=ctx.attempt,
+            error_code=failure.code,
+        )
+    ]
+    if state == "dead":
+        messages.append(
+            dead_letter(
+                queue=queue, body=envelope.to_bytes(), reason=failure.code, detail=failure.message
+            )
+        )
+    return messages
