@@ -52,6 +52,32 @@ class Settings(BaseSettings):
     outbox_retention_s: float = 3600.0
     republish_queued_after_s: float = 900.0
 
+    # OAuth connections (docs/oauth.md). A provider without client id and secret is
+    # "not configured". Redirect URI: public_url + /v1/oauth/<provider>/callback.
+    oauth_hubspot_client_id: str | None = None
+    oauth_hubspot_client_secret: SecretStr | None = None
+    oauth_hubspot_scopes: str | None = None
+    oauth_salesforce_client_id: str | None = None
+    oauth_salesforce_client_secret: SecretStr | None = None
+    oauth_salesforce_scopes: str | None = None
+    oauth_pipedrive_client_id: str | None = None
+    oauth_pipedrive_client_secret: SecretStr | None = None
+    oauth_pipedrive_scopes: str | None = None
+    oauth_zoho_client_id: str | None = None
+    oauth_zoho_client_secret: SecretStr | None = None
+    oauth_zoho_scopes: str | None = None
+    oauth_generic_client_id: str | None = None
+    oauth_generic_client_secret: SecretStr | None = None
+    oauth_generic_scopes: str | None = None
+    oauth_generic_authorize_url: str | None = None
+    oauth_generic_token_url: str | None = None
+    oauth_generic_revoke_url: str | None = None
+    oauth_generic_auth_method: str = "client_secret_basic"
+    oauth_refresh_margin_s: float = Field(default=300.0, ge=0)
+    oauth_sweep_interval_s: float = Field(default=60.0, ge=0)  # 0: no periodic sweep
+    oauth_state_ttl_s: float = Field(default=600.0, gt=0)
+    oauth_http_timeout_s: float = Field(default=15.0, gt=0)
+
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:
         if self.env != "production":

@@ -1,6 +1,7 @@
 """All tables, imported here so Alembic and tests see one complete metadata."""
 
 from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage
+from shared.db.models.oauth import OAuthConnection, OAuthState
 from shared.db.models.product import (
     Channel,
     ChannelMember,
@@ -21,6 +22,8 @@ __all__ = [
     "Job",
     "JobEvent",
     "Message",
+    "OAuthConnection",
+    "OAuthState",
     "OutboxMessage",
     "Task",
     "User",
