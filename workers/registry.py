@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-ACTOR_MODULES = ("workers.diag.actors",)
+ACTOR_MODULES = ("workers.diag.actors", "workers.oauth_tokens.actors")
 
 
 def import_actor_modules() -> None:

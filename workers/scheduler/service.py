@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -14,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
+from shared.oauth.clients import idle_lifetimes
 from shared.messaging.publisher import Publisher, PublishError
+from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
 
@@ -33,6 +36,9 @@ class SchedulerConfig:
     prune_every_s: float = 60.0
     retention_s: float = 3600.0
     republish_queued_after_s: float = 900.0
+    oauth_sweep_every_s: float = 0.0  # 0: no OAuth refresh sweep
+    oauth_margin_s: float = 300.0
+    oauth_idle_lifetimes: Mapping[str, timedelta] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -42,6 +48,9 @@ class SchedulerConfig:
             stale_s=settings.heartbeat_stale_s,
             retention_s=settings.outbox_retention_s,
             republish_queued_after_s=settings.republish_queued_after_s,
+            oauth_sweep_every_s=settings.oauth_sweep_interval_s,
+            oauth_margin_s=settings.oauth_refresh_margin_s,
+            oauth_idle_lifetimes=idle_lifetimes(settings),
         )
 
 
@@ -76,7 +85,7 @@ class Scheduler:
 
     def _lead(self, conn: psycopg.Connection) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        next_reap = next_prune = 0.0
+        next_reap = next_prune = next_sweep = 0.0
         failures = 0
         while not self.stop_event.is_set():
             try:
@@ -94,6 +103,9 @@ class Scheduler:
                 reap_once(self._sessions, stale_s=self._config.stale_s)
                 republish_stuck(self._sessions, older_than_s=self._config.republish_queued_after_s)
                 next_reap = now + self._config.reap_every_s
+            if self._config.oauth_sweep_every_s > 0 and now >= next_sweep:
+                self._sweep_oauth()
+                next_sweep = now + self._config.oauth_sweep_every_s
             if now >= next_prune:
                 self._prune()
                 next_prune = now + self._config.prune_every_s
@@ -110,6 +122,14 @@ class Scheduler:
             return
         for _ in conn.notifies(timeout=timeout, stop_after=1):
             pass
+
+    def _sweep_oauth(self) -> None:
+        sweep_once(
+            self._sessions,
+            now=datetime.now(UTC),
+            margin=timedelta(seconds=self._config.oauth_margin_s),
+            idle_lifetimes=self._config.oauth_idle_lifetimes,
+        )
 
     def _prune(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self._config.retention_s)

@@ -90,11 +90,18 @@ def prune_states(session: Session, now: datetime) -> None:
     session.execute(delete(S).where(S.c.expires_at < now))
 
 
-def _refresh_job_active() -> ColumnElement[bool]:
+FAILED_BACKOFF = timedelta(minutes=5)
+
+
+def _refresh_job_pending(now: datetime) -> ColumnElement[bool]:
+    """A refresh job queued or running, or one that failed recently (no resubmit storm)."""
     return exists().where(
         Job.kind == REFRESH_KIND,
-        Job.state.in_(("queued", "running")),
         Job.payload["connection_id"].astext == cast(OAuthConnection.id, String),
+        or_(
+            Job.state.in_(("queued", "running")),
+            and_(Job.state.in_(("failed", "dead")), Job.finished_at > now - FAILED_BACKOFF),
+        ),
     )
 
 
@@ -127,7 +134,7 @@ def due_for_refresh(
                 *idle,
                 false(),
             ),
-            ~_refresh_job_active(),
+            ~_refresh_job_pending(now),
         )
         .order_by(OAuthConnection.expires_at.nulls_first())
         .limit(limit)
