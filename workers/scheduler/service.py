@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
-from shared.oauth.clients import idle_lifetimes
 from shared.messaging.publisher import Publisher, PublishError
+from shared.oauth.clients import idle_lifetimes
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
