@@ -34,6 +34,7 @@ from tests.support.oauth import (
 from tests.support.services import wait_for
 from tests.support.stack import Stack
 from workers.ingress.app import create_app
+from workers.scheduler.oauth_sweep import sweep_once
 
 pytestmark = pytest.mark.integration
 
@@ -332,3 +333,26 @@ def test_delete_revokes_at_the_provider(oauth: OAuthStack) -> None:
     with pytest.raises(OAuthError) as excinfo:
         provider_refresh(oauth, refresh)
     assert excinfo.value.error == "invalid_grant"
+
+
+def test_sweep_submits_one_job_per_due_connection(oauth: OAuthStack) -> None:
+    connection = oauth.connect()
+    expire_soon(oauth, connection["id"], seconds=MARGIN_S / 2)
+    sweep = {
+        "now": datetime.now(UTC),
+        "margin": timedelta(seconds=MARGIN_S),
+        "idle_lifetimes": {},
+    }
+    assert sweep_once(oauth.stack.sessions, **sweep) >= 1  # type: ignore[arg-type]
+    sweep_once(oauth.stack.sessions, **sweep)  # type: ignore[arg-type]
+    with session_scope(oauth.stack.sessions) as session:
+        jobs = session.execute(
+            text(
+                "SELECT id FROM jobs WHERE kind = 'oauth.refresh' "
+                "AND payload->>'connection_id' = :id"
+            ),
+            {"id": connection["id"]},
+        ).all()
+    assert len(jobs) == 1
+    done = oauth.stack.wait_state(jobs[0][0])
+    assert done.result is not None and done.result["outcome"] == "refreshed"
