@@ -14,6 +14,7 @@ from shared.crypto import KeyRing
 # Values that must never reach production: documentation placeholders.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "minioadmin"})
 PLACEHOLDER_MARKERS = ("replace_me", "changeme", "password")
+OAUTH_PROVIDERS = ("hubspot", "salesforce", "pipedrive", "zoho", "generic")
 
 
 class Settings(BaseSettings):
@@ -91,7 +92,19 @@ class Settings(BaseSettings):
         for name in ("database_url", "broker_url", "s3_endpoint"):
             if not getattr(self, name):
                 raise ValueError(f"CONVEYOR_{name.upper()} is required in production")
+        self._refuse_placeholder_oauth_secrets()
         return self
+
+    def _refuse_placeholder_oauth_secrets(self) -> None:
+        """An OAuth client secret may be unset (provider not configured), never a placeholder."""
+        for name in OAUTH_PROVIDERS:
+            secret: SecretStr | None = getattr(self, f"oauth_{name}_client_secret")
+            value = secret.get_secret_value() if secret is not None else ""
+            if value and _is_placeholder(value):
+                raise ValueError(
+                    f"CONVEYOR_OAUTH_{name.upper()}_CLIENT_SECRET is a placeholder; "
+                    "set the real secret or leave it empty"
+                )
 
     def key_ring(self) -> KeyRing:
         if self.master_keys is None:
