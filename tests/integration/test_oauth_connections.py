@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
@@ -19,7 +20,8 @@ from sqlalchemy import text
 
 from shared.db.engine import session_scope
 from shared.messaging.names import EVENTS_EXCHANGE
-from shared.oauth.clients import configured_client
+from shared.oauth.clients import OAuthClient, configured_client
+from shared.oauth.providers import zoho
 from shared.oauth.refresh import RefreshDeps, refresh_connection
 from shared.oauth.token_client import make_http_client
 from tests.oauth_server.harness import loopback_client_kwargs, start_oidc_server
@@ -356,3 +358,48 @@ def test_sweep_submits_one_job_per_due_connection(oauth: OAuthStack) -> None:
     assert len(jobs) == 1
     done = oauth.stack.wait_state(jobs[0][0])
     assert done.result is not None and done.result["outcome"] == "refreshed"
+
+
+def deps_with(oauth: OAuthStack, http: httpx.Client, client_for: Any = None) -> RefreshDeps:
+    settings = oauth.settings()
+    return RefreshDeps(
+        ring=oauth.ring,
+        client_for=client_for or (lambda c: configured_client(settings, c.provider)),
+        http=http,
+        clock=lambda: datetime.now(UTC),
+        margin=timedelta(seconds=MARGIN_S),
+    )
+
+
+def test_provider_503_is_retried_and_keeps_the_tokens(oauth: OAuthStack) -> None:
+    connection = oauth.connect()
+    before = oauth.tokens_of(connection["id"])
+    unavailable = httpx.MockTransport(lambda _: httpx.Response(503, headers={"Retry-After": "9"}))
+    with httpx.Client(transport=unavailable) as http, session_scope(oauth.stack.sessions) as s:
+        outcome = refresh_connection(
+            s, deps_with(oauth, http), uuid.UUID(connection["id"]), force=True
+        )
+    assert (outcome.status, outcome.retry_after) == ("retry", 9.0)
+    row = oauth.row(connection["id"])
+    assert (row.status, row.last_error_code) == ("active", "temporary")
+    assert oauth.tokens_of(connection["id"]) == before
+
+
+def test_zoho_limit_is_counted_in_the_database(oauth: OAuthStack) -> None:
+    connection = oauth.connect()
+    now = datetime.now(UTC)
+    with session_scope(oauth.stack.sessions) as session:
+        session.execute(
+            text("UPDATE oauth_connections SET recent_token_requests = :at WHERE id = :id"),
+            {"at": [now - timedelta(minutes=9)] + [now] * 9, "id": connection["id"]},
+        )
+    zoho_provider = zoho()
+    zoho_client = OAuthClient(zoho_provider, "z", "zs", (), "https://c/cb")
+    calls: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda r: calls.append(r) or httpx.Response(500))
+    with httpx.Client(transport=transport) as http, session_scope(oauth.stack.sessions) as s:
+        deps = deps_with(oauth, http, client_for=lambda c: zoho_client)
+        outcome = refresh_connection(s, deps, uuid.UUID(connection["id"]), force=True)
+    assert outcome.status == "retry" and outcome.error == "rate_limited"
+    assert outcome.retry_after is not None and 50 < outcome.retry_after <= 60
+    assert calls == []  # the provider was not asked

@@ -7,7 +7,9 @@ import base64
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
@@ -15,6 +17,7 @@ from shared.config import Settings
 from shared.crypto import KeyRing
 from shared.errors import PermanentError, TransientError
 from shared.oauth.clients import (
+    OAuthClient,
     ProviderNotConfigured,
     UnknownProvider,
     configured_client,
@@ -22,7 +25,7 @@ from shared.oauth.clients import (
     provider_statuses,
 )
 from shared.oauth.policy import rate_limit_wait, recent_requests, refresh_due
-from shared.oauth.providers import ZOHO_TOKEN_RATE_LIMIT, ClientAuthMethod
+from shared.oauth.providers import ZOHO_TOKEN_RATE_LIMIT, ClientAuthMethod, zoho
 from shared.oauth.refresh import RefreshOutcome
 from shared.oauth.state import (
     code_challenge,
@@ -32,6 +35,8 @@ from shared.oauth.state import (
     state_keys,
     verify_state,
 )
+from shared.oauth.token_client import refresh_grant
+from shared.oauth.token_response import TokenError, TokenErrorKind, TokenSet
 from workers.oauth_tokens.service import raise_for
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -232,3 +237,58 @@ def test_retry_honours_retry_after() -> None:
     with pytest.raises(TransientError) as excinfo:
         raise_for(RefreshOutcome("retry", CID, error="rate_limited", retry_after=42.0))
     assert excinfo.value.retry_after == 42.0
+
+
+# --- token endpoint calls (httpx mock transport) --------------------------------------------
+
+
+def zoho_client() -> OAuthClient:
+    provider = zoho()
+    return OAuthClient(provider, "z", "zs", provider.default_scopes, "https://c/cb")
+
+
+def call_token_endpoint(client: OAuthClient, respond: Any) -> Any:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(respond, Exception):
+            raise respond
+        assert b"refresh_token=rt" in request.content
+        return respond  # type: ignore[no-any-return]
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        return refresh_grant(http, client, refresh_token="rt", clock=lambda: NOW)
+
+
+def test_429_with_retry_after_is_retryable_with_the_delay() -> None:
+    error = call_token_endpoint(
+        zoho_client(), httpx.Response(429, headers={"Retry-After": "7"}, json={})
+    )
+    assert isinstance(error, TokenError)
+    assert (error.kind, error.retry_after, error.retryable) == (
+        TokenErrorKind.RATE_LIMITED,
+        7.0,
+        True,
+    )
+
+
+def test_zoho_invalid_code_with_http_200_is_invalid_grant() -> None:
+    error = call_token_endpoint(zoho_client(), httpx.Response(200, json={"error": "invalid_code"}))
+    assert isinstance(error, TokenError) and error.kind is TokenErrorKind.INVALID_GRANT
+
+
+def test_network_failure_is_temporary() -> None:
+    error = call_token_endpoint(zoho_client(), httpx.ConnectError("refused"))
+    assert isinstance(error, TokenError) and error.kind is TokenErrorKind.TEMPORARY
+
+
+def test_success_is_a_token_set_with_api_domain() -> None:
+    body = {
+        "access_token": "at",
+        "expires_in": 3600,
+        "api_domain": "https://www.zohoapis.eu",
+        "token_type": "Bearer",
+    }
+    tokens = call_token_endpoint(zoho_client(), httpx.Response(200, json=body))
+    assert isinstance(tokens, TokenSet)
+    assert tokens.refresh_token is None  # Zoho keeps the refresh token: the stored one stays
+    assert tokens.api_domain == "https://www.zohoapis.eu"
+    assert tokens.expires_at == NOW + timedelta(hours=1)
