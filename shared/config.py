@@ -14,6 +14,7 @@ from shared.crypto import KeyRing
 # Values that must never reach production: documentation placeholders.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "minioadmin"})
 PLACEHOLDER_MARKERS = ("replace_me", "changeme", "password")
+OAUTH_PROVIDERS = ("hubspot", "salesforce", "pipedrive", "zoho", "generic")
 
 
 class Settings(BaseSettings):
@@ -64,6 +65,32 @@ class Settings(BaseSettings):
     republish_queued_after_s: float = 900.0
     canary_interval_s: float = 300.0  # a diag.noop every N seconds; 0 disables
 
+    # OAuth connections (docs/oauth.md). A provider without client id and secret is
+    # "not configured". Redirect URI: public_url + /v1/oauth/<provider>/callback.
+    oauth_hubspot_client_id: str | None = None
+    oauth_hubspot_client_secret: SecretStr | None = None
+    oauth_hubspot_scopes: str | None = None
+    oauth_salesforce_client_id: str | None = None
+    oauth_salesforce_client_secret: SecretStr | None = None
+    oauth_salesforce_scopes: str | None = None
+    oauth_pipedrive_client_id: str | None = None
+    oauth_pipedrive_client_secret: SecretStr | None = None
+    oauth_pipedrive_scopes: str | None = None
+    oauth_zoho_client_id: str | None = None
+    oauth_zoho_client_secret: SecretStr | None = None
+    oauth_zoho_scopes: str | None = None
+    oauth_generic_client_id: str | None = None
+    oauth_generic_client_secret: SecretStr | None = None
+    oauth_generic_scopes: str | None = None
+    oauth_generic_authorize_url: str | None = None
+    oauth_generic_token_url: str | None = None
+    oauth_generic_revoke_url: str | None = None
+    oauth_generic_auth_method: str = "client_secret_basic"
+    oauth_refresh_margin_s: float = Field(default=300.0, ge=0)
+    oauth_sweep_interval_s: float = Field(default=60.0, ge=0)  # 0: no periodic sweep
+    oauth_state_ttl_s: float = Field(default=600.0, gt=0)
+    oauth_http_timeout_s: float = Field(default=15.0, gt=0)
+
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:
         if self.env != "production":
@@ -77,7 +104,19 @@ class Settings(BaseSettings):
         for name in ("database_url", "broker_url", "s3_endpoint"):
             if not getattr(self, name):
                 raise ValueError(f"CONVEYOR_{name.upper()} is required in production")
+        self._refuse_placeholder_oauth_secrets()
         return self
+
+    def _refuse_placeholder_oauth_secrets(self) -> None:
+        """An OAuth client secret may be unset (provider not configured), never a placeholder."""
+        for name in OAUTH_PROVIDERS:
+            secret: SecretStr | None = getattr(self, f"oauth_{name}_client_secret")
+            value = secret.get_secret_value() if secret is not None else ""
+            if value and _is_placeholder(value):
+                raise ValueError(
+                    f"CONVEYOR_OAUTH_{name.upper()}_CLIENT_SECRET is a placeholder; "
+                    "set the real secret or leave it empty"
+                )
 
     def key_ring(self) -> KeyRing:
         if self.master_keys is None:

@@ -8,6 +8,7 @@ ACTOR_MODULES = (
     "workers.diag.actors",
     "workers.uploads.actors",
     "workers.thumbnails.actors",
+    "workers.oauth_tokens.actors",
 )
 
 

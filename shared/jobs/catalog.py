@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from shared.errors import UnknownKind
 from shared.jobs.payloads.diag import NoopPayload
 from shared.jobs.payloads.files import DeleteFilePayload, ProcessUploadPayload, ThumbnailPayload
+from shared.jobs.payloads.oauth import RefreshPayload
 from shared.messaging.names import Pool, Priority
 
 
@@ -94,5 +95,17 @@ FILE_DELETE = register(
         time_limit_s=60,
         backoff_base_s=2,
         backoff_max_s=600,
+    )
+)
+
+OAUTH_REFRESH = register(
+    KindSpec(
+        kind="oauth.refresh",
+        pool=Pool.OAUTH,
+        payload_model=RefreshPayload,
+        max_attempts=8,
+        time_limit_s=60,
+        backoff_base_s=2,
+        backoff_max_s=300,
     )
 )

@@ -40,7 +40,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 
@@ -441,15 +441,34 @@ def obtain_authorization_code(
     if code_challenge is not None:
         params["code_challenge"] = code_challenge
         params["code_challenge_method"] = "S256"
+    target = follow_authorization(
+        f"{server.authorize_url}?{urlencode(params)}",
+        redirect_uri=redirect_uri,
+        login=login,
+        timeout_s=timeout_s,
+    )
+    return _code_from_redirect(target, state=state, issuer=server.issuer)
+
+
+def follow_authorization(
+    authorize_url: str,
+    *,
+    redirect_uri: str,
+    login: str = DEFAULT_LOGIN,
+    timeout_s: float = 10.0,
+) -> str:
+    """Drive the front channel from a complete authorization URL (e.g. one an application
+    built, with its own state and PKCE) and return the final redirect URL to ``redirect_uri``
+    with its query (code, state, iss or error), without requesting it."""
     with httpx.Client(
         follow_redirects=False, timeout=timeout_s, **loopback_client_kwargs()
     ) as http:
-        response = http.get(server.authorize_url, params=params)
+        response = http.get(authorize_url)
         for _ in range(_MAX_FLOW_STEPS):
             if response.is_redirect:
                 target = urljoin(str(response.url), response.headers["location"])
                 if _same_endpoint(target, redirect_uri):
-                    return _code_from_redirect(target, state=state, issuer=server.issuer)
+                    return target
                 response = http.get(target)
             elif response.status_code == 200 and "html" in response.headers.get("content-type", ""):
                 form = _interaction_form(response.text)

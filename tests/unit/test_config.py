@@ -44,11 +44,24 @@ def test_production_accepts_real_values() -> None:
         {"master_keys": None},
         {"database_url": None},
         {"broker_url": None},
+        {"oauth_zoho_client_id": "z", "oauth_zoho_client_secret": "REPLACE_ME"},
+        {"oauth_generic_client_secret": "changeme"},
     ],
 )
 def test_production_refuses_placeholders_and_gaps(override: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Settings(**{**PRODUCTION, **override})  # type: ignore[arg-type]
+
+
+def test_oauth_settings_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_OAUTH_GENERIC_CLIENT_ID", "cid")
+    monkeypatch.setenv("CONVEYOR_OAUTH_GENERIC_CLIENT_SECRET", "a-real-oauth-secret")
+    monkeypatch.setenv("CONVEYOR_OAUTH_GENERIC_TOKEN_URL", "https://idp.example.com/token")
+    settings = Settings(**{**PRODUCTION, "oauth_pipedrive_client_secret": ""})  # type: ignore[arg-type]
+    assert settings.oauth_generic_client_id == "cid"
+    assert settings.oauth_generic_client_secret is not None
+    assert "a-real-oauth-secret" not in repr(settings)
+    assert settings.oauth_generic_token_url == "https://idp.example.com/token"
 
 
 def test_settings_are_frozen() -> None:

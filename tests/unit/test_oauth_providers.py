@@ -1,4 +1,4 @@
-"""Provider catalogue and token response normalisation (workers.oauth_tokens).
+"""Provider catalogue and token response normalisation (shared.oauth).
 
 Response bodies below follow the shapes the providers document for their token endpoints
 (values shortened or made up; token strings are placeholders).
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.oauth_tokens.providers import (
+from shared.oauth.providers import (
     HUBSPOT_REVOKE_URL_2026_03,
     HUBSPOT_REVOKE_URL_V1,
     HUBSPOT_TOKEN_URL_2026_03,
@@ -39,7 +39,7 @@ from workers.oauth_tokens.providers import (
     zoho_accounts_server,
     zoho_accounts_server_from_callback,
 )
-from workers.oauth_tokens.token_response import (
+from shared.oauth.token_response import (
     TokenError,
     TokenErrorKind,
     TokenSet,

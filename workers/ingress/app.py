@@ -17,8 +17,9 @@ from starlette.exceptions import HTTPException
 from shared.config import Settings
 from shared.db.engine import make_engine, make_session_factory
 from shared.errors import ConveyorError, PermanentError
+from shared.oauth.token_client import make_http_client
 from shared.storage.base import ObjectStore
-from workers.ingress import routes_files, routes_jobs
+from workers.ingress import routes_files, routes_jobs, routes_oauth
 from workers.ingress.deps import Unauthorized
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
@@ -34,6 +35,11 @@ STATUS_BY_CODE = {
     "unknown_version": 422,
     "too_large": 413,
     "storage_unavailable": 503,
+    "unknown_provider": 404,
+    "provider_not_configured": 409,
+    "invalid_state": 400,
+    "authorization_failed": 400,
+    "provider_error": 502,
 }
 
 
@@ -58,7 +64,9 @@ def create_app(
             JobsCollector(app.state.sessions, settings.broker_url, settings.rabbitmq_api_url)
         )
         app.state.registry = registry
+        app.state.oauth_http = make_http_client(settings.oauth_http_timeout_s)
         yield
+        app.state.oauth_http.close()
         if engine is not None:
             engine.dispose()
 
@@ -67,6 +75,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(routes_jobs.router)
     app.include_router(routes_files.router)
+    app.include_router(routes_oauth.router)
     _add_error_handlers(app)
     _add_ops_routes(app)
     return app

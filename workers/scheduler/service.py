@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -16,6 +17,8 @@ from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
 from shared.jobs.periodic import PeriodicSpec, builtin_schedules, submit_due
 from shared.messaging.publisher import Publisher, PublishError
+from shared.oauth.clients import idle_lifetimes
+from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
 
@@ -36,6 +39,9 @@ class SchedulerConfig:
     republish_queued_after_s: float = 900.0
     periodic: tuple[PeriodicSpec, ...] = ()
     periodic_every_s: float = 1.0
+    oauth_sweep_every_s: float = 0.0  # 0: no OAuth refresh sweep
+    oauth_margin_s: float = 300.0
+    oauth_idle_lifetimes: Mapping[str, timedelta] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -46,6 +52,9 @@ class SchedulerConfig:
             retention_s=settings.outbox_retention_s,
             republish_queued_after_s=settings.republish_queued_after_s,
             periodic=tuple(builtin_schedules(canary_interval_s=settings.canary_interval_s)),
+            oauth_sweep_every_s=settings.oauth_sweep_interval_s,
+            oauth_margin_s=settings.oauth_refresh_margin_s,
+            oauth_idle_lifetimes=idle_lifetimes(settings),
         )
 
 
@@ -80,7 +89,7 @@ class Scheduler:
 
     def _lead(self, conn: psycopg.Connection) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        next_reap = next_prune = next_periodic = 0.0
+        next_reap = next_prune = next_periodic = next_sweep = 0.0
         failures = 0
         while not self.stop_event.is_set():
             try:
@@ -99,13 +108,11 @@ class Scheduler:
                 republish_stuck(self._sessions, older_than_s=self._config.republish_queued_after_s)
                 next_reap = now + self._config.reap_every_s
             if self._config.periodic and now >= next_periodic:
-                with session_scope(self._sessions) as session:
-                    due = submit_due(
-                        session, list(self._config.periodic), now=lambda: datetime.now(UTC)
-                    )
-                if due:
-                    log.info("scheduler.periodic_submitted", schedules=due)
+                self._submit_periodic()
                 next_periodic = now + self._config.periodic_every_s
+            if self._config.oauth_sweep_every_s > 0 and now >= next_sweep:
+                self._sweep_oauth()
+                next_sweep = now + self._config.oauth_sweep_every_s
             if now >= next_prune:
                 self._prune()
                 next_prune = now + self._config.prune_every_s
@@ -122,6 +129,20 @@ class Scheduler:
             return
         for _ in conn.notifies(timeout=timeout, stop_after=1):
             pass
+
+    def _submit_periodic(self) -> None:
+        with session_scope(self._sessions) as session:
+            due = submit_due(session, list(self._config.periodic), now=lambda: datetime.now(UTC))
+        if due:
+            log.info("scheduler.periodic_submitted", schedules=due)
+
+    def _sweep_oauth(self) -> None:
+        sweep_once(
+            self._sessions,
+            now=datetime.now(UTC),
+            margin=timedelta(seconds=self._config.oauth_margin_s),
+            idle_lifetimes=self._config.oauth_idle_lifetimes,
+        )
 
     def _prune(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self._config.retention_s)

@@ -2,6 +2,7 @@
 
 from shared.db.models.files import StoredFile, Upload, UserStorage
 from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage, PeriodicRun
+from shared.db.models.oauth import OAuthConnection, OAuthState
 from shared.db.models.product import (
     Channel,
     ChannelMember,
@@ -22,6 +23,8 @@ __all__ = [
     "Job",
     "JobEvent",
     "Message",
+    "OAuthConnection",
+    "OAuthState",
     "OutboxMessage",
     "PeriodicRun",
     "StoredFile",

@@ -29,7 +29,7 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Final
 
-from workers.oauth_tokens.providers import OAuthProvider, ProviderName, validate_endpoint_url
+from shared.oauth.providers import OAuthProvider, ProviderName, validate_endpoint_url
 
 
 class TokenErrorKind(StrEnum):
