@@ -105,7 +105,7 @@ class JobEvent(Base):
         UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
     )
     at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), nullable=False
+        DateTime(timezone=True), server_default=func.clock_timestamp(), nullable=False
     )
     attempt: Mapped[int] = mapped_column(Integer, nullable=False)
     from_state: Mapped[str | None] = mapped_column(String(20))

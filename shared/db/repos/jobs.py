@@ -159,7 +159,8 @@ def finish(
     """running → state, only if this attempt still owns the job. False: someone took over."""
     values: dict[str, Any] = {
         "state": state,
-        "updated_at": func.now(),
+        # clock_timestamp(), not now(): the handler's transaction may have begun long before.
+        "updated_at": func.clock_timestamp(),
         "heartbeat_at": None,
         "error_code": error_code,
         "error_message": error_message,
@@ -167,7 +168,7 @@ def finish(
     if state == "queued":
         values["run_at"] = run_at
     else:
-        values["finished_at"] = func.now()
+        values["finished_at"] = func.clock_timestamp()
         values["result"] = result
     if state == "succeeded":
         values["progress"] = 1.0
