@@ -70,9 +70,12 @@ class Settings(BaseSettings):
     oauth_hubspot_client_id: str | None = None
     oauth_hubspot_client_secret: SecretStr | None = None
     oauth_hubspot_scopes: str | None = None
+    oauth_hubspot_token_url: str | None = None  # v1 is deprecated in Feb 2027: override here
     oauth_salesforce_client_id: str | None = None
     oauth_salesforce_client_secret: SecretStr | None = None
     oauth_salesforce_scopes: str | None = None
+    oauth_salesforce_login_host: str | None = None  # test.salesforce.com or a My Domain host
+    oauth_salesforce_session_lifetime_s: float | None = None  # the org's session timeout
     oauth_pipedrive_client_id: str | None = None
     oauth_pipedrive_client_secret: SecretStr | None = None
     oauth_pipedrive_scopes: str | None = None

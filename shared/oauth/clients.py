@@ -13,7 +13,10 @@ from shared.config import Settings
 from shared.errors import PermanentError
 from shared.oauth.providers import (
     HUBSPOT_DEFAULT_SCOPES,
+    HUBSPOT_TOKEN_URL_V1,
     SALESFORCE_DEFAULT_SCOPES,
+    SALESFORCE_DEFAULT_SESSION_LIFETIME,
+    SALESFORCE_LOGIN_HOST,
     ZOHO_DEFAULT_ACCOUNTS_SERVER,
     ZOHO_DEFAULT_SCOPES,
     OAuthProvider,
@@ -82,9 +85,19 @@ def is_configured(settings: Settings, name: ProviderName) -> bool:
 def _provider(settings: Settings, name: ProviderName, accounts_server: str | None) -> OAuthProvider:
     raw = getattr(settings, f"oauth_{name.value}_scopes")
     if name is ProviderName.HUBSPOT:
-        return hubspot(scopes=_scopes(raw, HUBSPOT_DEFAULT_SCOPES))
+        return hubspot(
+            token_url=settings.oauth_hubspot_token_url or HUBSPOT_TOKEN_URL_V1,
+            scopes=_scopes(raw, HUBSPOT_DEFAULT_SCOPES),
+        )
     if name is ProviderName.SALESFORCE:
-        return salesforce(scopes=_scopes(raw, SALESFORCE_DEFAULT_SCOPES))
+        lifetime = settings.oauth_salesforce_session_lifetime_s
+        return salesforce(
+            login_host=settings.oauth_salesforce_login_host or SALESFORCE_LOGIN_HOST,
+            session_lifetime=(
+                timedelta(seconds=lifetime) if lifetime else SALESFORCE_DEFAULT_SESSION_LIFETIME
+            ),
+            scopes=_scopes(raw, SALESFORCE_DEFAULT_SCOPES),
+        )
     if name is ProviderName.PIPEDRIVE:
         return pipedrive()
     if name is ProviderName.ZOHO:

@@ -68,3 +68,21 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.relay_batch_size = 1  # type: ignore[misc]
+
+
+def test_provider_endpoints_follow_configuration() -> None:
+    from shared.oauth.clients import _provider
+    from shared.oauth.providers import ProviderName
+
+    settings = Settings(
+        oauth_hubspot_token_url="https://api.hubapi.com/oauth/2026-03/token",
+        oauth_salesforce_login_host="test.salesforce.com",
+        oauth_salesforce_session_lifetime_s=900,
+    )
+    hubspot = _provider(settings, ProviderName.HUBSPOT, None)
+    assert hubspot.token_url == "https://api.hubapi.com/oauth/2026-03/token"
+    salesforce = _provider(settings, ProviderName.SALESFORCE, None)
+    assert salesforce.token_url == "https://test.salesforce.com/services/oauth2/token"
+    assert salesforce.fallback_access_token_lifetime.total_seconds() == 900
+    default = _provider(Settings(), ProviderName.HUBSPOT, None)
+    assert default.token_url == "https://api.hubapi.com/oauth/v1/token"
