@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # OAuth connections (docs/oauth.md). A provider without client id and secret is
     # "not configured". Redirect URI: public_url + /v1/oauth/<provider>/callback.
+    # Malware scanning of uploads (clamd INSTREAM), e.g. "127.0.0.1:3310"; unset = off.
+    clamd_address: str | None = None
+
     oauth_hubspot_client_id: str | None = None
     oauth_hubspot_client_secret: SecretStr | None = None
     oauth_hubspot_scopes: str | None = None

@@ -103,3 +103,17 @@ def test_audio_duration_is_read_from_the_container() -> None:
     assert meta["sample_rate"] == 8000 and meta["channels"] == 2
     assert media_metadata(b"RIFF\x00\x00\x00\x00WAVEjunk") == {}  # unreadable: no duration
     assert Category.AUDIO.value == "audio"
+
+
+def test_clamd_address_parsing_and_default_off() -> None:
+    import pytest
+
+    from shared.config import Settings
+    from workers.uploads.scanning import ClamdScanner, scanner_from_settings
+
+    assert scanner_from_settings(Settings()) is None
+    scanner = scanner_from_settings(Settings(clamd_address="clamav.internal:3310"))
+    assert scanner == ClamdScanner("clamav.internal", 3310)
+    for bad in ("clamav", ":3310", "host:port"):
+        with pytest.raises(ValueError):
+            ClamdScanner.parse(bad)

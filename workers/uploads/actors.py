@@ -14,15 +14,23 @@ from shared.jobs.payloads.files import DeleteFilePayload, ProcessUploadPayload
 from shared.messaging.actors import job_actor
 from workers.uploads import deletion, service
 from workers.uploads.policy import UploadPolicy
+from workers.uploads.scanning import scanner_from_settings
 
 
 @job_actor(UPLOAD_PROCESS)
 def process_upload(
     ctx: JobContext, session: Session, payload: ProcessUploadPayload
 ) -> dict[str, Any]:
-    policy = UploadPolicy.from_settings(get_settings())
-    now = datetime.now(UTC)
-    return service.process_upload(session, ctx.store, policy, upload_id=payload.upload_id, now=now)
+    settings = get_settings()
+    policy = UploadPolicy.from_settings(settings)
+    return service.process_upload(
+        session,
+        ctx.store,
+        policy,
+        upload_id=payload.upload_id,
+        now=datetime.now(UTC),
+        scanner=scanner_from_settings(settings),
+    )
 
 
 @job_actor(FILE_DELETE)

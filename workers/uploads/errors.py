@@ -14,6 +14,7 @@ class Reason(StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
     CORRUPT = "corrupt"
     BOMB = "bomb"
+    MALWARE = "malware"
     NOT_UPLOADED = "not_uploaded"
     NOT_FOUND = "not_found"
 

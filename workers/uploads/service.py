@@ -25,6 +25,7 @@ from workers.uploads.errors import Reason, Rejected
 from workers.uploads.metadata import extract
 from workers.uploads.policy import UploadPolicy
 from workers.uploads.sanitize import extension_of, sanitize_filename
+from workers.uploads.scanning import MalwareScanner
 
 log = structlog.get_logger("uploads")
 
@@ -43,6 +44,7 @@ def process_upload(
     *,
     upload_id: uuid.UUID,
     now: datetime,
+    scanner: MalwareScanner | None = None,
 ) -> dict[str, Any]:
     upload = files_repo.get_upload(session, upload_id)
     if upload is None:
@@ -51,7 +53,7 @@ def process_upload(
     existing = files_repo.get_file(session, upload_id)
     if existing is None:
         try:
-            existing = _ingest(session, store, policy, upload, now)
+            existing = _ingest(session, store, policy, upload, now, scanner)
         except Rejected as exc:
             store.delete(incoming, upload.incoming_key)
             log.info("uploads.rejected", upload_id=str(upload_id), reason=exc.code)
@@ -62,7 +64,12 @@ def process_upload(
 
 
 def _ingest(
-    session: Session, store: ObjectStore, policy: UploadPolicy, upload: Upload, now: datetime
+    session: Session,
+    store: ObjectStore,
+    policy: UploadPolicy,
+    upload: Upload,
+    now: datetime,
+    scanner: MalwareScanner | None,
 ) -> StoredFile:
     source = _locate(store, policy, upload)
     if source.size > policy.largest_limit:
@@ -78,6 +85,8 @@ def _ingest(
     allowed = _check_type(data, upload.declared_type, name)
     if len(data) > policy.limit_for(allowed.category):
         raise Rejected(Reason.TOO_LARGE, f"{len(data)} bytes > {allowed.category} limit")
+    if scanner is not None and (signature := scanner.scan(data)):
+        raise Rejected(Reason.MALWARE, f"malware found: {signature}", upload_id=upload.id)
     meta = extract(
         data,
         allowed.category,
