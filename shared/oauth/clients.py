@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from shared.config import Settings
 from shared.errors import PermanentError
+from shared.oauth.provider_config import provider_from_config
 from shared.oauth.providers import (
     HUBSPOT_DEFAULT_SCOPES,
     HUBSPOT_TOKEN_URL_V1,
@@ -24,7 +25,6 @@ from shared.oauth.providers import (
     ProviderName,
     hubspot,
     pipedrive,
-    provider_from_config,
     salesforce,
     zoho,
 )

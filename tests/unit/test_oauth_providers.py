@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.oauth.provider_config import provider_from_config
 from shared.oauth.providers import (
     HUBSPOT_REVOKE_URL_2026_03,
     HUBSPOT_REVOKE_URL_V1,
@@ -32,7 +33,6 @@ from shared.oauth.providers import (
     generic,
     hubspot,
     pipedrive,
-    provider_from_config,
     salesforce,
     salesforce_login_host,
     zoho,
