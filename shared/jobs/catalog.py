@@ -27,6 +27,9 @@ class KindSpec:
     backoff_base_s: float = 2.0
     backoff_max_s: float = 600.0
     supported_versions: frozenset[int] = frozenset({1})
+    # Internal kinds (file.delete, oauth.refresh, ...) are submitted by Conveyor's own services,
+    # which check ownership first; the public API refuses them.
+    public: bool = True
 
 
 _SPECS: dict[str, KindSpec] = {}
@@ -71,6 +74,7 @@ UPLOAD_PROCESS = register(
         time_limit_s=300,
         backoff_base_s=2,
         backoff_max_s=300,
+        public=False,
     )
 )
 
@@ -83,6 +87,7 @@ IMAGE_THUMBNAIL = register(
         time_limit_s=120,
         backoff_base_s=2,
         backoff_max_s=300,
+        public=False,
     )
 )
 
@@ -95,6 +100,7 @@ FILE_DELETE = register(
         time_limit_s=60,
         backoff_base_s=2,
         backoff_max_s=600,
+        public=False,
     )
 )
 
@@ -107,5 +113,6 @@ OAUTH_REFRESH = register(
         time_limit_s=60,
         backoff_base_s=2,
         backoff_max_s=300,
+        public=False,
     )
 )

@@ -75,6 +75,11 @@ def record_failure(
     else:
         state = failure.state
     with session_scope(sessions) as session:
+        job = jobs_repo.lock_for_update(session, ctx.job_id)
+        if job is not None and job.cancel_requested and state in ("queued", "dead"):
+            # Cancelled while running and failed before reaching a checkpoint: honour the cancel
+            # (a queued job with cancel_requested could never be claimed again).
+            state = "cancelled"
         if not jobs_repo.finish(
             session,
             ctx.job_id,

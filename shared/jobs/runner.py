@@ -5,6 +5,7 @@ Acknowledgement happens after `execute` returns, i.e. after the outcome is commi
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -14,12 +15,13 @@ from threading import Lock
 from typing import Any
 
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
+from shared.errors import PermanentError
 from shared.jobs.adopt import adopt_foreign
 from shared.jobs.catalog import KindSpec
 from shared.jobs.context import JobContext, LostOwnership
@@ -46,9 +48,11 @@ class RunningJobs:
         with self._lock:
             self._owned[job_id] = attempt
 
-    def discard(self, job_id: uuid.UUID) -> None:
+    def discard(self, job_id: uuid.UUID, attempt: int) -> None:
+        """Only this attempt's entry: a takeover by a later attempt keeps its heartbeat."""
         with self._lock:
-            self._owned.pop(job_id, None)
+            if self._owned.get(job_id) == attempt:
+                del self._owned[job_id]
 
     def snapshot(self) -> list[tuple[uuid.UUID, int]]:
         with self._lock:
@@ -88,7 +92,7 @@ def execute(
         try:
             return _run_claimed(deps, spec, handler, claim, envelope, queue=queue)
         finally:
-            deps.running.discard(job_id)
+            deps.running.discard(job_id, claim.attempt)
 
 
 def _claim_or_adopt(
@@ -147,7 +151,7 @@ def _run_claimed(
     log.debug("jobs.started", attempt=claim.attempt)
     started = time.perf_counter()
     try:
-        payload = spec.payload_model.model_validate(claim.payload)
+        payload = _stored_payload(spec, claim.payload)
         _run_and_commit(deps, ctx, handler, payload)
         outcome = "succeeded"
     except LostOwnership:
@@ -207,11 +211,23 @@ def _succeed_batched(writer: StateWriter, ctx: JobContext, result: dict[str, Any
         attempt=ctx.attempt,
         result=result,
     )
+    # Serialized here (event_message already proved it JSON-able), so a bad result fails
+    # this job alone, not the batch it would have joined.
     if not writer.succeed(
         ctx.job_id,
         ctx.attempt,
-        result=result,
+        result_json=json.dumps(result),
         routing_key=event["routing_key"],
         event_body=event["body"],
     ):
         raise LostOwnership(str(ctx.job_id))
+
+
+def _stored_payload(spec: KindSpec, payload: dict[str, Any]) -> BaseModel:
+    """A stored payload that no longer validates (the model changed) cannot succeed on retry."""
+    try:
+        return spec.payload_model.model_validate(payload)
+    except ValidationError as exc:
+        raise PermanentError(
+            f"stored payload is invalid: {exc.errors()[0]['msg']}", code="invalid_payload"
+        ) from None

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
-from shared.errors import InvalidMessage
+from shared.errors import InvalidMessage, PermanentError
 from shared.jobs.catalog import get_spec
 from shared.jobs.messages import requeue_message
 from shared.messaging.contract import parse_envelope
@@ -124,7 +124,7 @@ def _requeue(sessions: sessionmaker[Session], letter: DeadLetter) -> bool:
     try:
         envelope = parse_envelope(letter.body)
         spec = get_spec(envelope.kind)
-    except InvalidMessage:
+    except PermanentError:  # not an envelope (InvalidMessage), or a kind no longer known
         return False
     if envelope.job_id is None:
         return False

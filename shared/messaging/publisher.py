@@ -53,7 +53,10 @@ class AmqpPublisher:
             future.result(self._timeout_s)
         except Exception as exc:
             future.cancel()
-            asyncio.run_coroutine_threadsafe(self._reset(), self._loop).result(self._timeout_s)
+            try:
+                asyncio.run_coroutine_threadsafe(self._reset(), self._loop).result(self._timeout_s)
+            except Exception:
+                log.debug("messaging.reset_failed", exc_info=True)
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
 
     async def _channel_ready(self) -> AbstractChannel:

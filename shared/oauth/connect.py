@@ -44,6 +44,25 @@ class AuthorizationFailed(PermanentError):
     code = "authorization_failed"
 
 
+class ConnectionOwned(PermanentError):
+    """Another API key already holds this user's connection to this provider."""
+
+    code = "connection_owned_by_another_key"
+
+
+def _ensure_owner(
+    session: Session, user_id: str, provider: str, api_key_id: uuid.UUID | None
+) -> OAuthConnection | None:
+    connection = oauth_repo.lock_for_user(session, user_id, provider)
+    if connection is not None and connection.api_key_id != api_key_id:
+        raise ConnectionOwned(
+            "this user's connection to the provider belongs to another API key",
+            user_id=user_id,
+            provider=provider,
+        )
+    return connection
+
+
 class ProviderUnavailable(ConveyorError):
     """The provider failed, or rejected our client credentials: not the user's fault."""
 
@@ -69,6 +88,7 @@ def begin_authorization(
     ttl: timedelta,
 ) -> str:
     """Record a single-use state and return the provider URL to send the user to."""
+    _ensure_owner(session, user_id, client.provider.name.value, api_key_id)
     nonce = new_nonce()
     verifier = new_code_verifier() if client.provider.supports_pkce else None
     sealed = ring.encrypt(verifier.encode(), associated_data=nonce.encode()) if verifier else None
@@ -125,13 +145,14 @@ def complete_authorization(
     clock: Clock,
 ) -> OAuthConnection:
     """Exchange the code and store the tokens (re-using the user's existing connection)."""
+    _ensure_owner(session, pending.user_id, pending.provider, pending.api_key_id)
     result = exchange_code(
         http, client, code=code, code_verifier=pending.code_verifier, clock=clock
     )
     if isinstance(result, TokenError):
         raise _exchange_error(client, result)
     now = clock()
-    connection = oauth_repo.lock_for_user(session, pending.user_id, pending.provider)
+    connection = _ensure_owner(session, pending.user_id, pending.provider, pending.api_key_id)
     if connection is None:
         connection = OAuthConnection(
             id=uuid.uuid4(),

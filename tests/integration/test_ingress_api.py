@@ -113,3 +113,27 @@ def test_health_readiness_metrics_and_openapi(stack: Stack) -> None:
     assert "conveyor_oldest_queued_job_age_seconds" in metrics
     spec = stack.client.get("/openapi.json").json()
     assert "/v1/jobs:batch" in spec["paths"]
+
+
+def test_oversized_chunked_bodies_are_refused_too(stack: Stack) -> None:
+    def chunks():  # no Content-Length: the limit must hold while streaming
+        yield b'{"kind": "diag.noop", "user_id": "u", "payload": {"x": "'
+        for _ in range(40):
+            yield b"a" * 65536
+        yield b'"}}'
+
+    response = stack.client.post(
+        "/v1/jobs",
+        content=chunks(),
+        headers={**stack.headers(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "body_too_large"
+
+
+def test_internal_kinds_cannot_be_submitted_through_the_api(stack: Stack) -> None:
+    for kind in ("file.delete", "oauth.refresh", "upload.process", "image.thumbnail"):
+        body = {"kind": kind, "user_id": "u", "payload": {}}
+        response = stack.client.post("/v1/jobs", json=body, headers=stack.headers())
+        assert response.status_code == 403, kind
+        assert response.json()["code"] == "kind_not_public"

@@ -403,3 +403,21 @@ def test_zoho_limit_is_counted_in_the_database(oauth: OAuthStack) -> None:
     assert outcome.status == "retry" and outcome.error == "rate_limited"
     assert outcome.retry_after is not None and 50 < outcome.retry_after <= 60
     assert calls == []  # the provider was not asked
+
+
+def test_another_api_key_cannot_take_over_a_users_connection(oauth: OAuthStack) -> None:
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    mine = oauth.connect(user)
+    intruder = oauth.stack.new_api_key()
+    # Starting an authorization for that user with another key is refused up front...
+    response = oauth.client.get(
+        "/v1/oauth/generic/authorize",
+        params={"user_id": user},
+        headers=oauth.stack.headers(intruder),
+        follow_redirects=False,
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "connection_owned_by_another_key"
+    # ...and the owner's connection is untouched.
+    assert oauth.row(mine["id"]).api_key_id is not None
+    assert oauth.connect(user)["id"] == mine["id"]  # the owner can still reconnect

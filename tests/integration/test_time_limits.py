@@ -17,9 +17,13 @@ from dramatiq.brokers.stub import StubBroker
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from shared.db.engine import session_scope
+from shared.errors import TransientError
+from shared.jobs.cancel import cancel_job
 from shared.jobs.catalog import KindSpec, register
 from shared.jobs.context import JobContext
 from shared.jobs.runner import RunnerDeps, RunningJobs
+from shared.jobs.submit import NewJob, submit_jobs
 from shared.messaging.actors import declare_actors, job_actor
 from shared.messaging.broker import conveyor_middleware
 from shared.messaging.contract import JobEnvelope
@@ -104,3 +108,54 @@ def test_an_attempt_over_the_time_limit_is_stopped_and_retried_later(
 def test_an_attempt_within_the_limit_succeeds(stack: Stack, stub_worker: StubBroker) -> None:
     job_id = enqueue(stub_worker, seconds=0.1)
     assert stack.wait_state(job_id, timeout=15).state == "succeeded"
+
+
+FLAKY = KindSpec(
+    kind="test.flaky",
+    pool=Pool.DEFAULT,
+    payload_model=SleepPayload,
+    max_attempts=5,
+    time_limit_s=30,
+    backoff_base_s=0.1,
+    backoff_max_s=0.1,
+)
+
+
+def flaky_handler(ctx: JobContext, session: Session, payload: SleepPayload) -> dict[str, Any]:
+    time.sleep(payload.seconds)  # no checkpoint: the cancel is only seen when it fails
+    raise TransientError("dependency down")
+
+
+def test_cancel_requested_before_a_retryable_failure_ends_cancelled(stack: Stack) -> None:
+    register(FLAKY)
+    job_actor(FLAKY)(flaky_handler)
+    broker = StubBroker(middleware=conveyor_middleware())
+    deps = RunnerDeps(stack.sessions, "test", RunningJobs(), stale_s=60)
+    declare_actors(broker, lambda: deps)
+    broker.emit_after("process_boot")
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        job_id = uuid.uuid4()
+        with session_scope(stack.sessions) as session:
+            submit_jobs(session, [NewJob("test.flaky", "u", {"seconds": 1.5}, job_id=job_id)])
+        envelope = JobEnvelope(
+            version=1, kind="test.flaky", user_id="u", job_id=job_id, payload={"seconds": 1.5}
+        )
+        broker.enqueue(
+            dramatiq.Message(
+                queue_name="conveyor.default",
+                actor_name="test.flaky",
+                args=(),
+                kwargs={"envelope": envelope.model_dump(mode="json")},
+                options={},
+            )
+        )
+        stack.wait_state(job_id, "running", timeout=10)
+        with session_scope(stack.sessions) as session:
+            cancel_job(session, stack.job(job_id))
+        done = stack.wait_state(job_id, timeout=15)
+        assert done.state == "cancelled"  # not queued forever with cancel_requested set
+        assert done.attempt == 1
+    finally:
+        worker.stop()

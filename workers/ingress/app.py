@@ -30,6 +30,8 @@ STATUS_BY_CODE = {
     "unauthorized": 401,
     "not_found": 404,
     "not_cancellable": 409,
+    "kind_not_public": 403,
+    "connection_owned_by_another_key": 409,
     "unknown_kind": 422,
     "invalid_payload": 422,
     "unknown_version": 422,
@@ -110,6 +112,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if getattr(request.state, "body_too_large", False):
+            limit = request.app.state.settings.max_body_bytes
+            return _error(413, "body_too_large", f"request body exceeds {limit} bytes")
         return _error(exc.status_code, "http_error", str(exc.detail))
 
 

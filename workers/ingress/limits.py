@@ -33,6 +33,9 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    # FastAPI turns errors while reading the body into a 400; the flag lets the
+                    # app's error handler answer 413 instead.
+                    scope.setdefault("state", {})["body_too_large"] = True
                     raise BodyTooLarge
             return message
 

@@ -13,6 +13,7 @@ from shared.db.models import ApiKey, Job
 from shared.db.repos import jobs as jobs_repo
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.cancel import cancel_job
+from shared.jobs.catalog import get_spec
 from shared.jobs.submit import NewJob, submit_jobs
 from workers.ingress.deps import ApiKeyDep, SessionDep
 from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage
@@ -28,7 +29,13 @@ class BadRequest(PermanentError):
     code = "bad_request"
 
 
+class KindNotPublic(PermanentError):
+    code = "kind_not_public"
+
+
 def _new_job(body: JobIn, idempotency_key: str | None = None) -> NewJob:
+    if not get_spec(body.kind).public:
+        raise KindNotPublic(f"{body.kind} is internal: use its own API", kind=body.kind)
     run_at = body.run_at
     if run_at is not None and run_at.tzinfo is None:
         run_at = run_at.replace(tzinfo=UTC)

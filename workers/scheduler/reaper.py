@@ -11,18 +11,27 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
+from shared.errors import UnknownKind
 from shared.jobs.backoff import next_retry
-from shared.jobs.catalog import get_spec
+from shared.jobs.catalog import DIAG_NOOP, KindSpec, get_spec
 from shared.jobs.messages import event_for, requeue_message
 
 log = structlog.get_logger("scheduler")
+
+
+def known_spec(kind: str) -> KindSpec:
+    """A kind removed by a deploy still gets reaped (with diag's backoff), not a crash."""
+    try:
+        return get_spec(kind)
+    except UnknownKind:
+        return DIAG_NOOP
 
 
 def reap_once(sessions: sessionmaker[Session], *, stale_s: float, limit: int = 500) -> int:
     with session_scope(sessions) as session:
         stale = jobs_repo.stale_running(session, stale_s=stale_s, limit=limit)
         for job in stale:
-            spec = get_spec(job.kind)
+            spec = known_spec(job.kind)
             decision = next_retry(
                 attempt=job.attempt,
                 max_attempts=job.max_attempts,
@@ -31,6 +40,8 @@ def reap_once(sessions: sessionmaker[Session], *, stale_s: float, limit: int = 5
                 max_s=spec.backoff_max_s,
             )
             state = "queued" if decision.retry else "dead"
+            if job.cancel_requested:
+                state = "cancelled"  # its worker vanished after the cancel was requested
             jobs_repo.finish(
                 session,
                 job.id,
@@ -50,7 +61,7 @@ def reap_once(sessions: sessionmaker[Session], *, stale_s: float, limit: int = 5
             )
             message = (
                 requeue_message(job, publish_after=decision.run_at)
-                if decision.retry
+                if state == "queued"
                 else event_for(job, state, error_code="worker_lost")
             )
             outbox_repo.add_many(session, [message])

@@ -71,6 +71,7 @@ class Scheduler:
         self._publisher = publisher
         self._config = config
         self.stop_event = threading.Event()
+        self._next: dict[str, float] = {}
 
     def run(self) -> None:
         """Block until stopped. A non-leader waits for the lock and stays idle."""
@@ -89,35 +90,44 @@ class Scheduler:
 
     def _lead(self, conn: psycopg.Connection) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        next_reap = next_prune = next_periodic = next_sweep = 0.0
+        self._next = {"reap": 0.0, "periodic": 0.0, "sweep": 0.0, "prune": 0.0}
         failures = 0
         while not self.stop_event.is_set():
             try:
                 published = relay_once(
                     self._sessions, self._publisher, batch_size=self._config.batch_size
                 )
+                self._housekeeping(time.monotonic())
                 failures = 0
             except PublishError as exc:
                 failures += 1
                 log.warning("scheduler.publish_failed", error=str(exc), failures=failures)
                 self.stop_event.wait(min(10.0, 0.2 * 2**failures))
                 continue
-            now = time.monotonic()
-            if now >= next_reap:
-                reap_once(self._sessions, stale_s=self._config.stale_s)
-                republish_stuck(self._sessions, older_than_s=self._config.republish_queued_after_s)
-                next_reap = now + self._config.reap_every_s
-            if self._config.periodic and now >= next_periodic:
-                self._submit_periodic()
-                next_periodic = now + self._config.periodic_every_s
-            if self._config.oauth_sweep_every_s > 0 and now >= next_sweep:
-                self._sweep_oauth()
-                next_sweep = now + self._config.oauth_sweep_every_s
-            if now >= next_prune:
-                self._prune()
-                next_prune = now + self._config.prune_every_s
+            except Exception:
+                failures += 1
+                log.exception("scheduler.iteration_failed", failures=failures)
+                self.stop_event.wait(min(10.0, 0.2 * 2**failures))
+                continue
             if published < self._config.batch_size:
                 self._wait_for_work(conn)
+
+    def _housekeeping(self, now: float) -> None:
+        """Reaper, republish, periodic jobs, OAuth sweep and pruning, each on its own period."""
+        due = self._next
+        if now >= due["reap"]:
+            reap_once(self._sessions, stale_s=self._config.stale_s)
+            republish_stuck(self._sessions, older_than_s=self._config.republish_queued_after_s)
+            due["reap"] = now + self._config.reap_every_s
+        if self._config.periodic and now >= due["periodic"]:
+            self._submit_periodic()
+            due["periodic"] = now + self._config.periodic_every_s
+        if self._config.oauth_sweep_every_s > 0 and now >= due["sweep"]:
+            self._sweep_oauth()
+            due["sweep"] = now + self._config.oauth_sweep_every_s
+        if now >= due["prune"]:
+            self._prune()
+            due["prune"] = now + self._config.prune_every_s
 
     def _wait_for_work(self, conn: psycopg.Connection) -> None:
         with session_scope(self._sessions) as session:

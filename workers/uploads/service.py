@@ -56,6 +56,9 @@ def process_upload(
             existing = _ingest(session, store, policy, upload, now, scanner)
         except Rejected as exc:
             store.delete(incoming, upload.incoming_key)
+            # A redelivery may have found a copy filed before a crash: no row, so remove it too.
+            for category in Category:
+                store.delete(policy.bucket(Bucket(category.value)), file_key(upload.id))
             log.info("uploads.rejected", upload_id=str(upload_id), reason=exc.code)
             raise
     store.delete(incoming, upload.incoming_key)
@@ -81,6 +84,8 @@ def _ingest(
             f"{storage.bytes_used} + {source.size} bytes > quota {policy.quota_bytes}",
         )
     data = store.get_bytes(source.bucket, source.key, max_bytes=policy.largest_limit + 1)
+    if storage.bytes_used + len(data) > policy.quota_bytes:  # the object may have grown since stat
+        raise Rejected(Reason.QUOTA_EXCEEDED, f"{len(data)} bytes read exceed the quota")
     name = sanitize_filename(upload.filename)
     allowed = _check_type(data, upload.declared_type, name)
     if len(data) > policy.limit_for(allowed.category):
