@@ -168,7 +168,7 @@ def test_delete_twice_releases_storage_once(files: Stack) -> None:
     assert first.status_code == second.status_code == 202
     assert first.json()["job_id"] == second.json()["job_id"]
     assert files.wait_state(first.json()["job_id"]).state == "succeeded"
-    again = files.submit("file.delete", {"file_id": sent.upload_id}, user_id=who)
+    again = files.submit_internal("file.delete", {"file_id": sent.upload_id}, user_id=who)
     assert files.wait_state(again["id"]).result == {"file_id": sent.upload_id, "released_bytes": 0}
     assert storage(files, who) == (0, 0)
     assert leftovers(files, sent.upload_id) == []
@@ -180,7 +180,7 @@ def test_redelivered_processing_does_not_double_count(files: Stack) -> None:
     sent = upload(files, who, "p.png", "image/png", media.png_with_alpha(64))
     files.wait_state(sent.job_id)
     counted = storage(files, who)
-    again = files.submit("upload.process", {"upload_id": sent.upload_id}, user_id=who)
+    again = files.submit_internal("upload.process", {"upload_id": sent.upload_id}, user_id=who)
     assert files.wait_state(again["id"]).state == "succeeded"
     assert storage(files, who) == counted
     assert len(jobs_for_file(files, "image.thumbnail", sent.upload_id)) == 1

@@ -126,6 +126,6 @@ class OAuthStack:
         return tokens.access_token(self.ring, row), tokens.refresh_token(self.ring, row)
 
     def submit_refresh(self, connection_id: str, *, force: bool = False) -> dict[str, Any]:
-        return self.stack.submit(
+        return self.stack.submit_internal(
             "oauth.refresh", {"connection_id": connection_id, "force": force}, user_id="oauth"
         )

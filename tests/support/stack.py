@@ -22,6 +22,7 @@ from shared.db.models import Job
 from shared.db.repos import api_keys as api_keys_repo
 from shared.db.repos import jobs as jobs_repo
 from shared.embedded import EmbeddedS3
+from shared.jobs.submit import NewJob, submit_jobs
 from shared.storage.buckets import all_bucket_names
 from shared.storage.s3 import S3Store
 from tests.support.services import (
@@ -193,6 +194,14 @@ class Stack:
     def find_job(self, job_id: str | uuid.UUID) -> Job | None:
         with session_scope(self.sessions) as session:
             return jobs_repo.get(session, uuid.UUID(str(job_id)))
+
+    def submit_internal(
+        self, kind: str, payload: dict[str, Any], *, user_id: str
+    ) -> dict[str, Any]:
+        """What Conveyor's own services do for internal kinds: the Python publish API."""
+        with session_scope(self.sessions) as session:
+            [outcome] = submit_jobs(session, [NewJob(kind, user_id, payload)], source="api")
+        return {"id": str(outcome.job_id)}
 
     def job(self, job_id: str | uuid.UUID) -> Job:
         job = self.find_job(job_id)
