@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dramatiq
@@ -22,7 +23,7 @@ from shared.errors import TransientError
 from shared.jobs.cancel import cancel_job
 from shared.jobs.catalog import KindSpec, register
 from shared.jobs.context import JobContext
-from shared.jobs.runner import RunnerDeps, RunningJobs
+from shared.jobs.runner import Handler, RunnerDeps, RunningJobs
 from shared.jobs.submit import NewJob, submit_jobs
 from shared.messaging.actors import declare_actors, job_actor
 from shared.messaging.broker import conveyor_middleware
@@ -57,29 +58,40 @@ def sleep_handler(ctx: JobContext, session: Session, payload: SleepPayload) -> d
     return {"slept": payload.seconds}
 
 
-@pytest.fixture
-def stub_worker(stack: Stack) -> Iterator[StubBroker]:
-    register(SLOW)
-    job_actor(SLOW)(sleep_handler)
+@contextmanager
+def in_process_worker(stack: Stack, spec: KindSpec, handler: Handler) -> Iterator[StubBroker]:
+    """The real runner on PostgreSQL, driven by Dramatiq's StubBroker in this process."""
+    register(spec)
+    job_actor(spec)(handler)
     broker = StubBroker(middleware=conveyor_middleware())
     deps = RunnerDeps(stack.sessions, "test", RunningJobs(), stale_s=60)
     declare_actors(broker, lambda: deps)
     broker.emit_after("process_boot")  # what Dramatiq's CLI does: starts the TimeLimit timer
     worker = dramatiq.Worker(broker, worker_threads=2)
     worker.start()
-    yield broker
-    worker.stop()
+    try:
+        yield broker
+    finally:
+        worker.stop()
 
 
-def enqueue(broker: StubBroker, seconds: float) -> uuid.UUID:
-    job_id = uuid.uuid4()
+@pytest.fixture
+def stub_worker(stack: Stack) -> Iterator[StubBroker]:
+    with in_process_worker(stack, SLOW, sleep_handler) as broker:
+        yield broker
+
+
+def enqueue(
+    broker: StubBroker, seconds: float, *, kind: str = "test.slow", job_id: uuid.UUID | None = None
+) -> uuid.UUID:
+    job_id = job_id or uuid.uuid4()
     envelope = JobEnvelope(
-        version=1, kind="test.slow", user_id="u", job_id=job_id, payload={"seconds": seconds}
+        version=1, kind=kind, user_id="u", job_id=job_id, payload={"seconds": seconds}
     )
     broker.enqueue(
         dramatiq.Message(
             queue_name="conveyor.default",
-            actor_name="test.slow",
+            actor_name=kind,
             args=(),
             kwargs={"envelope": envelope.model_dump(mode="json")},
             options={},
@@ -127,35 +139,14 @@ def flaky_handler(ctx: JobContext, session: Session, payload: SleepPayload) -> d
 
 
 def test_cancel_requested_before_a_retryable_failure_ends_cancelled(stack: Stack) -> None:
-    register(FLAKY)
-    job_actor(FLAKY)(flaky_handler)
-    broker = StubBroker(middleware=conveyor_middleware())
-    deps = RunnerDeps(stack.sessions, "test", RunningJobs(), stale_s=60)
-    declare_actors(broker, lambda: deps)
-    broker.emit_after("process_boot")
-    worker = dramatiq.Worker(broker, worker_threads=1)
-    worker.start()
-    try:
+    with in_process_worker(stack, FLAKY, flaky_handler) as broker:
         job_id = uuid.uuid4()
         with session_scope(stack.sessions) as session:
             submit_jobs(session, [NewJob("test.flaky", "u", {"seconds": 1.5}, job_id=job_id)])
-        envelope = JobEnvelope(
-            version=1, kind="test.flaky", user_id="u", job_id=job_id, payload={"seconds": 1.5}
-        )
-        broker.enqueue(
-            dramatiq.Message(
-                queue_name="conveyor.default",
-                actor_name="test.flaky",
-                args=(),
-                kwargs={"envelope": envelope.model_dump(mode="json")},
-                options={},
-            )
-        )
+        enqueue(broker, 1.5, kind="test.flaky", job_id=job_id)
         stack.wait_state(job_id, "running", timeout=10)
         with session_scope(stack.sessions) as session:
             cancel_job(session, stack.job(job_id))
         done = stack.wait_state(job_id, timeout=15)
         assert done.state == "cancelled"  # not queued forever with cancel_requested set
         assert done.attempt == 1
-    finally:
-        worker.stop()
