@@ -24,14 +24,13 @@ from shared.oauth.clients import OAuthClient, configured_client
 from shared.oauth.providers import zoho
 from shared.oauth.refresh import RefreshDeps, refresh_connection
 from shared.oauth.token_client import make_http_client
-from tests.oauth_server.harness import loopback_client_kwargs, start_oidc_server
+from tests.oauth_server.harness import loopback_client_kwargs
 from tests.support.oauth import (
     AUTH_METHOD,
     CLIENT_ID,
     CLIENT_SECRET,
     OAuthStack,
-    client_metadata,
-    new_master_keys,
+    running_oauth_stack,
 )
 from tests.support.services import wait_for
 from tests.support.stack import Stack
@@ -46,18 +45,16 @@ MARGIN_S = 10
 
 @pytest.fixture(scope="module")
 def oauth(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthStack]:
-    server = start_oidc_server(
+    with running_oauth_stack(
+        stack,
         tmp_path_factory.mktemp("oidc"),
-        clients=[client_metadata()],
-        rotate_refresh_tokens=True,
         access_token_ttl_s=ACCESS_TTL_S,
-    )
-    wired = OAuthStack(stack, server, new_master_keys(), margin_s=MARGIN_S, sweep_s=0)
-    stack.start_scheduler(**wired.env())
-    stack.start_worker("oauth", processes=2, threads=8, **wired.env())
-    yield wired
-    wired.close()
-    server.stop()
+        margin_s=MARGIN_S,
+        sweep_s=0,
+        worker_processes=2,
+        worker_threads=8,
+    ) as wired:
+        yield wired
 
 
 def provider_refresh(oauth: OAuthStack, refresh_token: str) -> dict[str, Any]:

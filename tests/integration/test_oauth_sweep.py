@@ -11,8 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from shared.db.engine import session_scope
-from tests.oauth_server.harness import start_oidc_server
-from tests.support.oauth import OAuthStack, client_metadata, new_master_keys
+from tests.support.oauth import OAuthStack, running_oauth_stack
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -25,18 +24,17 @@ WATCH_S = 12
 
 @pytest.fixture(scope="module")
 def oauth(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthStack]:
-    server = start_oidc_server(
+    with running_oauth_stack(
+        stack,
         tmp_path_factory.mktemp("oidc"),
-        clients=[client_metadata()],
-        rotate_refresh_tokens=True,
         access_token_ttl_s=ACCESS_TTL_S,
-    )
-    wired = OAuthStack(stack, server, new_master_keys(), margin_s=MARGIN_S, sweep_s=SWEEP_S)
-    stack.start_scheduler(CONVEYOR_RELAY_IDLE_POLL_S="0.2", **wired.env())
-    stack.start_worker("oauth", processes=1, threads=4, **wired.env())
-    yield wired
-    wired.close()
-    server.stop()
+        margin_s=MARGIN_S,
+        sweep_s=SWEEP_S,
+        worker_processes=1,
+        worker_threads=4,
+        CONVEYOR_RELAY_IDLE_POLL_S="0.2",
+    ) as wired:
+        yield wired
 
 
 def active_refresh_jobs(oauth: OAuthStack, connection_id: str) -> int:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +20,7 @@ from shared.db.engine import session_scope
 from shared.db.models import OAuthConnection
 from shared.db.repos import oauth as oauth_repo
 from shared.oauth import tokens
-from tests.oauth_server.harness import OidcServer, follow_authorization
+from tests.oauth_server.harness import OidcServer, follow_authorization, start_oidc_server
 from tests.support.stack import Stack
 from workers.ingress.app import create_app
 
@@ -129,3 +132,32 @@ class OAuthStack:
         return self.stack.submit_internal(
             "oauth.refresh", {"connection_id": connection_id, "force": force}, user_id="oauth"
         )
+
+
+@contextmanager
+def running_oauth_stack(
+    stack: Stack,
+    workdir: Path,
+    *,
+    access_token_ttl_s: int,
+    margin_s: float,
+    sweep_s: float,
+    worker_processes: int,
+    worker_threads: int,
+    **scheduler_env: str,
+) -> Iterator[OAuthStack]:
+    """A real oidc-provider (rotating refresh tokens) wired to a scheduler and an oauth pool."""
+    server = start_oidc_server(
+        workdir,
+        clients=[client_metadata()],
+        rotate_refresh_tokens=True,
+        access_token_ttl_s=access_token_ttl_s,
+    )
+    wired = OAuthStack(stack, server, new_master_keys(), margin_s=margin_s, sweep_s=sweep_s)
+    stack.start_scheduler(**scheduler_env, **wired.env())
+    stack.start_worker("oauth", processes=worker_processes, threads=worker_threads, **wired.env())
+    try:
+        yield wired
+    finally:
+        wired.close()
+        server.stop()
