@@ -45,6 +45,7 @@ class DatabaseGate:
         self._open = threading.Event()
         self._open.set()
         self._probing = threading.Lock()
+        self._stopping = False
 
     @property
     def is_open(self) -> bool:
@@ -55,8 +56,13 @@ class DatabaseGate:
             log.warning("messaging.database_unreachable", detail="pausing deliveries")
         self._open.clear()
 
+    def stop_waiting(self) -> None:
+        """The worker is stopping: waiting deliveries go on (and are requeued if they fail)."""
+        self._stopping = True
+        self._open.set()
+
     def wait_open(self) -> None:
-        while not self._open.is_set():
+        while not self._open.is_set() and not self._stopping:
             if not self._probing.acquire(blocking=False):
                 self._open.wait(self._interval_s)  # another thread is probing
                 continue
@@ -79,6 +85,9 @@ class DeliveryGuard(Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self.gate.wait_open()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.gate.stop_waiting()
 
     def after_process_message(
         self,

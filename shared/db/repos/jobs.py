@@ -11,7 +11,7 @@ from sqlalchemy import CursorResult, Table, and_, func, insert, or_, select, upd
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import Job, JobEvent
+from shared.db.models import Job, JobEvent, OutboxMessage
 
 J = cast(Table, Job.__table__)
 E = cast(Table, JobEvent.__table__)
@@ -199,11 +199,17 @@ def stale_running(session: Session, *, stale_s: float, limit: int) -> list[Job]:
 
 
 def stuck_queued(session: Session, *, older_than_s: float, limit: int) -> list[Job]:
-    """Due jobs untouched for a long time: their message may have been dead-lettered."""
+    """Due jobs untouched for a long time whose message is not still waiting in the outbox:
+    their message may have been lost."""
     cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
+    in_outbox = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.job_id == Job.id, OutboxMessage.sent_at.is_(None))
+        .exists()
+    )
     stmt = (
         select(Job)
-        .where(Job.state == "queued", Job.run_at < cutoff, Job.updated_at < cutoff)
+        .where(Job.state == "queued", Job.run_at < cutoff, Job.updated_at < cutoff, ~in_outbox)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
