@@ -77,7 +77,8 @@ def is_unreachable(exc: BaseException) -> bool:
             # exception; 57P0x: admin/crash shutdown, cannot connect now.
             if state is None or state.startswith(("08", "57P")):
                 return True
-        current = current.__cause__ or current.__context__
+        wrapped = current.orig if isinstance(current, sa_exc.DBAPIError) else None
+        current = wrapped or current.__cause__ or current.__context__
     return False
 
 
