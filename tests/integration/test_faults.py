@@ -186,9 +186,10 @@ def test_a_connection_drop_never_runs_one_job_twice_at_once(stack: Stack) -> Non
     channel had died, its thread had not), so two attempts ran at the same time."""
     stack.start_scheduler()
     stack.start_worker("default", processes=1, threads=8)
-    ids = _submit_many(stack, 8, {"sleep_ms": 3000})
+    # Long enough that the redelivered copies arrive while the first attempts still run.
+    ids = _submit_many(stack, 4, {"sleep_ms": 12000})
     wait_for(
-        lambda: sum(stack.job(i).state == "running" for i in ids) >= 4,
+        lambda: all(stack.job(i).state == "running" for i in ids),
         timeout=60,
         what="jobs running",
     )
