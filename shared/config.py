@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     outbox_retention_s: float = 3600.0
     republish_queued_after_s: float = 900.0
     canary_interval_s: float = 300.0  # a diag.noop every N seconds; 0 disables
+    # diag.noop appends start/end lines of each run here (the chaos suite's external count).
+    diag_trace_path: Path | None = None
 
     # OAuth connections (docs/oauth.md). A provider without client id and secret is
     # "not configured". Redirect URI: public_url + /v1/oauth/<provider>/callback.
