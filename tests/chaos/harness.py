@@ -196,6 +196,28 @@ class ChaosStack:
             return [f"list_queues failed: {exc}"]
         return [line for line in out.splitlines() if line.strip()]
 
+    def dump_worker_stacks(self) -> list[Path]:
+        """Thread stacks of every worker process (py-spy, if installed): why work is stuck."""
+        py_spy = Path(sys.executable).parent / "py-spy"
+        if not py_spy.exists():
+            return []
+        dumps = []
+        for name, process in self.processes.items():
+            if not name.startswith("worker"):
+                continue
+            for child in [psutil.Process(process.popen.pid), *process.children()]:
+                out = self.root / f"stacks-{name}-{child.pid}.txt"
+                with out.open("wb") as f:
+                    subprocess.run(
+                        [str(py_spy), "dump", "--pid", str(child.pid)],
+                        stdout=f,
+                        stderr=subprocess.STDOUT,
+                        timeout=60,
+                        check=False,
+                    )
+                dumps.append(out)
+        return dumps
+
     def execute_sql(self, sql: str) -> list[tuple[object, ...]]:
         with psycopg.connect(self.db_url.replace("+psycopg", ""), connect_timeout=5) as conn:
             return list(conn.execute(sql).fetchall())

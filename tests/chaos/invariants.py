@@ -51,7 +51,16 @@ class Report:
             f"same attempt run twice: {self.same_attempt_twice}",
             f"claims without a handler run: {self.claims_without_run}   "
             f"runs cut by a process death: {self.unfinished_runs}",
+            *(f"  concurrent: {_pair(a, b)}" for a, b in self.concurrent[:10]),
         ]
+
+
+def _pair(a: Execution, b: Execution) -> str:
+    def one(e: Execution) -> str:
+        end = "killed" if e.end_ns is None else f"+{(e.end_ns - a.start_ns) / 1e9:.3f}s"
+        return f"attempt {e.attempt} pid {e.pid} +{(e.start_ns - a.start_ns) / 1e9:.3f}s..{end}"
+
+    return f"job {a.job_id}: {one(a)} / {one(b)}"
 
 
 def run_end(execution: Execution, deaths: Mapping[int, int]) -> int | None:

@@ -137,6 +137,7 @@ def _run(stack: ChaosStack, loop: FaultLoop, accepted: Accepted) -> bool:
         if _all_terminal(stack, accepted.job_ids()):
             return True
         time.sleep(1)
+    stack.dump_worker_stacks()
     return False
 
 
