@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_idle_poll_s: float = 1.0
     outbox_retention_s: float = 3600.0
-    republish_queued_after_s: float = 900.0
+    republish_queued_after_s: float = 120.0
     canary_interval_s: float = 300.0  # a diag.noop every N seconds; 0 disables
     # diag.noop appends start/end lines of each run here (the chaos suite's external count).
     diag_trace_path: Path | None = None

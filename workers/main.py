@@ -5,6 +5,7 @@ from __future__ import annotations
 import dramatiq
 
 from shared.config import get_settings
+from shared.db.engine import database_reachable
 from shared.logging import configure_logging
 from shared.messaging.actors import declare_actors
 from shared.messaging.broker import make_broker
@@ -19,6 +20,7 @@ def build_worker_broker() -> dramatiq.Broker:
     broker = make_broker(
         settings.broker_url,
         extra_middleware=[Heartbeats(lambda: get_runtime().runner, settings.heartbeat_interval_s)],
+        database_probe=lambda: database_reachable(get_runtime().engine),
     )
     import_actor_modules()
     declare_actors(broker, lambda: get_runtime().runner)

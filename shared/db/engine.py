@@ -54,3 +54,41 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) says the database cannot be reached right now:
+    a lost or refused connection, a server shutting down or starting up. Errors of a
+    reachable database (a bad query, a constraint, a statement timeout) are not."""
+    import psycopg
+    from sqlalchemy import exc as sa_exc
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, psycopg.InterfaceError):
+            return True  # the connection is closed
+        if isinstance(current, psycopg.OperationalError):
+            state = current.sqlstate
+            # No SQLSTATE: the client could not connect or lost the socket; 08: connection
+            # exception; 57P0x: admin/crash shutdown, cannot connect now.
+            if state is None or state.startswith(("08", "57P")):
+                return True
+        wrapped = current.orig if isinstance(current, sa_exc.DBAPIError) else None
+        current = wrapped or current.__cause__ or current.__context__
+    return False
+
+
+def database_reachable(engine: Engine) -> bool:
+    """One cheap round trip on a fresh connection (not a pooled one that may be stale)."""
+    from sqlalchemy import text
+
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False

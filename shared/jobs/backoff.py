@@ -23,7 +23,8 @@ def next_retry(
     retry_after_s: float | None = None,
     rng: random.Random | None = None,
 ) -> RetryDecision:
-    """Exponential backoff with full jitter; a server's Retry-After wins when it is longer."""
+    """Exponential backoff with equal jitter (uniform between half the ceiling and the
+    ceiling, so retries never bunch at zero); a server's Retry-After wins when longer."""
     if attempt >= max_attempts:
         return RetryDecision(retry=False)
     ceiling = min(max_s, base_s * (2 ** (attempt - 1)))

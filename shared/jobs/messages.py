@@ -42,6 +42,7 @@ def job_message(
         body=envelope.to_bytes(),
         priority=amqp_priority(priority),
         publish_after=publish_after,
+        job_id=job_id,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,22 +12,14 @@ from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
 from shared.errors import JobCancelled, PermanentError, TransientError
-from shared.jobs.backoff import next_retry
 from shared.jobs.catalog import KindSpec
 from shared.jobs.context import JobContext
+from shared.jobs.lifecycle import Failure, JobState, after_failure
 from shared.jobs.messages import dead_letter, event_message, job_message
 from shared.messaging.contract import JobEnvelope
 from shared.metrics import JOB_RETRIES
 
 log = structlog.get_logger("jobs")
-
-
-@dataclass(frozen=True)
-class Failure:
-    state: str  # failed | cancelled | retryable
-    code: str
-    message: str
-    retry_after: float | None = None
 
 
 def classify(exc: BaseException) -> Failure | None:
@@ -58,39 +49,32 @@ def record_failure(
     queue: str,
     now: datetime,
 ) -> str:
-    decision = None
-    if failure.state == "retryable":
-        decision = next_retry(
-            attempt=ctx.attempt,
-            max_attempts=ctx.max_attempts,
-            now=now,
-            base_s=spec.backoff_base_s,
-            max_s=spec.backoff_max_s,
-            retry_after_s=failure.retry_after,
-        )
-    if decision is not None and decision.retry:
-        state = "queued"
-    elif failure.state == "retryable":
-        state = "dead"
-    else:
-        state = failure.state
+    """Write what the failed attempt becomes (retry, failed, cancelled, dead) with its
+    history row and outbox rows, only if this attempt still owns the job."""
     with session_scope(sessions) as session:
         job = jobs_repo.lock_for_update(session, ctx.job_id)
-        if job is not None and job.cancel_requested and state in ("queued", "dead"):
-            # Cancelled while running and failed before reaching a checkpoint: honour the cancel
-            # (a queued job with cancel_requested could never be claimed again).
-            state = "cancelled"
-        if not jobs_repo.finish(
+        if job is None or job.state != JobState.RUNNING or job.attempt != ctx.attempt:
+            log.warning("jobs.ownership_lost", attempt=ctx.attempt)
+            return "lost"
+        outcome = after_failure(
+            failure,
+            attempt=ctx.attempt,
+            max_attempts=ctx.max_attempts,
+            cancel_requested=job.cancel_requested,
+            now=now,
+            backoff_base_s=spec.backoff_base_s,
+            backoff_max_s=spec.backoff_max_s,
+        )
+        state = outcome.state.value
+        jobs_repo.finish(
             session,
             ctx.job_id,
             attempt=ctx.attempt,
             state=state,
             error_code=failure.code,
             error_message=failure.message,
-            run_at=decision.run_at if decision else None,
-        ):
-            log.warning("jobs.ownership_lost", attempt=ctx.attempt)
-            return "lost"
+            run_at=outcome.run_at,
+        )
         jobs_repo.add_event(
             session,
             ctx.job_id,
@@ -101,10 +85,7 @@ def record_failure(
             message=failure.message,
         )
         outbox_repo.add_many(
-            session,
-            _failure_messages(
-                ctx, envelope, state, failure, queue, decision.run_at if decision else None
-            ),
+            session, _failure_messages(ctx, envelope, state, failure, queue, outcome.run_at)
         )
     if state == "queued":
         JOB_RETRIES.labels(spec.kind).inc()

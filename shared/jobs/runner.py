@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
-from shared.db.repos import outbox as outbox_repo
+from shared.db.repos.job_transitions import Claim, Success, claim_in_session, succeed_in_session
 from shared.errors import PermanentError
 from shared.jobs.adopt import adopt_foreign
 from shared.jobs.catalog import KindSpec
@@ -29,6 +29,7 @@ from shared.jobs.messages import event_message
 from shared.jobs.outcomes import classify, record_failure
 from shared.jobs.state_writer import StateWriter
 from shared.messaging.contract import JobEnvelope
+from shared.messaging.names import EVENTS_EXCHANGE
 from shared.metrics import JOB_DURATION, JOBS_FINISHED
 from shared.storage.base import ObjectStore
 
@@ -39,24 +40,38 @@ Handler = Callable[[JobContext, Session, Any], dict[str, Any] | None]
 
 @dataclass
 class RunningJobs:
-    """Jobs this process runs now; the heartbeat thread refreshes them."""
+    """Jobs this process runs now; the heartbeat thread refreshes them.
+
+    A job is reserved *before* it is claimed, so a second delivery of it to this process (a
+    duplicate or a redelivery after a connection drop) is skipped instead of taking over the
+    job from the thread that runs it.
+    """
 
     _owned: dict[uuid.UUID, int] = field(default_factory=dict)
     _lock: Lock = field(default_factory=Lock)
+
+    def reserve(self, job_id: uuid.UUID) -> bool:
+        with self._lock:
+            if job_id in self._owned:
+                return False
+            self._owned[job_id] = 0  # attempt unknown until the claim returns
+            return True
 
     def add(self, job_id: uuid.UUID, attempt: int) -> None:
         with self._lock:
             self._owned[job_id] = attempt
 
-    def discard(self, job_id: uuid.UUID, attempt: int) -> None:
-        """Only this attempt's entry: a takeover by a later attempt keeps its heartbeat."""
+    def release(self, job_id: uuid.UUID) -> None:
         with self._lock:
-            if self._owned.get(job_id) == attempt:
-                del self._owned[job_id]
+            self._owned.pop(job_id, None)
+
+    def holds(self, job_id: uuid.UUID) -> bool:
+        with self._lock:
+            return job_id in self._owned
 
     def snapshot(self) -> list[tuple[uuid.UUID, int]]:
         with self._lock:
-            return list(self._owned.items())
+            return [(job_id, a) for job_id, a in self._owned.items() if a > 0]
 
 
 @dataclass(frozen=True)
@@ -79,40 +94,43 @@ def execute(
     queue: str,
     redelivered: bool,
 ) -> str:
-    """Run one delivery of `envelope`; returns what happened (for logs and tests)."""
+    """Run one delivery of `envelope`; returns what happened (for logs and tests).
+
+    Exceptions that escape (the database unreachable, a bug outside the handler) are the
+    delivery guard's to handle: it requeues or dead-letters the message, never drops it.
+    """
     assert envelope.job_id is not None, "the consumer assigns ids to id-less messages"
     job_id = envelope.job_id
     with structlog.contextvars.bound_contextvars(
         job_id=str(job_id), kind=envelope.kind, user_id=envelope.user_id
     ):
-        claim = _claim_or_adopt(deps, spec, envelope, queue=queue, redelivered=redelivered)
-        if claim is None:
+        if not deps.running.reserve(job_id):
+            log.info("jobs.delivery_skipped", state="running_here", redelivered=redelivered)
             return "skipped"
-        deps.running.add(job_id, claim.attempt)
         try:
+            claim = _claim_or_adopt(deps, spec, envelope, queue=queue, redelivered=redelivered)
+            if claim is None:
+                return "skipped"
+            deps.running.add(job_id, claim.attempt)
+            if claim.took_over:
+                log.warning("jobs.taken_over", attempt=claim.attempt)
             return _run_claimed(deps, spec, handler, claim, envelope, queue=queue)
         finally:
-            deps.running.discard(job_id, claim.attempt)
+            deps.running.release(job_id)
 
 
 def _claim_or_adopt(
     deps: RunnerDeps, spec: KindSpec, envelope: JobEnvelope, *, queue: str, redelivered: bool
-) -> jobs_repo.Claim | None:
+) -> Claim | None:
     job_id = envelope.job_id
     assert job_id is not None
     if deps.writer is not None:
-        claim = deps.writer.claim(job_id, redelivered=redelivered)
+        claim = deps.writer.claim(job_id)
         if claim is not None:
             return claim
     with session_scope(deps.sessions) as session:
         if deps.writer is None:
-            claim = jobs_repo.claim(
-                session,
-                job_id,
-                redelivered=redelivered,
-                worker=deps.worker_name,
-                stale_s=deps.stale_s,
-            )
+            claim = claim_in_session(session, job_id, worker=deps.worker_name, stale_s=deps.stale_s)
             if claim is not None:
                 return claim
         state = jobs_repo.state_of(session, job_id)
@@ -120,11 +138,11 @@ def _claim_or_adopt(
             log.info("jobs.delivery_skipped", state=state, redelivered=redelivered)
             return None
         # First sight of a job published straight onto RabbitMQ by another service.
-        if not adopt_foreign(session, spec, envelope, queue=queue, now=deps.clock()):
+        # The database's clock: the claim below compares run_at with it.
+        now = jobs_repo.database_now(session)
+        if not adopt_foreign(session, spec, envelope, queue=queue, now=now):
             return None
-        claim = jobs_repo.claim(
-            session, job_id, redelivered=False, worker=deps.worker_name, stale_s=deps.stale_s
-        )
+        claim = claim_in_session(session, job_id, worker=deps.worker_name, stale_s=deps.stale_s)
         if claim is None:
             log.info("jobs.adopted_for_later", run_at=str(envelope.run_at))
         return claim
@@ -134,7 +152,7 @@ def _run_claimed(
     deps: RunnerDeps,
     spec: KindSpec,
     handler: Handler,
-    claim: jobs_repo.Claim,
+    claim: Claim,
     envelope: JobEnvelope,
     *,
     queue: str,
@@ -176,51 +194,26 @@ def _run_and_commit(
 ) -> None:
     with session_scope(deps.sessions) as session:
         result = handler(ctx, session, payload)
+        event = event_message(
+            job_id=ctx.job_id,
+            kind=ctx.kind,
+            user_id=ctx.user_id,
+            state="succeeded",
+            attempt=ctx.attempt,
+            result=result,
+        )
+        # Serialized here (event_message already proved it JSON-able), so a bad result fails
+        # this job alone, not the batch it would have joined.
+        success = Success(
+            ctx.job_id, ctx.attempt, json.dumps(result), event["routing_key"], event["body"]
+        )
         if deps.writer is not None and not session.in_transaction():
             # The handler wrote nothing here: its success can join the group commit.
-            _succeed_batched(deps.writer, ctx, result)
-            return
-        if not jobs_repo.finish(
-            session, ctx.job_id, attempt=ctx.attempt, state="succeeded", result=result
-        ):
+            succeeded = deps.writer.succeed(success)
+        else:
+            succeeded = succeed_in_session(session, success, exchange=EVENTS_EXCHANGE)
+        if not succeeded:
             raise LostOwnership(str(ctx.job_id))
-        jobs_repo.add_event(
-            session, ctx.job_id, attempt=ctx.attempt, from_state="running", to_state="succeeded"
-        )
-        outbox_repo.add_many(
-            session,
-            [
-                event_message(
-                    job_id=ctx.job_id,
-                    kind=ctx.kind,
-                    user_id=ctx.user_id,
-                    state="succeeded",
-                    attempt=ctx.attempt,
-                    result=result,
-                )
-            ],
-        )
-
-
-def _succeed_batched(writer: StateWriter, ctx: JobContext, result: dict[str, Any] | None) -> None:
-    event = event_message(
-        job_id=ctx.job_id,
-        kind=ctx.kind,
-        user_id=ctx.user_id,
-        state="succeeded",
-        attempt=ctx.attempt,
-        result=result,
-    )
-    # Serialized here (event_message already proved it JSON-able), so a bad result fails
-    # this job alone, not the batch it would have joined.
-    if not writer.succeed(
-        ctx.job_id,
-        ctx.attempt,
-        result_json=json.dumps(result),
-        routing_key=event["routing_key"],
-        event_body=event["body"],
-    ):
-        raise LostOwnership(str(ctx.job_id))
 
 
 def _stored_payload(spec: KindSpec, payload: dict[str, Any]) -> BaseModel:

@@ -22,7 +22,15 @@ import psycopg
 import psycopg.rows
 import structlog
 
-from shared.db.repos.jobs import Claim
+from shared.db.repos.job_transitions import (
+    CLAIM_SQL,
+    SUCCEED_SQL,
+    Claim,
+    Success,
+    claim_params,
+    claims_from_rows,
+    succeed_params,
+)
 
 log = structlog.get_logger("jobs")
 
@@ -31,61 +39,24 @@ _T = TypeVar("_T")
 MAX_TRIES = 5
 RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
-# Deadlocks: the rows of one batch never meet another batch of this writer (a job is claimed
-# or succeeds, not both at once), heartbeats skip locked rows, and the rare collision of two
-# processes claiming one redelivered job is retried (DeadlockDetected is in RETRYABLE).
-CLAIM_SQL = """
-UPDATE jobs AS j
-SET state = 'running', attempt = j.attempt + 1, worker = %(worker)s, started_at = now(),
-    heartbeat_at = now(), updated_at = now()
-FROM unnest(CAST(%(ids)s AS uuid[]), CAST(%(redelivered)s AS boolean[])) AS r(id, redelivered)
-WHERE j.id = r.id AND NOT j.cancel_requested AND (
-    (j.state = 'queued' AND j.run_at <= now() + interval '1 second')
-    OR (j.state = 'running'
-        AND (r.redelivered OR j.heartbeat_at < now() - make_interval(secs => %(stale_s)s))))
-RETURNING j.id, j.attempt, j.max_attempts, j.kind, j.user_id, j.payload
-"""
-
-# One statement: the state change, its transition row and its completion event, all or nothing.
-SUCCEED_SQL = """
-WITH input AS (
-    SELECT * FROM unnest(CAST(%(ids)s AS uuid[]), CAST(%(attempts)s AS integer[]),
-                         CAST(%(results)s AS jsonb[]), CAST(%(routing_keys)s AS text[]),
-                         CAST(%(bodies)s AS bytea[]))
-        AS t(id, attempt, result, routing_key, body)
-), done AS (
-    UPDATE jobs AS j
-    SET state = 'succeeded', result = i.result, progress = 1.0, finished_at = now(),
-        updated_at = now(), heartbeat_at = NULL, error_code = NULL, error_message = NULL
-    FROM input AS i
-    WHERE j.id = i.id AND j.attempt = i.attempt AND j.state = 'running'
-    RETURNING j.id, j.attempt
-), transitions AS (
-    INSERT INTO job_events (job_id, attempt, from_state, to_state)
-    SELECT id, attempt, 'running', 'succeeded' FROM done
-), events AS (
-    INSERT INTO outbox (exchange, routing_key, body, priority)
-    SELECT %(exchange)s, i.routing_key, i.body, 0 FROM done JOIN input AS i USING (id)
-)
-SELECT id FROM done
-"""
+# Deadlocks: the claim locks its rows in id order, a job is claimed or succeeds (not both
+# at once), heartbeats skip locked rows, and what remains is retried (DeadlockDetected).
 
 
 @dataclass
 class _ClaimRequest:
     job_id: uuid.UUID
-    redelivered: bool
     future: Future[Claim | None] = field(default_factory=Future)
 
 
 @dataclass
 class _SucceedRequest:
-    job_id: uuid.UUID
-    attempt: int
-    result_json: str  # serialized by the caller: one bad result cannot fail the batch
-    routing_key: str
-    event_body: bytes
+    success: Success
     future: Future[bool] = field(default_factory=Future)
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return self.success.job_id
 
 
 _Request = _ClaimRequest | _SucceedRequest
@@ -113,21 +84,13 @@ class StateWriter:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def claim(self, job_id: uuid.UUID, *, redelivered: bool) -> Claim | None:
-        request = _ClaimRequest(job_id, redelivered)
+    def claim(self, job_id: uuid.UUID) -> Claim | None:
+        request = _ClaimRequest(job_id)
         self._submit(request)
         return request.future.result()
 
-    def succeed(
-        self,
-        job_id: uuid.UUID,
-        attempt: int,
-        *,
-        result_json: str,
-        routing_key: str,
-        event_body: bytes,
-    ) -> bool:
-        request = _SucceedRequest(job_id, attempt, result_json, routing_key, event_body)
+    def succeed(self, success: Success) -> bool:
+        request = _SucceedRequest(success)
         self._submit(request)
         return request.future.result()
 
@@ -220,31 +183,11 @@ class StateWriter:
         self._local.conn = None
 
     def _claim(self, conn: Conn, claims: list[_ClaimRequest]) -> dict[uuid.UUID, Claim]:
-        # A job id twice in the batch is sent once: the UPDATE would touch its row once anyway.
-        unique = {c.job_id: c.redelivered for c in claims}
-        rows = conn.execute(
-            CLAIM_SQL,
-            {
-                "ids": list(unique),
-                "redelivered": list(unique.values()),
-                "worker": self._worker,
-                "stale_s": self._stale_s,
-            },
-        ).fetchall()
-        return {
-            r.id: Claim(r.id, r.attempt, r.max_attempts, r.kind, r.user_id, r.payload) for r in rows
-        }
+        params = claim_params(
+            [c.job_id for c in claims], worker=self._worker, stale_s=self._stale_s
+        )
+        return claims_from_rows(conn.execute(CLAIM_SQL, params).fetchall())
 
     def _succeed(self, conn: Conn, successes: list[_SucceedRequest]) -> set[uuid.UUID]:
-        rows = conn.execute(
-            SUCCEED_SQL,
-            {
-                "ids": [s.job_id for s in successes],
-                "attempts": [s.attempt for s in successes],
-                "results": [s.result_json for s in successes],
-                "routing_keys": [s.routing_key for s in successes],
-                "bodies": [s.event_body for s in successes],
-                "exchange": self._exchange,
-            },
-        ).fetchall()
-        return {r.id for r in rows}
+        params = succeed_params([s.success for s in successes], exchange=self._exchange)
+        return {r.id for r in conn.execute(SUCCEED_SQL, params).fetchall()}

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import InvalidMessage
 from shared.messaging.names import Priority
@@ -32,7 +31,8 @@ class JobEnvelope(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
     job_id: uuid.UUID | None = None
     priority: Priority = Priority.NORMAL
-    run_at: datetime | None = None
+    # A time without a zone is ambiguous across services: refused, never guessed.
+    run_at: AwareDatetime | None = None
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
@@ -49,7 +49,8 @@ def parse_envelope(body: bytes) -> JobEnvelope:
     if not isinstance(data, dict):
         raise InvalidMessage("body must be a JSON object", code="not_an_object")
     version = data.get("version")
-    if version != WIRE_VERSION:
+    # `type(...) is int`: JSON `true` is a bool, which Python would compare equal to 1.
+    if type(version) is not int or version != WIRE_VERSION:
         raise InvalidMessage(f"unsupported version {version!r}", code="unknown_version")
     try:
         return JobEnvelope.model_validate(data)

@@ -35,6 +35,7 @@ def test_job_succeeds_and_records_every_transition(running: Stack) -> None:
     assert done.progress == 1.0
     assert running.events(job["id"]) == [
         (0, None, "queued", None),
+        (1, "queued", "running", None),
         (1, "running", "succeeded", None),
     ]
 
@@ -70,8 +71,11 @@ def test_failures_retry_with_backoff_then_succeed(running: Stack) -> None:
     transitions = running.events(job["id"])
     assert transitions == [
         (0, None, "queued", None),
+        (1, "queued", "running", None),
         (1, "running", "queued", "error"),
+        (2, "queued", "running", None),
         (2, "running", "queued", "error"),
+        (3, "queued", "running", None),
         (3, "running", "succeeded", None),
     ]
 

@@ -114,21 +114,39 @@ def test_rolled_back_submission_publishes_nothing(stack: Stack) -> None:
 
 
 def test_queued_job_whose_message_was_lost_is_published_again(stack: Stack) -> None:
-    """E.g. the database was down when a worker got the message: it was dead-lettered."""
-    job_id = uuid.uuid4()
+    """E.g. its message was published and then lost. Negative control: a job of the same age
+    whose message is still waiting in the outbox is left to the relay, not republished."""
+    lost, waiting = uuid.uuid4(), uuid.uuid4()
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
     with session_scope(stack.sessions) as session:
         submit_jobs(
             session,
-            [NewJob("diag.noop", "u", job_id=job_id, run_at=datetime.now(UTC) + timedelta(days=1))],
+            [
+                NewJob("diag.noop", "u", job_id=lost, run_at=tomorrow),
+                NewJob("diag.noop", "u", job_id=waiting, run_at=tomorrow),
+            ],
         )
     long_ago = datetime.now(UTC) - timedelta(hours=1)
     with session_scope(stack.sessions) as session:
         session.execute(
-            update(Job).where(Job.id == job_id).values(run_at=long_ago, updated_at=long_ago)
+            update(Job)
+            .where(Job.id.in_([lost, waiting]))
+            .values(run_at=long_ago, updated_at=long_ago)
+        )
+        # The lost job's message went out (and vanished); the other one's never left.
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.job_id == lost).values(sent_at=long_ago)
         )
     stack.stop_schedulers()
     stack.start_scheduler(CONVEYOR_REPUBLISH_QUEUED_AFTER_S="60")
     stack.start_worker("default", processes=1, threads=2)
-    done = stack.wait_state(job_id, timeout=40)
+    done = stack.wait_state(lost, timeout=40)
     assert done.state == "succeeded"
     assert done.attempt == 1
+    # The sweep has run (it republished `lost`); `waiting` still waits for its own row.
+    assert stack.job(waiting).state == "queued"
+    with session_scope(stack.sessions) as session:
+        rows = session.execute(
+            select(OutboxMessage.sent_at).where(OutboxMessage.job_id == waiting)
+        ).all()
+    assert [r.sent_at for r in rows] == [None]

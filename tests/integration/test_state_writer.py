@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from shared.db.engine import libpq_dsn, session_scope
+from shared.db.repos.job_transitions import Success
 from shared.jobs.state_writer import StateWriter, _ClaimRequest, _SucceedRequest
 from shared.jobs.submit import NewJob, submit_jobs
 from tests.support.stack import Stack
@@ -28,7 +29,7 @@ def new_job(stack: Stack) -> uuid.UUID:
 
 def test_two_deliveries_of_one_job_in_a_batch_get_one_claim(stack: Stack) -> None:
     job_id = new_job(stack)
-    first, second = _ClaimRequest(job_id, False), _ClaimRequest(job_id, False)
+    first, second = _ClaimRequest(job_id), _ClaimRequest(job_id)
     writer(stack)._write([first, second])
     claims = [first.future.result(), second.future.result()]
     assert [c is not None for c in claims] == [True, False]
@@ -38,11 +39,13 @@ def test_two_deliveries_of_one_job_in_a_batch_get_one_claim(stack: Stack) -> Non
 def test_a_failing_success_does_not_fail_the_claims_of_its_batch(stack: Stack) -> None:
     claimed_job, other_job = new_job(stack), new_job(stack)
     w = writer(stack)
-    warmup = _ClaimRequest(other_job, False)
+    warmup = _ClaimRequest(other_job)
     w._write([warmup])
     attempt = warmup.future.result().attempt  # type: ignore[union-attr]
-    claim = _ClaimRequest(claimed_job, False)
-    broken = _SucceedRequest(other_job, attempt, "not json {", "job.diag.noop.succeeded", b"{}")
+    claim = _ClaimRequest(claimed_job)
+    broken = _SucceedRequest(
+        Success(other_job, attempt, "not json {", "job.diag.noop.succeeded", b"{}")
+    )
     w._write([claim, broken])
     assert claim.future.result() is not None  # the claim committed and its waiter knows it
     with pytest.raises(Exception, match=r"(?i)json"):

@@ -90,7 +90,7 @@ def test_republished_foreign_message_runs_once(running: Stack, channel: Blocking
     publish(channel, body)  # a publisher retry after the job already finished
     # Once a later job has finished, the republished message has been consumed too.
     assert running.wait_state(running.submit()["id"]).state == "succeeded"
-    assert [e[2] for e in running.events(job_id)] == ["queued", "succeeded"]
+    assert [e[2] for e in running.events(job_id)] == ["queued", "running", "succeeded"]
 
 
 def test_id_less_message_gets_an_id_derived_from_message_id(
@@ -111,6 +111,14 @@ def test_id_less_message_gets_an_id_derived_from_message_id(
         (b'{"version": 2, "kind": "diag.noop", "user_id": "MARK"}', "unknown_version"),
         (b'{"version": 1, "kind": "diag.noop", "payload": {"m": "MARK"}}', "invalid_envelope"),
         (b'{"version": 1, "kind": "diag.noop", "user_id": "MARK", "extra": 1}', "invalid_envelope"),
+        # Before: accepted as version 1 (True == 1 in Python).
+        (b'{"version": true, "kind": "diag.noop", "user_id": "MARK"}', "unknown_version"),
+        # Before: a TypeError in adoption; the delivery was acked and the job silently lost.
+        (
+            b'{"version": 1, "kind": "diag.noop", "user_id": "MARK",'
+            b' "run_at": "2030-01-01T10:00:00"}',
+            "invalid_envelope",
+        ),
     ],
 )
 def test_malformed_messages_are_dead_lettered_with_a_reason(

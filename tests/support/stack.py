@@ -89,6 +89,9 @@ class Stack:
             CONVEYOR_BROKER_URL=self.amqp_url,
             CONVEYOR_LOG_JSON="true",
             CONVEYOR_HEARTBEAT_INTERVAL_S="1",
+            # A running job changes hands only once its heartbeat is this old: short enough
+            # for recovery tests, long enough for a busy 2-core machine's heartbeat thread.
+            CONVEYOR_HEARTBEAT_STALE_S="10",
             CONVEYOR_RELAY_IDLE_POLL_S="0.5",
             CONVEYOR_CANARY_INTERVAL_S="0",
         )

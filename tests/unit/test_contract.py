@@ -59,6 +59,16 @@ def test_round_trip_keeps_every_field() -> None:
             b'{"version": 1, "kind": "diag.noop", "user_id": "u", "surprise": true}',
             "invalid_envelope",
         ),
+        (b'{"version": true, "kind": "diag.noop", "user_id": "u"}', "unknown_version"),
+        (b'{"version": 1.0, "kind": "diag.noop", "user_id": "u"}', "unknown_version"),
+        (
+            b'{"version": 1, "kind": "diag.noop", "user_id": "u", "run_at": "2030-01-01T10:00"}',
+            "invalid_envelope",
+        ),
+        (
+            b'{"version": 1, "kind": "diag.noop", "user_id": "u", "run_at": "10000-01-01T00:00Z"}',
+            "invalid_envelope",
+        ),
         (b"{" + b" " * 1_048_577 + b"}", "too_large"),
     ],
 )

@@ -6,14 +6,18 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Annotated
 
+import structlog
 import typer
 
 from shared.config import get_settings
 from shared.db.engine import libpq_dsn
 from shared.logging import configure_logging
 from shared.messaging.names import Pool, queue_name
+
+log = structlog.get_logger("worker")
 
 
 def register(app: typer.Typer) -> None:
@@ -74,34 +78,54 @@ def worker(
     processes: Annotated[int, typer.Option(min=1)] = 2,
     threads: Annotated[int, typer.Option(min=1)] = 8,
     metrics_port: Annotated[int, typer.Option(help="Prometheus port; 0 disables")] = 9191,
+    grace_s: Annotated[
+        float, typer.Option(help="on SIGTERM, how long in-flight jobs may take to finish")
+    ] = 30.0,
 ) -> None:
-    """Run a Dramatiq worker pool for one queue (Dramatiq supervises the processes)."""
-    import dramatiq.cli
+    """Run a worker pool for one queue: N processes, each replaced if it dies."""
+    from workers.supervisor import Supervisor
 
     settings = get_settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
     if not settings.broker_url:
         raise typer.BadParameter("CONVEYOR_BROKER_URL is required (use `conveyor dev` without one)")
     settings.require_database_url()
-    _serve_multiprocess_metrics(metrics_port)
-    args = dramatiq.cli.make_argument_parser().parse_args(  # type: ignore[no-untyped-call]
-        [
-            "workers.main",
-            "--processes",
-            str(processes),
-            "--threads",
-            str(threads),
-            "--queues",
-            queue_name(pool),
-            "--skip-logging",
-        ]
+    metrics_dir = _serve_multiprocess_metrics(metrics_port)
+    queue = queue_name(pool)
+    command = [
+        sys.executable,
+        "-m",
+        "workers.worker_process",
+        "--queue",
+        queue,
+        "--threads",
+        str(threads),
+        "--grace-s",
+        str(grace_s),
+    ]
+    supervisor = Supervisor(
+        command, processes, grace_s=grace_s, on_exit=_metrics_cleanup(metrics_dir)
     )
-    sys.exit(dramatiq.cli.main(args))  # type: ignore[no-untyped-call]
+    log.info(
+        "worker.pool_started", pool=pool.value, queue=queue, processes=processes, threads=threads
+    )
+    supervisor.run()
+    log.info("worker.pool_stopped", pool=pool.value, restarts=supervisor.restarts)
 
 
-def _serve_multiprocess_metrics(port: int) -> None:
+def _metrics_cleanup(directory: str | None) -> Callable[[int], None] | None:
+    """A dead child's live gauges must not linger in the pool's sum."""
+    if directory is None:
+        return None
+    from prometheus_client import multiprocess
+
+    return lambda pid: multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
+def _serve_multiprocess_metrics(port: int) -> str | None:
     """Worker processes write metrics to a shared dir; this parent process serves the sum."""
     if port == 0:
-        return
+        return None
     directory = os.environ.setdefault(
         "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="conveyor-metrics-")
     )
@@ -111,6 +135,7 @@ def _serve_multiprocess_metrics(port: int) -> None:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     start_http_server(port, addr="0.0.0.0", registry=registry)
+    return directory
 
 
 def scheduler() -> None:

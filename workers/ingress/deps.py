@@ -19,11 +19,14 @@ class Unauthorized(ConveyorError):
 
 
 def db_session(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed when the route returns and *before* the
+    response is sent (`scope="function"`): a 2xx always means the writes are durable, and a
+    failed commit becomes an error response instead of a 202 for a job that never existed."""
     with session_scope(request.app.state.sessions) as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(db_session)]
+SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 
 
 def api_key(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> ApiKey:

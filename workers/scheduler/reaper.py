@@ -12,8 +12,8 @@ from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
 from shared.errors import UnknownKind
-from shared.jobs.backoff import next_retry
 from shared.jobs.catalog import DIAG_NOOP, KindSpec, get_spec
+from shared.jobs.lifecycle import Failure, after_failure
 from shared.jobs.messages import event_for, requeue_message
 
 log = structlog.get_logger("scheduler")
@@ -27,29 +27,32 @@ def known_spec(kind: str) -> KindSpec:
         return DIAG_NOOP
 
 
+WORKER_LOST = Failure("retryable", "worker_lost", "no heartbeat")
+
+
 def reap_once(sessions: sessionmaker[Session], *, stale_s: float, limit: int = 500) -> int:
     with session_scope(sessions) as session:
         stale = jobs_repo.stale_running(session, stale_s=stale_s, limit=limit)
         for job in stale:
             spec = known_spec(job.kind)
-            decision = next_retry(
+            outcome = after_failure(
+                WORKER_LOST,
                 attempt=job.attempt,
                 max_attempts=job.max_attempts,
+                cancel_requested=job.cancel_requested,
                 now=datetime.now(UTC),
-                base_s=spec.backoff_base_s,
-                max_s=spec.backoff_max_s,
+                backoff_base_s=spec.backoff_base_s,
+                backoff_max_s=spec.backoff_max_s,
             )
-            state = "queued" if decision.retry else "dead"
-            if job.cancel_requested:
-                state = "cancelled"  # its worker vanished after the cancel was requested
+            state = outcome.state.value
             jobs_repo.finish(
                 session,
                 job.id,
                 attempt=job.attempt,
                 state=state,
-                error_code="worker_lost",
-                error_message="no heartbeat",
-                run_at=decision.run_at,
+                error_code=WORKER_LOST.code,
+                error_message=WORKER_LOST.message,
+                run_at=outcome.run_at,
             )
             jobs_repo.add_event(
                 session,
@@ -57,12 +60,12 @@ def reap_once(sessions: sessionmaker[Session], *, stale_s: float, limit: int = 5
                 attempt=job.attempt,
                 from_state="running",
                 to_state=state,
-                reason="worker_lost",
+                reason=WORKER_LOST.code,
             )
             message = (
-                requeue_message(job, publish_after=decision.run_at)
+                requeue_message(job, publish_after=outcome.run_at)
                 if state == "queued"
-                else event_for(job, state, error_code="worker_lost")
+                else event_for(job, state, error_code=WORKER_LOST.code)
             )
             outbox_repo.add_many(session, [message])
             log.warning("scheduler.job_reaped", job_id=str(job.id), kind=job.kind, next_state=state)

@@ -28,6 +28,11 @@ LEADER_LOCK_KEY = 0x436F6E76  # "Conv": one scheduler leader per database
 NOTIFY_CHANNEL = "conveyor_outbox"
 
 
+def _pause(failures: int) -> float:
+    """Short, capped backoff: a restarted PostgreSQL or RabbitMQ is used again within ~1 s."""
+    return float(min(1.0, 0.1 * 2 ** (failures - 1)))
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     batch_size: int = 500
@@ -36,7 +41,7 @@ class SchedulerConfig:
     reap_every_s: float = 5.0
     prune_every_s: float = 60.0
     retention_s: float = 3600.0
-    republish_queued_after_s: float = 900.0
+    republish_queued_after_s: float = 120.0
     periodic: tuple[PeriodicSpec, ...] = ()
     periodic_every_s: float = 1.0
     oauth_sweep_every_s: float = 0.0  # 0: no OAuth refresh sweep
@@ -74,19 +79,36 @@ class Scheduler:
         self._next: dict[str, float] = {}
 
     def run(self) -> None:
-        """Block until stopped. A non-leader waits for the lock and stays idle."""
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
-            while not self.stop_event.is_set():
-                if conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()[
-                    0
-                ]:  # type: ignore[index]
-                    log.info("scheduler.became_leader")
-                    try:
-                        self._lead(conn)
-                    finally:
+        """Block until stopped. A non-leader waits for the lock and stays idle.
+
+        Survives PostgreSQL and RabbitMQ restarts: a lost leader connection (which also
+        releases the advisory lock) sends it back here to reconnect and compete again; a
+        failed iteration is retried after a short pause, so work resumes within a second
+        or two of the service's return.
+        """
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
+                    failures = 0
+                    self._compete(conn)
+            except psycopg.Error as exc:
+                failures += 1
+                log.warning("scheduler.database_unreachable", error=str(exc), failures=failures)
+                self.stop_event.wait(_pause(failures))
+
+    def _compete(self, conn: psycopg.Connection) -> None:
+        while not self.stop_event.is_set():
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()
+            if row is not None and row[0]:
+                log.info("scheduler.became_leader")
+                try:
+                    self._lead(conn)
+                finally:
+                    if not conn.closed and not conn.broken:
                         conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK_KEY,))
-                else:
-                    self.stop_event.wait(2.0)
+            else:
+                self.stop_event.wait(2.0)
 
     def _lead(self, conn: psycopg.Connection) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
@@ -98,19 +120,21 @@ class Scheduler:
                     self._sessions, self._publisher, batch_size=self._config.batch_size
                 )
                 self._housekeeping(time.monotonic())
+                if published < self._config.batch_size:
+                    self._wait_for_work(conn)
                 failures = 0
+            except psycopg.OperationalError:
+                raise  # the leader connection itself is gone: reconnect in run()
             except PublishError as exc:
                 failures += 1
                 log.warning("scheduler.publish_failed", error=str(exc), failures=failures)
-                self.stop_event.wait(min(10.0, 0.2 * 2**failures))
-                continue
+                self.stop_event.wait(_pause(failures))
             except Exception:
                 failures += 1
                 log.exception("scheduler.iteration_failed", failures=failures)
-                self.stop_event.wait(min(10.0, 0.2 * 2**failures))
-                continue
-            if published < self._config.batch_size:
-                self._wait_for_work(conn)
+                self.stop_event.wait(_pause(failures))
+            if conn.closed or conn.broken:
+                raise psycopg.OperationalError("leader connection lost")
 
     def _housekeeping(self, now: float) -> None:
         """Reaper, republish, periodic jobs, OAuth sweep and pruning, each on its own period."""

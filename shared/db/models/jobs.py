@@ -125,9 +125,17 @@ class OutboxMessage(Base):
             "id",
             postgresql_where=text("sent_at IS NULL"),
         ),
+        Index(
+            "ix_outbox_pending_job",
+            "job_id",
+            postgresql_where=text("sent_at IS NULL AND job_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # The job a job message publishes (None for events and dead letters): the republish
+    # sweep leaves alone jobs whose message is still waiting here.
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     exchange: Mapped[str] = mapped_column(String(200), nullable=False)
     routing_key: Mapped[str] = mapped_column(String(255), nullable=False)
     body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, func, insert, literal, or_, select, text, update
+from sqlalchemy import CursorResult, Table, and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import Job, JobEvent
+from shared.db.models import Job, JobEvent, OutboxMessage
 
 J = cast(Table, Job.__table__)
 E = cast(Table, JobEvent.__table__)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A job this worker now runs: `attempt` is the fencing token for every later write."""
-
-    job_id: uuid.UUID
-    attempt: int
-    max_attempts: int
-    kind: str
-    user_id: str
-    payload: dict[str, Any]
 
 
 def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
@@ -112,33 +99,10 @@ def list_jobs(
     return list(session.execute(stmt).scalars())
 
 
-def claim(
-    session: Session, job_id: uuid.UUID, *, redelivered: bool, worker: str, stale_s: float
-) -> Claim | None:
-    """queued → running (attempt+1). A running job is taken over only when its message was
-    redelivered (the previous consumer's channel died) or its heartbeat is stale."""
-    stale = J.c.heartbeat_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, stale_s)
-    runnable = or_(
-        and_(J.c.state == "queued", J.c.run_at <= func.now() + text("interval '1 second'")),
-        and_(J.c.state == "running", or_(literal(redelivered), stale)),
-    )
-    stmt = (
-        update(J)
-        .where(J.c.id == job_id, runnable, J.c.cancel_requested.is_(False))
-        .values(
-            state="running",
-            attempt=J.c.attempt + 1,
-            worker=worker,
-            started_at=func.now(),
-            heartbeat_at=func.now(),
-            updated_at=func.now(),
-        )
-        .returning(J.c.attempt, J.c.max_attempts, J.c.kind, J.c.user_id, J.c.payload)
-    )
-    row = session.execute(stmt).one_or_none()
-    if row is None:
-        return None
-    return Claim(job_id, row.attempt, row.max_attempts, row.kind, row.user_id, row.payload)
+def database_now(session: Session) -> datetime:
+    value = session.execute(select(func.clock_timestamp())).scalar_one()
+    assert isinstance(value, datetime)
+    return value
 
 
 def state_of(session: Session, job_id: uuid.UUID) -> str | None:
@@ -235,11 +199,17 @@ def stale_running(session: Session, *, stale_s: float, limit: int) -> list[Job]:
 
 
 def stuck_queued(session: Session, *, older_than_s: float, limit: int) -> list[Job]:
-    """Due jobs untouched for a long time: their message may have been dead-lettered."""
+    """Due jobs untouched for a long time whose message is not still waiting in the outbox:
+    their message may have been lost."""
     cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
+    in_outbox = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.job_id == Job.id, OutboxMessage.sent_at.is_(None))
+        .exists()
+    )
     stmt = (
         select(Job)
-        .where(Job.state == "queued", Job.run_at < cutoff, Job.updated_at < cutoff)
+        .where(Job.state == "queued", Job.run_at < cutoff, Job.updated_at < cutoff, ~in_outbox)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )

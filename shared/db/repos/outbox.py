@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,9 +34,11 @@ def outbox_row(
     headers: dict[str, Any] | None = None,
     priority: int = 0,
     publish_after: datetime | None = None,
+    job_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
     """A row for `add_many`; without `publish_after` it is due at once (database clock)."""
     row: dict[str, Any] = {
+        "job_id": job_id,
         "exchange": exchange,
         "routing_key": routing_key,
         "body": body,

@@ -1,0 +1,144 @@
+"""The hot transitions' SQL: claim / take over, and succeed.
+
+Each statement writes the state change and its `job_events` row (and, for succeed, the
+completion event's outbox row) together, for a whole batch at once. The group-commit writer
+runs them on its own connections and the per-job path runs the very same text inside the
+handler's session with one-element arrays, so both paths obey one set of rules.
+
+Claim rules (see docs/lifecycle.md):
+- `queued` → `running` when due (`run_at <= clock_timestamp()`, the database clock; never
+  early) and no
+  cancel was requested;
+- `running` → `running` (take over, a new attempt) only from a dead owner: its heartbeat is
+  older than `stale_s`, or the owner is this very worker process, which knows it is not
+  running the job (callers never claim a job they hold, see RunningJobs.reserve).
+Rows are locked in id order, so two batches never deadlock on each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+CLAIM_SQL = """
+WITH current AS (
+    SELECT j.id, j.state FROM jobs AS j
+    WHERE j.id = ANY(CAST(%(ids)s AS uuid[]))
+    ORDER BY j.id
+    FOR UPDATE
+), claimed AS (
+    UPDATE jobs AS j
+    SET state = 'running', attempt = j.attempt + 1, worker = %(worker)s, started_at = now(),
+        heartbeat_at = now(), updated_at = now()
+    FROM current AS c
+    WHERE j.id = c.id AND NOT j.cancel_requested AND (
+        (c.state = 'queued' AND j.run_at <= clock_timestamp())
+        OR (c.state = 'running' AND (
+            j.heartbeat_at < now() - make_interval(secs => %(stale_s)s)
+            OR j.worker = %(worker)s)))
+    RETURNING j.id, j.attempt, j.max_attempts, j.kind, j.user_id, j.payload,
+              c.state AS from_state, j.heartbeat_at
+), history AS (
+    INSERT INTO job_events (job_id, attempt, from_state, to_state, reason)
+    SELECT id, attempt, from_state, 'running',
+           CASE WHEN from_state = 'running' THEN 'take_over' END
+    FROM claimed
+)
+SELECT id, attempt, max_attempts, kind, user_id, payload, from_state FROM claimed
+"""
+
+# One statement: the state change, its transition row and its completion event, all or nothing.
+SUCCEED_SQL = """
+WITH input AS (
+    SELECT * FROM unnest(CAST(%(ids)s AS uuid[]), CAST(%(attempts)s AS integer[]),
+                         CAST(%(results)s AS jsonb[]), CAST(%(routing_keys)s AS text[]),
+                         CAST(%(bodies)s AS bytea[]))
+        AS t(id, attempt, result, routing_key, body)
+), done AS (
+    UPDATE jobs AS j
+    SET state = 'succeeded', result = i.result, progress = 1.0,
+        finished_at = clock_timestamp(), updated_at = clock_timestamp(), heartbeat_at = NULL,
+        error_code = NULL, error_message = NULL
+    FROM input AS i
+    WHERE j.id = i.id AND j.attempt = i.attempt AND j.state = 'running'
+    RETURNING j.id, j.attempt
+), transitions AS (
+    INSERT INTO job_events (job_id, attempt, from_state, to_state)
+    SELECT id, attempt, 'running', 'succeeded' FROM done
+), events AS (
+    INSERT INTO outbox (exchange, routing_key, body, priority)
+    SELECT %(exchange)s, i.routing_key, i.body, 0 FROM done JOIN input AS i USING (id)
+)
+SELECT id FROM done
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker now runs: `attempt` is the fencing token for every later write."""
+
+    job_id: uuid.UUID
+    attempt: int
+    max_attempts: int
+    kind: str
+    user_id: str
+    payload: dict[str, Any]
+    took_over: bool = False
+
+
+@dataclass(frozen=True)
+class Success:
+    job_id: uuid.UUID
+    attempt: int
+    result_json: str  # serialized by the caller: one bad result cannot fail a batch
+    routing_key: str
+    event_body: bytes
+
+
+def claim_params(ids: Sequence[uuid.UUID], *, worker: str, stale_s: float) -> dict[str, Any]:
+    return {"ids": list(dict.fromkeys(ids)), "worker": worker, "stale_s": stale_s}
+
+
+def claims_from_rows(rows: Sequence[Any]) -> dict[uuid.UUID, Claim]:
+    return {
+        r.id: Claim(
+            r.id,
+            r.attempt,
+            r.max_attempts,
+            r.kind,
+            r.user_id,
+            r.payload,
+            took_over=r.from_state == "running",
+        )
+        for r in rows
+    }
+
+
+def succeed_params(successes: Sequence[Success], *, exchange: str) -> dict[str, Any]:
+    return {
+        "ids": [s.job_id for s in successes],
+        "attempts": [s.attempt for s in successes],
+        "results": [s.result_json for s in successes],
+        "routing_keys": [s.routing_key for s in successes],
+        "bodies": [s.event_body for s in successes],
+        "exchange": exchange,
+    }
+
+
+def claim_in_session(
+    session: Session, job_id: uuid.UUID, *, worker: str, stale_s: float
+) -> Claim | None:
+    """The per-job path: the same statement, in the caller's transaction."""
+    params = claim_params([job_id], worker=worker, stale_s=stale_s)
+    rows = session.connection().exec_driver_sql(CLAIM_SQL, params).all()
+    return claims_from_rows(rows).get(job_id)
+
+
+def succeed_in_session(session: Session, success: Success, *, exchange: str) -> bool:
+    """The per-job path: the handler's writes and its success commit together."""
+    params = succeed_params([success], exchange=exchange)
+    return bool(session.connection().exec_driver_sql(SUCCEED_SQL, params).all())
