@@ -91,7 +91,15 @@ class FaultLoop:
     records: list[FaultRecord] = field(default_factory=list)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
-    def run(self, faults: list[str]) -> None:
+    def run(self, min_rounds: int, more: Callable[[], bool]) -> None:
+        """`min_rounds` rounds of every fault, then more rounds while `more()` (jobs are still
+        being submitted): faults should hit work in flight, not an idle system."""
+        rounds = 0
+        while rounds < min_rounds or more():
+            self.run_faults(list(ROUND))
+            rounds += 1
+
+    def run_faults(self, faults: list[str]) -> None:
         for fault in faults:
             record = FaultRecord(fault, time.monotonic() - self.started)
             self.records.append(record)

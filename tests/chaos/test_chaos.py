@@ -8,8 +8,8 @@ Handler runs are counted from `CONVEYOR_DIAG_TRACE_PATH`, outside Conveyor's boo
 
 Knobs (environment of the test run; defaults sized for a loaded 2-core CI box):
 CONVEYOR_CHAOS_JOBS (5000), _CLIENTS (8), _POOLS (2), _PROCESSES (2), _THREADS (8),
-_ROUNDS (1: each fault type once per round), _PG_DOWN_S (3.5), _RECOVERY_TIMEOUT_S (60),
-_SETTLE_TIMEOUT_S (120), _STALE_S (15).
+_ROUNDS (2 rounds of the five faults at least; more while clients still submit),
+_PG_DOWN_S (3.5), _RECOVERY_TIMEOUT_S (60), _SETTLE_TIMEOUT_S (120), _STALE_S (15).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.clients import Accepted, job_mix, run_clients
-from tests.chaos.faults import ROUND, FaultLoop, FaultRecord, PidWatch, table
+from tests.chaos.faults import FaultLoop, FaultRecord, PidWatch, table
 from tests.chaos.harness import ChaosStack
 from tests.chaos.invariants import TERMINAL, JobRow, Report, check
 from tests.support.services import wait_for
@@ -44,7 +44,7 @@ CLIENTS = int(knob("CLIENTS", 8))
 POOLS = int(knob("POOLS", 2))
 PROCESSES = int(knob("PROCESSES", 2))
 THREADS = int(knob("THREADS", 8))
-ROUNDS = int(knob("ROUNDS", 1))
+ROUNDS = int(knob("ROUNDS", 2))
 PG_DOWN_S = knob("PG_DOWN_S", 3.5)
 RECOVERY_TIMEOUT_S = knob("RECOVERY_TIMEOUT_S", 60)
 SETTLE_TIMEOUT_S = knob("SETTLE_TIMEOUT_S", 120)
@@ -126,7 +126,7 @@ def _run(stack: ChaosStack, loop: FaultLoop, accepted: Accepted) -> bool:
     )
     # Faults must hit work in flight: start once jobs are being run.
     wait_for(lambda: stack.trace_path.exists(), timeout=120, what="first handler run")
-    loop.run(list(ROUND) * ROUNDS)
+    loop.run(ROUNDS, more=lambda: any(c.is_alive() for c in clients))
     for client in clients:
         client.join(timeout=SETTLE_TIMEOUT_S)
     stop.set()
