@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,8 +27,19 @@ class Runtime:
     runner: RunnerDeps
 
 
-@lru_cache(maxsize=1)
+_BUILD = threading.Lock()
+
+
 def get_runtime() -> Runtime:
+    """The process's runtime, built once. Worker threads ask for it concurrently on their
+    first deliveries, and `lru_cache` alone may build it twice — two RunningJobs registries
+    would let one thread take over a job another thread of this process is running."""
+    with _BUILD:
+        return _build_runtime()
+
+
+@lru_cache(maxsize=1)
+def _build_runtime() -> Runtime:
     settings = get_settings()
     engine = make_engine(settings.require_database_url(), application_name="conveyor-worker")
     sessions = make_session_factory(engine)

@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> None:
     # In-flight jobs finish within the grace period; prefetched deliveries go back to
     # RabbitMQ when the connection closes.
     worker.stop(timeout=int(args.grace_s * 1000))
-    broker.emit_before("process_stop")
     broker.close()
 
 

@@ -48,6 +48,10 @@ def _logged(stack: Stack, prefix: str, event: str) -> int:
     )
 
 
+def _ready(stack: Stack) -> int:
+    return _dead_letters(stack, "conveyor.default")
+
+
 def _dead_letters(stack: Stack, queue: str = "conveyor.default.XQ") -> int:
     channel = stack.amqp_channel()
     try:
@@ -163,13 +167,15 @@ def test_deliveries_during_a_database_outage_are_requeued_not_dropped(stack: Sta
         # The messages wait in RabbitMQ; a worker that starts now cannot claim them.
         stack.start_worker("default", processes=1, threads=4)
         wait_for(
-            lambda: _logged(stack, "worker", "messaging.requeued") > 0,
+            lambda: _ready(stack) < len(ids),
             timeout=60,
-            what="a delivery requeued while the database is down",
+            what="the worker taking deliveries while the database is down",
         )
+        time.sleep(2)  # the outage goes on while those deliveries fail
     for job_id in ids:
         assert stack.wait_state(job_id, timeout=120).state == "succeeded"
     assert _dead_letters(stack) == before  # nothing dead-lettered, nothing dropped
+    assert _logged(stack, "worker", "messaging.requeued") >= 1
     assert _logged(stack, "worker", "messaging.database_back") >= 1
 
 
