@@ -91,16 +91,21 @@ class FaultLoop:
     records: list[FaultRecord] = field(default_factory=list)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
-    def run(self, min_rounds: int, more: Callable[[], bool]) -> None:
+    def run(self, min_rounds: int, more: Callable[[], bool], budget_s: float) -> None:
         """`min_rounds` rounds of every fault, then more rounds while `more()` (jobs are still
-        being submitted): faults should hit work in flight, not an idle system."""
+        being submitted): faults should hit work in flight, not an idle system. No fault
+        starts after `budget_s` (slow recoveries on a loaded box keep the run bounded)."""
         rounds = 0
         while rounds < min_rounds or more():
-            self.run_faults(list(ROUND))
+            self.run_faults(list(ROUND), until=self.started + budget_s)
             rounds += 1
+            if time.monotonic() > self.started + budget_s:
+                return
 
-    def run_faults(self, faults: list[str]) -> None:
+    def run_faults(self, faults: list[str], until: float) -> None:
         for fault in faults:
+            if time.monotonic() > until:
+                return
             record = FaultRecord(fault, time.monotonic() - self.started)
             self.records.append(record)
             injected = time.monotonic()

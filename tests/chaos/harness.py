@@ -42,7 +42,7 @@ class Process:
 
     def children(self) -> list[psutil.Process]:
         try:
-            return psutil.Process(self.popen.pid).children(recursive=False)
+            return list(psutil.Process(self.popen.pid).children(recursive=False))
         except psutil.NoSuchProcess:
             return []
 
@@ -165,7 +165,7 @@ class ChaosStack:
 
     def restart_s3(self) -> None:
         """Stop SeaweedFS and start it again on the same ports and data (clients keep URLs)."""
-        args = list(self.s3.process.args)  # type: ignore[arg-type]
+        args = [str(a) for a in self.s3.process.args]  # type: ignore[union-attr]
         self.s3.stop()
         log = self.s3.log_path.open("ab")
         self.s3.process = subprocess.Popen(

@@ -9,7 +9,8 @@ Handler runs are counted from `CONVEYOR_DIAG_TRACE_PATH`, outside Conveyor's boo
 Knobs (environment of the test run; defaults sized for a loaded 2-core CI box):
 CONVEYOR_CHAOS_JOBS (5000), _CLIENTS (8), _POOLS (2), _PROCESSES (2), _THREADS (8),
 _ROUNDS (2 rounds of the five faults at least; more while clients still submit),
-_PG_DOWN_S (3.5), _RECOVERY_TIMEOUT_S (60), _SETTLE_TIMEOUT_S (120), _STALE_S (15).
+_PG_DOWN_S (3.5), _RECOVERY_TIMEOUT_S (60), _SETTLE_TIMEOUT_S (120), _STALE_S (15),
+_FAULT_BUDGET_S (240: no fault starts later; the whole module is capped at 600 s).
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.clients import Accepted, job_mix, run_clients
-from tests.chaos.faults import FaultLoop, FaultRecord, PidWatch, table
+from tests.chaos.faults import ROUND, FaultLoop, FaultRecord, PidWatch, table
 from tests.chaos.harness import ChaosStack
 from tests.chaos.invariants import TERMINAL, JobRow, Report, check
 from tests.support.services import wait_for
 from workers.diag.trace import read_trace
 
-pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(600)]
 
 
 def knob(name: str, default: float) -> float:
@@ -49,6 +50,7 @@ PG_DOWN_S = knob("PG_DOWN_S", 3.5)
 RECOVERY_TIMEOUT_S = knob("RECOVERY_TIMEOUT_S", 60)
 SETTLE_TIMEOUT_S = knob("SETTLE_TIMEOUT_S", 120)
 STALE_S = knob("STALE_S", 15)  # well above the PostgreSQL outage
+FAULT_BUDGET_S = knob("FAULT_BUDGET_S", 240)  # no new fault after this
 
 
 @dataclass
@@ -126,7 +128,7 @@ def _run(stack: ChaosStack, loop: FaultLoop, accepted: Accepted) -> bool:
     )
     # Faults must hit work in flight: start once jobs are being run.
     wait_for(lambda: stack.trace_path.exists(), timeout=120, what="first handler run")
-    loop.run(ROUNDS, more=lambda: any(c.is_alive() for c in clients))
+    loop.run(ROUNDS, more=lambda: any(c.is_alive() for c in clients), budget_s=FAULT_BUDGET_S)
     for client in clients:
         client.join(timeout=SETTLE_TIMEOUT_S)
     stop.set()
@@ -217,6 +219,7 @@ def test_no_job_runs_twice_at_the_same_time(chaos: ChaosRun) -> None:
 
 def test_every_fault_is_recovered_from(chaos: ChaosRun) -> None:
     """Each fault's probe job succeeded; components that had to be restarted are noted."""
+    assert {r.fault for r in chaos.faults} == set(ROUND), "not every fault ran in the budget"
     assert [r.fault for r in chaos.faults if r.recovery_s is None] == []
 
 

@@ -39,7 +39,7 @@ def test_a_run_cut_by_a_process_death_ends_when_the_process_died() -> None:
     killed = run("a", 1, 0, None, pid=7)
     takeover = run("a", 2, 10, 11, pid=8)
     assert concurrent_runs([killed, takeover], {7: 9 * S}) == []
-    assert concurrent_runs([killed, takeover], {7: 10.5 * S}) == [(killed, takeover)]
+    assert concurrent_runs([killed, takeover], {7: int(10.5 * S)}) == [(killed, takeover)]
     # Death unknown: the run may still be going, so the later run overlaps it.
     assert concurrent_runs([killed, takeover], {}) == [(killed, takeover)]
 
