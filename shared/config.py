@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     job_retention_s: float = Field(default=7 * 86400, gt=0)
     job_retention_by_kind: dict[str, float] = Field(default_factory=dict)
     canary_interval_s: float = 300.0  # a diag.noop every N seconds; 0 disables
+    # diag.noop appends start/end lines of each run here (the chaos suite's external count).
+    diag_trace_path: Path | None = None
 
     # OAuth connections (docs/oauth.md). A provider without client id and secret is
     # "not configured". Redirect URI: public_url + /v1/oauth/<provider>/callback.
