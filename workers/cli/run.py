@@ -8,10 +8,10 @@ import sys
 import tempfile
 from typing import Annotated
 
+import structlog
 import typer
 
 from shared.config import get_settings
-from shared.db.engine import libpq_dsn
 from shared.logging import configure_logging
 from shared.messaging.names import Pool, queue_name
 
@@ -82,6 +82,9 @@ def worker(
     if not settings.broker_url:
         raise typer.BadParameter("CONVEYOR_BROKER_URL is required (use `conveyor dev` without one)")
     settings.require_database_url()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    log_fields = {"queues": [queue_name(pool)], "processes": processes, "threads": threads}
+    structlog.get_logger("cli").info("cli.worker_started", pool=pool.value, **log_fields)
     _serve_multiprocess_metrics(metrics_port)
     args = dramatiq.cli.make_argument_parser().parse_args(  # type: ignore[no-untyped-call]
         [
@@ -115,7 +118,7 @@ def _serve_multiprocess_metrics(port: int) -> None:
 
 def scheduler() -> None:
     """Run the outbox relay, due/delayed jobs and the reaper (safe to run twice)."""
-    from shared.db.engine import make_engine, make_session_factory
+    from shared.db.engine import libpq_dsn, make_engine, make_session_factory
     from shared.messaging.publisher import AmqpPublisher
     from workers.scheduler.service import Scheduler, SchedulerConfig
 

@@ -43,7 +43,9 @@ class JobsCollector(Collector):
         yield jobs
         yield oldest
         yield GaugeMetricFamily(
-            "conveyor_outbox_pending", "Outbox rows not yet published", value=pending
+            "conveyor_outbox_pending",
+            "Due outbox rows not yet published (delayed rows excluded)",
+            value=pending,
         )
         yield from self._queues()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from shared.db.models import ApiKey, Job
+from shared.db.models.jobs import JOB_STATES
 from shared.db.repos import jobs as jobs_repo
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.cancel import cancel_job
@@ -36,17 +37,23 @@ class KindNotPublic(PermanentError):
 def _new_job(body: JobIn, idempotency_key: str | None = None) -> NewJob:
     if not get_spec(body.kind).public:
         raise KindNotPublic(f"{body.kind} is internal: use its own API", kind=body.kind)
-    run_at = body.run_at
-    if run_at is not None and run_at.tzinfo is None:
-        run_at = run_at.replace(tzinfo=UTC)
     return NewJob(
         kind=body.kind,
         user_id=body.user_id,
         payload=body.payload,
         priority=body.priority,
-        run_at=run_at,
+        run_at=body.run_at,
+        delay_s=body.delay_s,
         idempotency_key=idempotency_key,
     )
+
+
+def _batch_job(index: int, body: JobIn) -> NewJob:
+    try:
+        return _new_job(body)
+    except ConveyorError as exc:
+        exc.message = f"jobs[{index}]: {exc.message}"
+        raise
 
 
 def _visible(session: SessionDep, key: ApiKey, job_id: uuid.UUID) -> Job:
@@ -80,7 +87,10 @@ def submit_batch(body: BatchIn, session: SessionDep, key: ApiKeyDep, request: Re
     if len(body.jobs) > limit:
         raise BadRequest(f"at most {limit} jobs per batch", code="batch_too_large")
     outcomes = submit_jobs(
-        session, [_new_job(j) for j in body.jobs], source="ingress", api_key_id=key.id
+        session,
+        [_batch_job(i, j) for i, j in enumerate(body.jobs)],
+        source="ingress",
+        api_key_id=key.id,
     )
     session.flush()
     jobs = {j.id: j for j in _by_ids(session, [o.job_id for o in outcomes])}
@@ -104,11 +114,13 @@ def list_jobs(
     session: SessionDep,
     key: ApiKeyDep,
     kind: str | None = None,
-    state: str | None = None,
+    state: Literal[JOB_STATES] | None = None,  # type: ignore[valid-type]
     user_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> JobPage:
+    if kind is not None:
+        get_spec(kind)  # an unknown kind is a 422, not an always-empty list
     jobs = jobs_repo.list_jobs(
         session,
         user_ids=[user_id] if user_id else None,
