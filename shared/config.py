@@ -14,11 +14,16 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.crypto import KeyRing
+from shared.errors import PermanentError
 
 # Values that must never reach production: documentation placeholders.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "minioadmin"})
 PLACEHOLDER_MARKERS = ("replace_me", "changeme", "password")
 OAUTH_PROVIDERS = ("hubspot", "salesforce", "pipedrive", "zoho", "generic")
+
+
+class MasterKeysMissing(PermanentError):
+    code = "master_keys_missing"
 
 
 class Settings(BaseSettings):
@@ -130,7 +135,10 @@ class Settings(BaseSettings):
 
     def key_ring(self) -> KeyRing:
         if self.master_keys is None:
-            raise RuntimeError("CONVEYOR_MASTER_KEYS is not set")
+            raise MasterKeysMissing(
+                "CONVEYOR_MASTER_KEYS is not set: OAuth tokens cannot be encrypted "
+                "(`conveyor dev` generates a development key ring)"
+            )
         return KeyRing.parse(self.master_keys.get_secret_value())
 
     def require_database_url(self) -> str:

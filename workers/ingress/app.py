@@ -40,6 +40,7 @@ STATUS_BY_CODE = {
     "authorization_failed": 400,
     "provider_error": 502,
     "database_unavailable": 503,
+    "master_keys_missing": 503,
     "idempotency_mismatch": 422,
     "not_uploaded": 409,
     "type_not_allowed": 422,

@@ -52,7 +52,7 @@ def validation_message(error: dict[str, Any]) -> str:
         reason = error.get("ctx", {}).get("error", "invalid JSON")
         return f"request body is not valid JSON: {reason} at character {error['loc'][-1]}"
     where = field_path(error["loc"])
-    return f"{where}: {error['msg']}"
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def install(app: FastAPI, status_by_code: dict[str, int]) -> None:
@@ -74,9 +74,12 @@ def install(app: FastAPI, status_by_code: dict[str, int]) -> None:
             limit = request.app.state.settings.max_body_bytes
             return error_response(413, "body_too_large", f"request body exceeds {limit} bytes")
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        message = str(exc.detail)
-        if exc.status_code in (404, 405):
-            message = f"{message}: {request.method} {request.url.path}"
+        messages = {
+            400: "the request body could not be parsed (not JSON, or nested too deeply)",
+            404: f"no route {request.method} {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }
+        message = messages.get(exc.status_code, str(exc.detail))
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
 
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
