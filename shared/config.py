@@ -163,8 +163,9 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     known = {f"CONVEYOR_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
     lines = []
     for name in sorted(n for n in environ if n.startswith("CONVEYOR_") and n not in known):
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        # Compare without the shared prefix, or every name looks close to every other.
+        close = difflib.get_close_matches(name[9:], [k[9:] for k in known], n=1)
+        hint = f" (did you mean CONVEYOR_{close[0]}?)" if close else ""
         lines.append(f"warning: {name} is not a Conveyor setting and is ignored{hint}")
     return lines
 

@@ -1,0 +1,88 @@
+"""Issue 14, pure parts: unknown settings, error field paths, request hashes, the dev env file."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from shared.config import unknown_variables
+from shared.jobs.submit import NewJob
+from workers.cli import devstate
+from workers.ingress.errors import field_path
+
+
+def test_a_misspelled_variable_is_named_with_the_closest_setting() -> None:
+    lines = unknown_variables(
+        {"CONVEYOR_DATABSE_URL": "x", "CONVEYOR_DATABASE_URL": "y", "CONVEYOR_ZZZ": "1", "PATH": ""}
+    )
+    assert lines == [
+        "warning: CONVEYOR_DATABSE_URL is not a Conveyor setting and is ignored "
+        "(did you mean CONVEYOR_DATABASE_URL?)",
+        "warning: CONVEYOR_ZZZ is not a Conveyor setting and is ignored",
+    ]
+    assert unknown_variables({"CONVEYOR_TEST_PG_URL": "x", "CONVEYOR_DATA_DIR": "d"}) == []
+
+
+@pytest.mark.parametrize(
+    ("loc", "expected"),
+    [
+        (("body", "jobs", 3, "run_at"), "jobs[3].run_at"),
+        (("body", "user_id"), "user_id"),
+        (("query", "state"), "state"),
+        (("body",), "body"),
+    ],
+)
+def test_field_paths_read_like_the_request(loc: tuple[int | str, ...], expected: str) -> None:
+    assert field_path(loc) == expected
+
+
+def test_request_hash_covers_what_was_asked_and_keeps_a_delay_relative() -> None:
+    base = NewJob("diag.noop", "u", {"sleep_ms": 1}, delay_s=60)
+    assert (
+        base.request_hash() == NewJob("diag.noop", "u", {"sleep_ms": 1}, delay_s=60).request_hash()
+    )
+    for other in (
+        NewJob("diag.noop", "u", {"sleep_ms": 2}, delay_s=60),
+        NewJob("diag.noop", "v", {"sleep_ms": 1}, delay_s=60),
+        NewJob("diag.noop", "u", {"sleep_ms": 1}, delay_s=61),
+        NewJob("diag.noop", "u", {"sleep_ms": 1}, run_at=datetime(2027, 1, 1, tzinfo=UTC)),
+    ):
+        assert other.request_hash() != base.request_hash()
+
+
+def test_the_dev_env_file_fills_only_unset_variables_and_can_be_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_DATABASE_URL", "postgresql://u@/db?host=/tmp/a b")
+    monkeypatch.setenv("CONVEYOR_MASTER_KEYS", "dev1:abc+/=")
+    devstate.write_env(tmp_path)
+    assert (tmp_path / "env").stat().st_mode & 0o077 == 0
+    monkeypatch.delenv("CONVEYOR_DATABASE_URL")
+    monkeypatch.setenv("CONVEYOR_MASTER_KEYS", "mine:1")
+    assert devstate.load_dev_env(tmp_path) == tmp_path / "env"
+    assert os.environ["CONVEYOR_DATABASE_URL"] == "postgresql://u@/db?host=/tmp/a b"
+    assert os.environ["CONVEYOR_MASTER_KEYS"] == "mine:1"  # the environment wins
+    devstate.unload_dev_env()
+    assert "CONVEYOR_DATABASE_URL" not in os.environ
+    devstate.remove_env(tmp_path)
+    assert devstate.load_dev_env(tmp_path) is None
+
+
+def test_a_second_lock_reports_the_running_instance(tmp_path: Path) -> None:
+    held = devstate.acquire_lock(tmp_path)
+    devstate.write_info(tmp_path, "http://127.0.0.1:8123")
+    with pytest.raises(devstate.AlreadyRunning, match=r"already running at http://127\.0\.0\.1:8123"):
+        devstate.acquire_lock(tmp_path)
+    held.close()
+    devstate.acquire_lock(tmp_path).close()
+
+
+def test_the_dev_key_ring_is_generated_once_and_parses(tmp_path: Path) -> None:
+    from shared.crypto import KeyRing
+
+    ring = devstate.dev_master_keys(tmp_path)
+    assert devstate.dev_master_keys(tmp_path) == ring
+    KeyRing.parse(ring)
