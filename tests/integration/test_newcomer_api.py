@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,19 +12,11 @@ from fastapi.testclient import TestClient
 
 from shared.db.engine import make_engine, make_session_factory, session_scope
 from shared.db.repos import outbox as outbox_repo
-from shared.embedded import EmbeddedS3
 from shared.storage.base import ObjectInfo, ObjectStore
 from tests.support.stack import Stack
 from workers.ingress.app import create_app
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> Iterator[Stack]:
-    stack = Stack.create(tmp_path_factory.mktemp("logs"), s3=s3_server)
-    yield stack
-    stack.close()
 
 
 def post_job(stack: Stack, body: dict[str, Any], **headers: str) -> httpx.Response:
@@ -180,29 +171,3 @@ def test_outbox_gauge_counts_only_due_rows(stack: Stack) -> None:
     assert due_after - due_before == 4  # one `cancelled` event each, no delayed messages
     metrics = stack.client.get("/metrics").text
     assert f"conveyor_outbox_pending {float(due_after)}" in metrics
-
-
-def test_presign_refuses_a_type_that_would_be_refused_after_upload(files: Stack) -> None:
-    body = {"user_id": "u", "filename": "setup.exe", "size": 100}
-    refused = files.client.post(
-        "/v1/uploads",
-        json={**body, "content_type": "application/x-msdownload"},
-        headers=files.headers(),
-    )
-    assert_error(refused, 422, "type_not_allowed", "application/x-msdownload")
-
-
-def test_complete_before_the_put_is_a_retryable_409(files: Stack) -> None:
-    data = b"%PDF-1.4\n" + b"0" * 100
-    body = {"user_id": "u", "filename": "a.pdf", "content_type": "application/pdf"}
-    started = files.client.post(
-        "/v1/uploads", json={**body, "size": len(data)}, headers=files.headers()
-    )
-    assert started.status_code == 201, started.text
-    upload_id = started.json()["upload_id"]
-    early = files.client.post(f"/v1/uploads/{upload_id}/complete", headers=files.headers())
-    assert_error(early, 409, "not_uploaded", "PUT")
-    assert httpx.put(started.json()["url"], content=data, timeout=60).status_code == 200
-    done = files.client.post(f"/v1/uploads/{upload_id}/complete", headers=files.headers())
-    assert done.status_code == 202, done.text
-    assert files.job(done.json()["job_id"]).kind == "upload.process"

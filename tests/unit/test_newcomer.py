@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,7 +76,9 @@ def test_the_dev_env_file_fills_only_unset_variables_and_can_be_undone(
 def test_a_second_lock_reports_the_running_instance(tmp_path: Path) -> None:
     held = devstate.acquire_lock(tmp_path)
     devstate.write_info(tmp_path, "http://127.0.0.1:8123")
-    with pytest.raises(devstate.AlreadyRunning, match=r"already running at http://127\.0\.0\.1:8123"):
+    with pytest.raises(
+        devstate.AlreadyRunning, match=r"already running at http://127\.0\.0\.1:8123"
+    ):
         devstate.acquire_lock(tmp_path)
     held.close()
     devstate.acquire_lock(tmp_path).close()
@@ -86,3 +90,23 @@ def test_the_dev_key_ring_is_generated_once_and_parses(tmp_path: Path) -> None:
     ring = devstate.dev_master_keys(tmp_path)
     assert devstate.dev_master_keys(tmp_path) == ring
     KeyRing.parse(ring)
+
+
+def test_thumbnail_status_pending_ready_failed_none() -> None:
+    from workers.uploads.thumbnail_status import thumbnail_job_id, thumbnail_status
+
+    file_id = uuid.uuid4()
+    job_id = thumbnail_job_id(file_id)
+    assert thumbnail_job_id(file_id) == job_id  # deterministic: the upload result can name it
+
+    def status(**kw: object) -> tuple[str, uuid.UUID | None, str | None]:
+        args: dict[str, Any] = {"file_id": file_id, "is_image": True, "has_thumbnails": False}
+        found = thumbnail_status(**{**args, "job_state": None, "job_error": None, **kw})
+        return found.status, found.job_id, found.reason
+
+    assert status(job_state="queued") == ("pending", job_id, None)
+    assert status(job_state="running") == ("pending", job_id, None)
+    assert status(job_state="failed", job_error="corrupt") == ("failed", job_id, "corrupt")
+    assert status(job_state="dead", job_error=None) == ("failed", job_id, "dead")
+    assert status(job_state="succeeded", has_thumbnails=True) == ("ready", job_id, None)
+    assert status(is_image=False) == ("none", None, None)

@@ -18,6 +18,7 @@ from shared.errors import ConveyorError, PermanentError
 from shared.jobs.submit import NewJob, submit_jobs
 from shared.storage.base import ObjectNotFound, ObjectStore
 from shared.storage.buckets import Bucket, bucket_name, incoming_key
+from workers.ingress.cursors import decode_cursor, encode_cursor
 from workers.ingress.deps import ApiKeyDep, SessionDep
 from workers.ingress.schemas_files import (
     CompleteOut,
@@ -29,6 +30,7 @@ from workers.ingress.schemas_files import (
     UploadOut,
 )
 from workers.uploads.detect import WHITELIST, normalize_type
+from workers.uploads.thumbnail_status import ThumbnailStatus, thumbnail_job_id, thumbnail_status
 
 router = APIRouter(tags=["files"])
 
@@ -138,11 +140,35 @@ def list_files(
     key: ApiKeyDep,
     user_id: str,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
 ) -> FilePage:
     files = files_repo.list_files(
-        session, user_id, api_key_id=None if key.is_admin else key.id, limit=limit
+        session,
+        user_id,
+        api_key_id=None if key.is_admin else key.id,
+        limit=limit,
+        after=decode_cursor(cursor) if cursor else None,
     )
-    return FilePage(files=[FileOut.of(f) for f in files])
+    statuses = _thumbnail_statuses(session, files)
+    next_cursor = encode_cursor(files[-1].created_at, files[-1].id) if len(files) == limit else None
+    return FilePage(files=[FileOut.of(f, statuses[f.id]) for f in files], next_cursor=next_cursor)
+
+
+def _thumbnail_statuses(
+    session: SessionDep, files: list[StoredFile]
+) -> dict[uuid.UUID, ThumbnailStatus]:
+    jobs = files_repo.job_states(session, [thumbnail_job_id(f.id) for f in files])
+    out = {}
+    for f in files:
+        state, error = jobs.get(thumbnail_job_id(f.id), (None, None))
+        out[f.id] = thumbnail_status(
+            file_id=f.id,
+            is_image=f.category == "images",
+            has_thumbnails=bool(f.thumbnails),
+            job_state=state,
+            job_error=error,
+        )
+    return out
 
 
 @router.get("/v1/files/{file_id}", response_model=FileOut)
@@ -155,6 +181,7 @@ def get_file(
     thumbs = {s: store.presigned_get(images, k, ttl) for s, k in (file.thumbnails or {}).items()}
     return FileOut.of(
         file,
+        _thumbnail_statuses(session, [file])[file.id],
         download_url=store.presigned_get(file.bucket, file.key, ttl),
         thumbnail_urls=thumbs or None,
     )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -16,6 +14,7 @@ from shared.errors import ConveyorError, PermanentError
 from shared.jobs.cancel import cancel_job
 from shared.jobs.catalog import get_spec
 from shared.jobs.submit import NewJob, submit_jobs
+from workers.ingress.cursors import decode_cursor, encode_cursor
 from workers.ingress.deps import ApiKeyDep, SessionDep
 from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage
 
@@ -127,10 +126,10 @@ def list_jobs(
         api_key_id=None if key.is_admin else key.id,
         kind=kind,
         state=state,
-        after=_decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
-    next_cursor = _encode_cursor(jobs[-1]) if len(jobs) == limit else None
+    next_cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if len(jobs) == limit else None
     return JobPage(jobs=[JobOut.of(j) for j in jobs], next_cursor=next_cursor)
 
 
@@ -138,17 +137,3 @@ def list_jobs(
 def cancel(job_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> JobOut:
     job = cancel_job(session, _visible(session, key, job_id))
     return JobOut.of(job)
-
-
-def _encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, job_id = raw.split("|")
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("malformed cursor", code="bad_cursor") from None
