@@ -90,6 +90,9 @@ def test_banner_comes_once_every_used_pool_consumes_and_its_example_works(
         interval=0.5,
         what="the banner's job to succeed",
     )
+    metrics = httpx.get(f"{dev.url}/metrics").text
+    assert 'conveyor_queue_consumers{queue="conveyor.default"}' in metrics
+    assert 'queue="conveyor.backup"' not in metrics  # no kinds: no consumers by design
     output = dev.output()
     assert re.search(r"Conveyor is ready at http://127\.0\.0\.1:\d+ in [\d.]+s", output)
     assert "export CONVEYOR_DATABASE_URL=" in output
