@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -194,3 +195,15 @@ def test_dev_stops_quickly_with_a_line_per_component(files: Stack, tmp_path: Pat
     assert not env_file.exists()
     after = conveyor(process.folder, "status")
     assert after.returncode == 2 and "conveyor dev" in after.stdout
+
+
+def test_a_busy_port_is_said_in_one_line_and_everything_stops(files: Stack, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = DevProcess.start(tmp_path / "busy", stack_env(files, broker=False), port=port)
+        assert process.process.wait(180) == 1
+    output = process.output()
+    assert f"could not listen on 127.0.0.1:{port}" in output
+    assert "Conveyor stopped" in output and "Traceback" not in output

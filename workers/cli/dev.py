@@ -26,6 +26,10 @@ from workers.cli.devparts import Components, active_pools, start_rabbitmq_worker
 READY_TIMEOUT_S = 180.0  # first start on a busy 2-core machine includes initdb
 
 
+class DevFailed(Exception):
+    """A part did not come up: said in one line, then everything started is stopped."""
+
+
 def dev(
     port: Annotated[int, typer.Option(help="ingress port")] = 8000,
     threads: Annotated[int, typer.Option(help="worker threads per pool")] = 4,
@@ -52,6 +56,9 @@ def dev(
         components.add("env file", lambda: devstate.remove_env(directory))
         _banner(url, token, env_path, time.monotonic() - started)
         _wait_for_interrupt(components)
+    except DevFailed as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     finally:
         console.print("stopping…")
         components.stop_all()
@@ -197,7 +204,7 @@ def _start_ingress(components: Components, settings: Settings, port: int) -> Non
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise typer.BadParameter(f"the ingress could not listen on 127.0.0.1:{port}")
+            raise DevFailed(f"the ingress could not listen on 127.0.0.1:{port} (port in use?)")
         time.sleep(0.05)
 
     def stop() -> None:
@@ -217,4 +224,4 @@ def _wait_for_consumers(broker_url: str, pools: list[str]) -> None:
         if wanted <= consuming:
             return
         time.sleep(0.2)
-    raise typer.BadParameter(f"pools not consuming after {READY_TIMEOUT_S:.0f}s: {wanted}")
+    raise DevFailed(f"pools not consuming after {READY_TIMEOUT_S:.0f}s: {sorted(wanted)}")
