@@ -91,6 +91,9 @@ def test_banner_comes_once_every_used_pool_consumes_and_its_example_works(
         interval=0.5,
         what="the banner's job to succeed",
     )
+    headers = {"Authorization": f"Bearer {dev.token()}"}
+    seen = httpx.get(f"{dev.url}/v1/jobs/{job['id']}", headers=headers).json()
+    assert re.fullmatch(r"\S+:\d+", seen["worker"]), seen  # which worker ran it
     metrics = httpx.get(f"{dev.url}/metrics").text
     assert 'conveyor_queue_consumers{queue="conveyor.default"}' in metrics
     assert 'queue="conveyor.backup"' not in metrics  # no kinds: no consumers by design

@@ -111,6 +111,7 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    worker: str | None = None  # host:pid of the worker that ran (or runs) the last attempt
     events: list[EventOut] | None = None
 
     @classmethod
@@ -135,6 +136,7 @@ class JobOut(BaseModel):
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            worker=job.worker,
             events=[EventOut.of(e) for e in events] if events is not None else None,
         )
 
