@@ -15,6 +15,8 @@ from shared.config import get_settings
 from shared.logging import configure_logging
 from shared.messaging.names import Pool, queue_name
 
+log = structlog.get_logger("worker")
+
 
 def register(app: typer.Typer) -> None:
     app.command()(migrate)
@@ -83,8 +85,13 @@ def worker(
         raise typer.BadParameter("CONVEYOR_BROKER_URL is required (use `conveyor dev` without one)")
     settings.require_database_url()
     configure_logging(json=settings.log_json, level=settings.log_level)
-    log_fields = {"queues": [queue_name(pool)], "processes": processes, "threads": threads}
-    structlog.get_logger("cli").info("cli.worker_started", pool=pool.value, **log_fields)
+    log.info(  # as on main since issue 7: keep main's version when merging
+        "worker.pool_started",
+        pool=pool.value,
+        queue=queue_name(pool),
+        processes=processes,
+        threads=threads,
+    )
     _serve_multiprocess_metrics(metrics_port)
     args = dramatiq.cli.make_argument_parser().parse_args(  # type: ignore[no-untyped-call]
         [
