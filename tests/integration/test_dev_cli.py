@@ -13,6 +13,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -123,9 +124,11 @@ def test_cli_submits_waits_and_lists_through_the_dev_env_file(dev: DevProcess) -
     assert "message" in shown.stdout and "worker=" in shown.stdout
 
 
-def test_cli_cancels_a_delayed_job_and_refuses_bad_filters(dev: DevProcess) -> None:
-    submitted = run(dev, "submit", "diag.noop", "--user", "newcomer", "--delay", "3600")
+def test_cli_cancels_a_scheduled_job_and_refuses_bad_filters(dev: DevProcess) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    submitted = run(dev, "submit", "diag.noop", "--user", "newcomer", "--run-at", later)
     job_id = job_id_in(submitted.stdout)
+    assert f"run_at={later[:16]}" in run(dev, "job", job_id).stdout  # naive means UTC
     cancelled = run(dev, "cancel", job_id)
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
     twice = run(dev, "cancel", job_id)
@@ -154,6 +157,20 @@ def test_apikey_create_list_revoke(dev: DevProcess) -> None:
     assert revoked.returncode == 0, revoked.stdout
     assert httpx.get(f"{dev.url}/v1/jobs", headers=headers).status_code == 401
     assert run(dev, "apikey", "revoke", name).returncode == 1  # nothing live left
+
+
+def test_demo_data_prints_a_table_of_rows(dev: DevProcess) -> None:
+    result = run(dev, "demo-data", "--users", "3", "--messages", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"messages\s*│\s*20\b", result.stdout), result.stdout
+    assert "DemoDataSummary(" not in result.stdout
+
+
+def test_cli_works_from_a_subfolder(dev: DevProcess) -> None:
+    sub = dev.folder / "src" / "deep"
+    sub.mkdir(parents=True, exist_ok=True)
+    result = conveyor(sub, "jobs", "--limit", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dlq_list_and_version_and_misspelled_variables(dev: DevProcess) -> None:

@@ -110,3 +110,16 @@ def test_thumbnail_status_pending_ready_failed_none() -> None:
     assert status(job_state="dead", job_error=None) == ("failed", job_id, "dead")
     assert status(job_state="succeeded", has_thumbnails=True) == ("ready", job_id, None)
     assert status(is_image=False) == ("none", None, None)
+
+
+def test_the_cli_finds_the_env_file_from_a_subfolder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".conveyor").mkdir()
+    (tmp_path / ".conveyor" / "env").write_text("export CONVEYOR_PUBLIC_URL=http://x\n")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.delenv("CONVEYOR_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    assert devstate.find_env_file() == tmp_path / ".conveyor" / "env"
+    monkeypatch.setenv("CONVEYOR_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert devstate.find_env_file() is None

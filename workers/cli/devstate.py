@@ -40,12 +40,24 @@ def data_dir() -> Path:
 _loaded: list[str] = []  # names load_dev_env set, so `conveyor dev` can ignore a stale file
 
 
+def find_env_file() -> Path | None:
+    """$CONVEYOR_DATA_DIR/env, or the nearest `.conveyor/env` here or above (as git does)."""
+    if "CONVEYOR_DATA_DIR" in os.environ:
+        path = data_dir() / ENV_FILE
+        return path if path.is_file() else None
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / ".conveyor" / ENV_FILE).is_file():
+            return folder / ".conveyor" / ENV_FILE
+    return None
+
+
 def load_dev_env(directory: Path | None = None) -> Path | None:
     """Fill unset CONVEYOR_* variables from a running `conveyor dev`; the environment wins."""
     from dotenv import dotenv_values
 
-    path = (directory or data_dir()) / ENV_FILE
-    if not path.is_file():
+    path = directory / ENV_FILE if directory is not None else find_env_file()
+    if path is None or not path.is_file():
         return None
     for name, value in dotenv_values(path).items():
         if name.startswith("CONVEYOR_") and value is not None and name not in os.environ:
