@@ -55,48 +55,51 @@ def validation_message(error: dict[str, Any]) -> str:
     return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return error_response(400, "invalid_json", validation_message(first))
+    return error_response(422, "invalid_request", validation_message(first))
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if getattr(request.state, "body_too_large", False):
+        limit = request.app.state.settings.max_body_bytes
+        return error_response(413, "body_too_large", f"request body exceeds {limit} bytes")
+    code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    messages = {
+        400: "the request body could not be parsed (not JSON, or nested too deeply)",
+        404: f"no route {request.method} {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }
+    message = messages.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("ingress.database_unavailable", error=type(exc).__name__, path=request.url.path)
+    return error_response(
+        503,
+        "database_unavailable",
+        "the database is unreachable; retry later",
+        {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette re-raises after this answer, so uvicorn still logs the traceback.
+    log.error("ingress.request_failed", error=type(exc).__name__, path=request.url.path)
+    return error_response(500, "internal_error", "internal error; it has been logged")
+
+
 def install(app: FastAPI, status_by_code: dict[str, int]) -> None:
     @app.exception_handler(ConveyorError)
     async def conveyor_error(request: Request, exc: ConveyorError) -> JSONResponse:
         status = status_by_code.get(exc.code, 400 if isinstance(exc, PermanentError) else 500)
         return error_response(status, exc.code, exc.message)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        code = "invalid_json" if first["type"] == "json_invalid" else "invalid_request"
-        status = 400 if code == "invalid_json" else 422
-        return error_response(status, code, validation_message(first))
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        if getattr(request.state, "body_too_large", False):
-            limit = request.app.state.settings.max_body_bytes
-            return error_response(413, "body_too_large", f"request body exceeds {limit} bytes")
-        code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        messages = {
-            400: "the request body could not be parsed (not JSON, or nested too deeply)",
-            404: f"no route {request.method} {request.url.path}",
-            405: f"{request.method} is not allowed on {request.url.path}",
-        }
-        message = messages.get(exc.status_code, str(exc.detail))
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
-
-    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("ingress.database_unavailable", error=type(exc).__name__, path=request.url.path)
-        return error_response(
-            503,
-            "database_unavailable",
-            "the database is unreachable; retry later",
-            {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-        )
-
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     for cls in (OperationalError, InterfaceError, psycopg.OperationalError):
         app.add_exception_handler(cls, database_unavailable)
-
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        # Starlette re-raises after this answer, so uvicorn still logs the traceback.
-        log.error("ingress.request_failed", error=type(exc).__name__, path=request.url.path)
-        return error_response(500, "internal_error", "internal error; it has been logged")
-
     app.add_exception_handler(Exception, internal_error)
