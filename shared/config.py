@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+import sys
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,11 +14,16 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.crypto import KeyRing
+from shared.errors import PermanentError
 
 # Values that must never reach production: documentation placeholders.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "minioadmin"})
 PLACEHOLDER_MARKERS = ("replace_me", "changeme", "password")
 OAUTH_PROVIDERS = ("hubspot", "salesforce", "pipedrive", "zoho", "generic")
+
+
+class MasterKeysMissing(PermanentError):
+    code = "master_keys_missing"
 
 
 class Settings(BaseSettings):
@@ -132,7 +141,10 @@ class Settings(BaseSettings):
 
     def key_ring(self) -> KeyRing:
         if self.master_keys is None:
-            raise RuntimeError("CONVEYOR_MASTER_KEYS is not set")
+            raise MasterKeysMissing(
+                "CONVEYOR_MASTER_KEYS is not set: OAuth tokens cannot be encrypted "
+                "(`conveyor dev` generates a development key ring)"
+            )
         return KeyRing.parse(self.master_keys.get_secret_value())
 
     def require_database_url(self) -> str:
@@ -146,6 +158,32 @@ def _is_placeholder(secret: str) -> bool:
     return lowered in PLACEHOLDER_SECRETS or any(m in lowered for m in PLACEHOLDER_MARKERS)
 
 
+# CONVEYOR_* variables read by something other than Settings (the test suite's services).
+OTHER_VARIABLES = frozenset(
+    {"CONVEYOR_TEST_PG_URL", "CONVEYOR_TEST_AMQP_URL", "CONVEYOR_TEST_AMQP_USER"}
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per CONVEYOR_* variable nothing reads, with the closest known name."""
+    known = {f"CONVEYOR_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
+    lines = []
+    for name in sorted(n for n in environ if n.startswith("CONVEYOR_") and n not in known):
+        # Compare without the shared prefix, or every name looks close to every other.
+        close = difflib.get_close_matches(name[9:], [k[9:] for k in known], n=1)
+        hint = f" (did you mean CONVEYOR_{close[0]}?)" if close else ""
+        lines.append(f"warning: {name} is not a Conveyor setting and is ignored{hint}")
+    return lines
+
+
+@lru_cache(maxsize=1)
+def warn_unknown_variables() -> None:
+    """Once per process, on stderr: a misspelled variable is never silently ignored."""
+    for line in unknown_variables(os.environ):
+        print(line, file=sys.stderr)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    warn_unknown_variables()
     return Settings()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +30,24 @@ class NewJob:
     run_at: datetime | None = None
     job_id: uuid.UUID | None = None
     idempotency_key: str | None = None
+    delay_s: float | None = None  # relative to `now`; exclusive with run_at
+
+    def request_hash(self) -> str:
+        """What the caller asked for, as given (a delay stays a delay, not an instant)."""
+        request = {
+            "kind": self.kind,
+            "user_id": self.user_id,
+            "payload": self.payload,
+            "priority": self.priority,
+            "run_at": self.run_at.isoformat() if self.run_at else None,
+            "delay_s": self.delay_s,
+        }
+        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class IdempotencyMismatch(PermanentError):
+    code = "idempotency_mismatch"
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,9 @@ def job_row(
     now: datetime,
 ) -> dict[str, Any]:
     priority = new.priority or spec.default_priority
+    run_at = new.run_at or now
+    if new.delay_s is not None:
+        run_at = now + timedelta(seconds=new.delay_s)
     return {
         "id": job_id,
         "kind": spec.kind,
@@ -70,10 +93,11 @@ def job_row(
         "payload": payload,
         "attempt": 0,
         "max_attempts": spec.max_attempts,
-        "run_at": new.run_at or now,
+        "run_at": run_at,
         "source": source,
         "api_key_id": api_key_id,
         "idempotency_key": new.idempotency_key,
+        "request_hash": new.request_hash() if new.idempotency_key else None,
         "progress": 0.0,
         "cancel_requested": False,
     }
@@ -89,13 +113,20 @@ def submit_jobs(
 ) -> list[Submitted]:
     """Validate and stage jobs in `session`; the caller's commit makes them real and due.
 
-    All-or-nothing: one invalid job raises before anything is written.
+    All-or-nothing: one invalid job raises before anything is written; in a batch its
+    message starts with its index (`jobs[3]: ...`).
     """
     now = now or datetime.now(UTC)
     staged: list[tuple[NewJob, dict[str, Any]]] = []
-    for new in jobs:
-        spec = get_spec(new.kind)
-        payload = validate_payload(spec, new.payload)
+    for index, new in enumerate(jobs):
+        try:
+            spec = get_spec(new.kind)
+            payload = validate_payload(spec, new.payload)
+        except PermanentError as exc:
+            if len(jobs) > 1:
+                exc.message = f"jobs[{index}]: {exc.message}"
+                exc.ids["index"] = index
+            raise
         job_id = new.job_id or uuid.uuid4()
         row = job_row(
             spec, new, job_id=job_id, payload=payload, source=source, api_key_id=api_key_id, now=now
@@ -116,6 +147,13 @@ def _outcome(
         return Submitted(job_id, created=True)
     # Not inserted: the idempotency key (or the explicit job id) already names a job.
     existing = _existing_for_key(session, api_key_id, new.idempotency_key)
+    if existing is not None and existing.request_hash not in (None, new.request_hash()):
+        # As payment APIs do: a key reused for a different request is a client bug, not a replay.
+        raise IdempotencyMismatch(
+            f"Idempotency-Key {new.idempotency_key!r} was used for a different request "
+            f"(job {existing.id})",
+            job_id=existing.id,
+        )
     return Submitted(existing.id if existing else job_id, created=False)
 
 

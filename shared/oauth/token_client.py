@@ -8,14 +8,14 @@ responses are normalised by `token_response.parse_token_response`. Network failu
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 import httpx
 import structlog
-from authlib.integrations.httpx_client import OAuth2ClientAuth
+from authlib.oauth2.auth import ClientAuth
 
 from shared.oauth.clients import OAuthClient
 from shared.oauth.providers import RevocationStyle
@@ -41,10 +41,29 @@ def make_http_client(timeout_s: float) -> httpx.Client:
     return httpx.Client(timeout=timeout_s, verify=_ssl_context())
 
 
-def _client_auth(client: OAuthClient) -> OAuth2ClientAuth:
-    return OAuth2ClientAuth(
-        client.client_id, client.client_secret, client.provider.client_auth_method.value
-    )
+class _ClientAuth(httpx.Auth):
+    """Authlib's framework-free client authentication (RFC 6749 2.3.1) on an httpx request.
+
+    Authlib's own httpx integration is deprecated (it warns on import), so we adapt its core.
+    """
+
+    requires_request_body = True
+
+    def __init__(self, client: OAuthClient) -> None:
+        method = client.provider.client_auth_method.value
+        self._auth = ClientAuth(client.client_id, client.client_secret, method)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        url, headers, body = self._auth.prepare(
+            request.method, str(request.url), dict(request.headers), request.content
+        )
+        body = body if isinstance(body, bytes) else str(body).encode()
+        headers["Content-Length"] = str(len(body))
+        yield httpx.Request(request.method, url, headers=headers, content=body)
+
+
+def _client_auth(client: OAuthClient) -> _ClientAuth:
+    return _ClientAuth(client)
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

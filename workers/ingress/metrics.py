@@ -43,7 +43,9 @@ class JobsCollector(Collector):
         yield jobs
         yield oldest
         yield GaugeMetricFamily(
-            "conveyor_outbox_pending", "Outbox rows not yet published", value=pending
+            "conveyor_outbox_pending",
+            "Due outbox rows not yet published (delayed rows excluded)",
+            value=pending,
         )
         yield from self._queues()
 
@@ -60,7 +62,8 @@ class JobsCollector(Collector):
         except Exception as exc:
             log.warning("ingress.queue_depth_failed", error=str(exc))
             return
-        for d in depths:
+        used = _used_queues()
+        for d in (d for d in depths if d.queue in used):
             ready.add_metric([d.queue], d.ready)
             consumers.add_metric([d.queue], d.consumers)
             if d.unacked is not None:
@@ -68,3 +71,13 @@ class JobsCollector(Collector):
         yield ready
         yield unacked
         yield consumers
+
+
+def _used_queues() -> set[str]:
+    """Queues of pools that serve at least one kind (and their dead-letter queues): a pool
+    with no kinds has no consumers by design, and a 0 there must not look like an outage."""
+    from shared.jobs.catalog import all_specs
+    from shared.messaging.names import dead_letter_queue, queue_name
+
+    work = {queue_name(spec.pool) for spec in all_specs()}
+    return work | {dead_letter_queue(q) for q in work}

@@ -16,8 +16,9 @@ from shared.db.models import ApiKey, StoredFile, Upload
 from shared.db.repos import files as files_repo
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.submit import NewJob, submit_jobs
-from shared.storage.base import ObjectStore
+from shared.storage.base import ObjectNotFound, ObjectStore
 from shared.storage.buckets import Bucket, bucket_name, incoming_key
+from workers.ingress.cursors import decode_cursor, encode_cursor
 from workers.ingress.deps import ApiKeyDep, SessionDep
 from workers.ingress.schemas_files import (
     CompleteOut,
@@ -28,12 +29,18 @@ from workers.ingress.schemas_files import (
     UploadIn,
     UploadOut,
 )
+from workers.uploads.detect import WHITELIST, normalize_type
+from workers.uploads.thumbnail_status import ThumbnailStatus, thumbnail_job_id, thumbnail_status
 
 router = APIRouter(tags=["files"])
 
 
 class NotFound(ConveyorError):
     code = "not_found"
+
+
+class NotUploaded(ConveyorError):
+    code = "not_uploaded"
 
 
 class StorageUnavailable(ConveyorError):
@@ -75,6 +82,10 @@ def _visible_file(session: SessionDep, key: ApiKey, file_id: uuid.UUID) -> Store
 def start_upload(
     body: UploadIn, session: SessionDep, key: ApiKeyDep, store: StoreDep, settings: SettingsDep
 ) -> UploadOut:
+    if normalize_type(body.content_type) not in WHITELIST:  # before any byte is sent
+        raise PermanentError(
+            f"content_type {body.content_type!r} is not accepted", code="type_not_allowed"
+        )
     largest = max([settings.upload_max_bytes, *settings.upload_category_max_bytes.values()])
     if body.size > largest:  # a courtesy: the worker checks the real object again
         raise PermanentError(f"declared size {body.size} > {largest}", code="too_large")
@@ -96,13 +107,31 @@ def start_upload(
 
 
 @router.post("/v1/uploads/{upload_id}/complete", status_code=202, response_model=CompleteOut)
-def complete_upload(upload_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> CompleteOut:
+def complete_upload(
+    upload_id: uuid.UUID,
+    session: SessionDep,
+    key: ApiKeyDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> CompleteOut:
     upload = _visible_upload(session, key, upload_id)
     if upload.job_id is None:  # completing twice returns the first job
+        _require_uploaded(store, settings, upload)
         new = NewJob("upload.process", upload.user_id, {"upload_id": str(upload.id)})
         [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
         upload.job_id = outcome.job_id
     return CompleteOut(upload_id=upload.id, job_id=upload.job_id)
+
+
+def _require_uploaded(store: ObjectStore, settings: Settings, upload: Upload) -> None:
+    """No job before the bytes are there: a 409 the client can retry after its PUT finishes."""
+    try:
+        store.stat(bucket_name(settings.bucket_prefix, Bucket.INCOMING), upload.incoming_key)
+    except ObjectNotFound:
+        raise NotUploaded(
+            "the object is not uploaded yet: finish the PUT, then call complete again",
+            upload_id=upload.id,
+        ) from None
 
 
 @router.get("/v1/files", response_model=FilePage)
@@ -111,11 +140,35 @@ def list_files(
     key: ApiKeyDep,
     user_id: str,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
 ) -> FilePage:
     files = files_repo.list_files(
-        session, user_id, api_key_id=None if key.is_admin else key.id, limit=limit
+        session,
+        user_id,
+        api_key_id=None if key.is_admin else key.id,
+        limit=limit,
+        after=decode_cursor(cursor) if cursor else None,
     )
-    return FilePage(files=[FileOut.of(f) for f in files])
+    statuses = _thumbnail_statuses(session, files)
+    next_cursor = encode_cursor(files[-1].created_at, files[-1].id) if len(files) == limit else None
+    return FilePage(files=[FileOut.of(f, statuses[f.id]) for f in files], next_cursor=next_cursor)
+
+
+def _thumbnail_statuses(
+    session: SessionDep, files: list[StoredFile]
+) -> dict[uuid.UUID, ThumbnailStatus]:
+    jobs = files_repo.job_states(session, [thumbnail_job_id(f.id) for f in files])
+    out = {}
+    for f in files:
+        state, error = jobs.get(thumbnail_job_id(f.id), (None, None))
+        out[f.id] = thumbnail_status(
+            file_id=f.id,
+            is_image=f.category == "images",
+            has_thumbnails=bool(f.thumbnails),
+            job_state=state,
+            job_error=error,
+        )
+    return out
 
 
 @router.get("/v1/files/{file_id}", response_model=FileOut)
@@ -128,6 +181,7 @@ def get_file(
     thumbs = {s: store.presigned_get(images, k, ttl) for s, k in (file.thumbnails or {}).items()}
     return FileOut.of(
         file,
+        _thumbnail_statuses(session, [file])[file.id],
         download_url=store.presigned_get(file.bucket, file.key, ttl),
         thumbnail_urls=thumbs or None,
     )

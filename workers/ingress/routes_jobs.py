@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from shared.db.models import ApiKey, Job
+from shared.db.models.jobs import JOB_STATES
 from shared.db.repos import jobs as jobs_repo
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.cancel import cancel_job
 from shared.jobs.catalog import get_spec
 from shared.jobs.submit import NewJob, submit_jobs
+from workers.ingress.cursors import decode_cursor, encode_cursor
 from workers.ingress.deps import ApiKeyDep, SessionDep
 from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage
 
@@ -36,17 +36,23 @@ class KindNotPublic(PermanentError):
 def _new_job(body: JobIn, idempotency_key: str | None = None) -> NewJob:
     if not get_spec(body.kind).public:
         raise KindNotPublic(f"{body.kind} is internal: use its own API", kind=body.kind)
-    run_at = body.run_at
-    if run_at is not None and run_at.tzinfo is None:
-        run_at = run_at.replace(tzinfo=UTC)
     return NewJob(
         kind=body.kind,
         user_id=body.user_id,
         payload=body.payload,
         priority=body.priority,
-        run_at=run_at,
+        run_at=body.run_at,
+        delay_s=body.delay_s,
         idempotency_key=idempotency_key,
     )
+
+
+def _batch_job(index: int, body: JobIn) -> NewJob:
+    try:
+        return _new_job(body)
+    except ConveyorError as exc:
+        exc.message = f"jobs[{index}]: {exc.message}"
+        raise
 
 
 def _visible(session: SessionDep, key: ApiKey, job_id: uuid.UUID) -> Job:
@@ -80,7 +86,10 @@ def submit_batch(body: BatchIn, session: SessionDep, key: ApiKeyDep, request: Re
     if len(body.jobs) > limit:
         raise BadRequest(f"at most {limit} jobs per batch", code="batch_too_large")
     outcomes = submit_jobs(
-        session, [_new_job(j) for j in body.jobs], source="ingress", api_key_id=key.id
+        session,
+        [_batch_job(i, j) for i, j in enumerate(body.jobs)],
+        source="ingress",
+        api_key_id=key.id,
     )
     session.flush()
     jobs = {j.id: j for j in _by_ids(session, [o.job_id for o in outcomes])}
@@ -104,21 +113,23 @@ def list_jobs(
     session: SessionDep,
     key: ApiKeyDep,
     kind: str | None = None,
-    state: str | None = None,
+    state: Literal[JOB_STATES] | None = None,  # type: ignore[valid-type]
     user_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> JobPage:
+    if kind is not None:
+        get_spec(kind)  # an unknown kind is a 422, not an always-empty list
     jobs = jobs_repo.list_jobs(
         session,
         user_ids=[user_id] if user_id else None,
         api_key_id=None if key.is_admin else key.id,
         kind=kind,
         state=state,
-        after=_decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
-    next_cursor = _encode_cursor(jobs[-1]) if len(jobs) == limit else None
+    next_cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if len(jobs) == limit else None
     return JobPage(jobs=[JobOut.of(j) for j in jobs], next_cursor=next_cursor)
 
 
@@ -126,17 +137,3 @@ def list_jobs(
 def cancel(job_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> JobOut:
     job = cancel_job(session, _visible(session, key, job_id))
     return JobOut.of(job)
-
-
-def _encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, job_id = raw.split("|")
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("malformed cursor", code="bad_cursor") from None

@@ -67,7 +67,12 @@ def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse
 
 @router.get("/v1/oauth/providers")
 def providers(request: Request, key: ApiKeyDep) -> dict[str, str]:
-    return provider_statuses(_settings(request))
+    settings = _settings(request)
+    statuses = provider_statuses(settings)
+    if settings.master_keys is None:  # a client without a key ring cannot connect anything
+        missing = "not configured: CONVEYOR_MASTER_KEYS is not set"
+        return {name: missing if s == "configured" else s for name, s in statuses.items()}
+    return statuses
 
 
 @router.get("/v1/oauth/{provider}/authorize", status_code=302)
@@ -80,9 +85,10 @@ def authorize(
 ) -> RedirectResponse:
     settings = _settings(request)
     client = configured_client(settings, provider)
+    ring = settings.key_ring()  # before any state row: 503 master_keys_missing, not a 500
     url = connect.begin_authorization(
         session,
-        settings.key_ring(),
+        ring,
         client,
         user_id=user_id,
         api_key_id=key.id,

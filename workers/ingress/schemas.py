@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from shared.db.models import Job, JobEvent
 from shared.messaging.names import AMQP_PRIORITY, Priority
 
 PRIORITY_NAMES = {v: k.value for k, v in AMQP_PRIORITY.items()}
+
+
+# How far ahead a job may be scheduled: far enough for reminders, near enough to catch a
+# unit mistake (milliseconds for seconds, year 9999).
+MAX_AHEAD = timedelta(days=366)
+
+
+def _strict_run_at(value: object) -> object:
+    """An ISO 8601 string with a time zone; numbers (Unix times? relative?) are refused."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string with a time zone; use delay_s for a delay")
+    return value
 
 
 class JobIn(BaseModel):
@@ -21,7 +41,28 @@ class JobIn(BaseModel):
     user_id: str = Field(min_length=1, max_length=200)
     payload: dict[str, Any] = Field(default_factory=dict)
     priority: Priority | None = None
-    run_at: datetime | None = Field(default=None, description="not before this time (UTC if naive)")
+    run_at: Annotated[AwareDatetime, BeforeValidator(_strict_run_at)] | None = Field(
+        default=None, description="not before this time: ISO 8601 with a time zone"
+    )
+    delay_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_AHEAD.total_seconds(),
+        description="not before this many seconds from now (instead of run_at)",
+    )
+
+    @field_validator("run_at")
+    @classmethod
+    def _not_too_far(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(UTC) + MAX_AHEAD:
+            raise ValueError(f"must be at most {MAX_AHEAD.days} days ahead")
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> JobIn:
+        if self.run_at is not None and self.delay_s is not None:
+            raise ValueError("give run_at or delay_s, not both")
+        return self
 
 
 class BatchIn(BaseModel):
@@ -70,6 +111,7 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    worker: str | None = None  # host:pid of the worker that ran (or runs) the last attempt
     events: list[EventOut] | None = None
 
     @classmethod
@@ -94,6 +136,7 @@ class JobOut(BaseModel):
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            worker=job.worker,
             events=[EventOut.of(e) for e in events] if events is not None else None,
         )
 

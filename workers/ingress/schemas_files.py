@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.db.models import StoredFile
+from workers.uploads.thumbnail_status import Status, ThumbnailStatus
 
 
 class UploadIn(BaseModel):
@@ -32,6 +33,12 @@ class CompleteOut(BaseModel):
     job_id: uuid.UUID
 
 
+class ThumbnailsOut(BaseModel):
+    status: Status
+    job_id: uuid.UUID | None = None
+    reason: str | None = None  # the thumbnail job's error code when failed (e.g. corrupt)
+
+
 class FileOut(BaseModel):
     id: uuid.UUID
     user_id: str
@@ -42,11 +49,12 @@ class FileOut(BaseModel):
     sha256: str
     metadata: dict[str, Any]
     created_at: datetime
+    thumbnails: ThumbnailsOut
     download_url: str | None = None
     thumbnail_urls: dict[str, str] | None = None
 
     @classmethod
-    def of(cls, file: StoredFile, **urls: Any) -> FileOut:
+    def of(cls, file: StoredFile, thumbnails: ThumbnailStatus, **urls: Any) -> FileOut:
         return cls(
             id=file.id,
             user_id=file.user_id,
@@ -57,12 +65,16 @@ class FileOut(BaseModel):
             sha256=file.sha256,
             metadata=file.meta,
             created_at=file.created_at,
+            thumbnails=ThumbnailsOut(
+                status=thumbnails.status, job_id=thumbnails.job_id, reason=thumbnails.reason
+            ),
             **urls,
         )
 
 
 class FilePage(BaseModel):
     files: list[FileOut]
+    next_cursor: str | None = None
 
 
 class StorageOut(BaseModel):

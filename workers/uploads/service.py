@@ -26,6 +26,7 @@ from workers.uploads.metadata import extract
 from workers.uploads.policy import UploadPolicy
 from workers.uploads.sanitize import extension_of, sanitize_filename
 from workers.uploads.scanning import MalwareScanner
+from workers.uploads.thumbnail_status import thumbnail_job_id
 
 log = structlog.get_logger("uploads")
 
@@ -119,12 +120,11 @@ def _ingest(
     if files_repo.insert_file(session, row):
         files_repo.add_usage(session, upload.user_id, size=len(data), files=1)
         if allowed.category is Category.IMAGES:
-            submit_jobs(
-                session,
-                [NewJob("image.thumbnail", upload.user_id, {"file_id": str(upload.id)})],
-                source="worker",
-                now=now,
+            payload = {"file_id": str(upload.id)}
+            thumbnails = NewJob(
+                "image.thumbnail", upload.user_id, payload, job_id=thumbnail_job_id(upload.id)
             )
+            submit_jobs(session, [thumbnails], source="worker", now=now)
     stored = files_repo.get_file(session, upload.id)
     assert stored is not None
     return stored
@@ -157,7 +157,7 @@ def _check_type(data: bytes, declared_type: str, name: str) -> Allowed:
 
 
 def _result(file: StoredFile) -> dict[str, Any]:
-    return {
+    result: dict[str, Any] = {
         "file_id": str(file.id),
         "name": file.name,
         "category": file.category,
@@ -165,3 +165,6 @@ def _result(file: StoredFile) -> dict[str, Any]:
         "size": file.size,
         "sha256": file.sha256,
     }
+    if file.category == Category.IMAGES.value:
+        result["thumbnail_job_id"] = str(thumbnail_job_id(file.id))
+    return result

@@ -84,6 +84,8 @@ class Job(Base):
         UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="SET NULL")
     )
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # SHA-256 of the submitted request, so a reused idempotency key with another body is refused.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     worker: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

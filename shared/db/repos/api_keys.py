@@ -8,7 +8,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import ApiKey
@@ -51,3 +51,32 @@ def authenticate(session: Session, token: str) -> ApiKey | None:
     if key is None or not hmac.compare_digest(key.secret_hash, _hash(secret)):
         return None
     return key
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.execute(select(ApiKey).order_by(ApiKey.created_at)).scalars())
+
+
+def revoke(session: Session, prefix_or_name: str) -> list[ApiKey]:
+    """Revoke by prefix (exact key) or by name (every live key with it); returns the revoked."""
+    stmt = select(ApiKey).where(
+        ApiKey.revoked_at.is_(None),
+        (ApiKey.prefix == prefix_or_name) | (ApiKey.name == prefix_or_name),
+    )
+    keys = list(session.execute(stmt).scalars())
+    for key in keys:
+        key.revoked_at = func.now()
+    session.flush()
+    return keys
+
+
+def internal_key(session: Session, name: str) -> uuid.UUID:
+    """A key no one holds (its secret is discarded), to scope a tool's idempotency keys."""
+    stmt = (
+        select(ApiKey.id)
+        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+        .order_by(ApiKey.created_at)
+        .limit(1)
+    )
+    found = session.execute(stmt).scalar_one_or_none()
+    return found if found is not None else create(session, name).id

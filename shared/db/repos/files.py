@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import StoredFile, Upload, UserStorage
+from shared.db.models import Job, StoredFile, Upload, UserStorage
 
 
 def add_upload(session: Session, upload: Upload) -> Upload:
@@ -46,13 +47,20 @@ def list_files(
     *,
     api_key_id: uuid.UUID | None,
     limit: int,
-    after: datetime | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[StoredFile]:
+    """Newest first, keyset-paginated on (created_at desc, id asc)."""
     query = select(StoredFile).where(StoredFile.user_id == user_id, StoredFile.deleted_at.is_(None))
     if api_key_id is not None:
         query = query.where(StoredFile.api_key_id == api_key_id)
     if after is not None:
-        query = query.where(StoredFile.created_at < after)
+        created, last_id = after
+        query = query.where(
+            or_(
+                StoredFile.created_at < created,
+                and_(StoredFile.created_at == created, StoredFile.id > last_id),
+            )
+        )
     query = query.order_by(StoredFile.created_at.desc(), StoredFile.id).limit(limit)
     return list(session.execute(query).scalars())
 
@@ -95,3 +103,15 @@ def mark_deleted(session: Session, file_id: uuid.UUID, now: datetime) -> bool:
         .returning(StoredFile.id)
     ).scalar_one_or_none()
     return done is not None
+
+
+def job_states(
+    session: Session, job_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, str | None]]:
+    """State and error code of the given jobs (a file's thumbnail jobs), one query."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(Job.id, Job.state, Job.error_code).where(Job.id.in_(list(job_ids)))
+    )
+    return {job_id: (state, error) for job_id, state, error in rows}

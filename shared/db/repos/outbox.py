@@ -82,7 +82,12 @@ def prune_sent(session: Session, older_than: datetime) -> int:
 
 
 def pending_count(session: Session) -> int:
-    stmt = select(func.count()).select_from(T).where(T.c.sent_at.is_(None))
+    """Due rows not yet published; delayed rows (a job's future run_at) are not a backlog."""
+    stmt = (
+        select(func.count())
+        .select_from(T)
+        .where(T.c.sent_at.is_(None), T.c.publish_after <= func.now())
+    )
     return int(session.execute(stmt).scalar_one())
 
 
