@@ -148,12 +148,29 @@ def test_a_failed_commit_is_an_error_never_a_2xx(
         headers=stack.headers(),
         timeout=30,
     )
-    assert response.status_code >= 500
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert "commit refused" not in response.text  # details stay in the log
     with session_scope(stack.sessions) as session:
         count = session.execute(
             text("SELECT count(*) FROM jobs WHERE user_id = 'failing-commit'")
         ).scalar_one()
     assert count == 0
+
+
+def test_the_ingress_answers_503_with_retry_after_while_the_database_is_down(
+    stack: Stack, ingress_url: str
+) -> None:
+    """Before: plain-text 500s and broken connections during PostgreSQL restarts."""
+    body = {"kind": "diag.noop", "user_id": "u", "payload": {}}
+    headers = stack.headers()  # the key is made now, while the database is up
+    with database_down(stack.db_url):
+        response = httpx.post(f"{ingress_url}/v1/jobs", json=body, headers=headers, timeout=30)
+    assert response.status_code == 503
+    assert response.json()["code"] == "database_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+    after = httpx.post(f"{ingress_url}/v1/jobs", json=body, headers=headers, timeout=30)
+    assert after.status_code == 202  # and it recovers on its own
 
 
 def test_deliveries_during_a_database_outage_are_requeued_not_dropped(stack: Stack) -> None:
