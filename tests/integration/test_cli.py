@@ -78,6 +78,13 @@ def test_status_shows_queues_and_kinds(running: Stack) -> None:
     assert result.returncode == 0, result.stderr
     assert "conveyor.default" in result.stdout
     assert "diag.noop" in result.stdout
+    # The scheduler's leader purges on its first iteration: the run shows up in status.
+    wait_for(
+        lambda: "last purge run: never" not in conveyor(running, "status").stdout,
+        timeout=60,
+        what="a retention run in status",
+    )
+    assert "retention: terminal jobs kept 7d" in conveyor(running, "status").stdout
 
 
 def test_apikey_create_prints_a_working_token(running: Stack) -> None:

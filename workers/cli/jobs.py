@@ -18,6 +18,7 @@ from workers.cli.common import console, sessions, settings_or_exit
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
+    from shared.config import Settings
     from shared.db.models import Job
 
 
@@ -242,6 +243,8 @@ def status() -> None:
     """Queue depth per queue, and job counts per kind and state."""
     from shared.db.engine import session_scope
     from shared.db.repos import jobs as jobs_repo
+    from shared.db.repos import periodic as periodic_repo
+    from shared.jobs.retention import RUN_NAME as RETENTION_RUN
 
     settings = settings_or_exit()
     if settings.broker_url:
@@ -257,12 +260,21 @@ def status() -> None:
     with sessions() as factory, session_scope(factory) as session:
         counts = jobs_repo.counts_by_kind_state(session)
         ages = jobs_repo.oldest_queued_age_s(session)
+        purged_at = periodic_repo.last_run(session, RETENTION_RUN)
     kinds = Table(Column("kind", no_wrap=True), *STATES, "oldest queued", title="jobs")
     for kind in sorted({k for k, _, _ in counts}):
         by_state = {s: n for k, s, n in counts if k == kind}
         age = f"{ages[kind]:.1f}s" if kind in ages else "-"
         kinds.add_row(kind, *(str(by_state.get(s, 0)) for s in STATES), age)
     console.print(kinds)
+    console.print(retention_line(settings, purged_at))
+
+
+def retention_line(settings: Settings, purged_at: datetime | None) -> str:
+    overrides = ", ".join(f"{k} {v / 86400:g}d" for k, v in settings.job_retention_by_kind.items())
+    kept = f"{settings.job_retention_s / 86400:g}d" + (f" ({overrides})" if overrides else "")
+    last = "never" if purged_at is None else purged_at.isoformat(timespec="seconds")
+    return f"retention: terminal jobs kept {kept}; last purge run: {last}"
 
 
 def workers() -> None:

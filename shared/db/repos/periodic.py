@@ -18,3 +18,8 @@ def lock_last_run(session: Session, name: str, *, epoch: datetime) -> PeriodicRu
     )
     stmt = select(PeriodicRun).where(PeriodicRun.name == name).with_for_update()
     return session.execute(stmt).scalar_one()
+
+
+def last_run(session: Session, name: str) -> datetime | None:
+    stmt = select(PeriodicRun.last_run_at).where(PeriodicRun.name == name)
+    return session.execute(stmt).scalar_one_or_none()
