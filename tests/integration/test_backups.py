@@ -1,0 +1,345 @@
+"""Backup and restore on real PostgreSQL, SeaweedFS and RabbitMQ, through a real worker."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.crypto import KeyRing
+from shared.db.demo_data import generate_demo_data
+from shared.db.engine import libpq_dsn, session_scope
+from shared.db.models import Job
+from shared.embedded import EmbeddedS3
+from shared.storage.buckets import Bucket, bucket_name
+from tests.support.backups import Editor, add_bystander, live_content, only_user, snapshot, wipe
+from tests.support.stack import Stack
+from workers.backups.restore import restore_backup
+from workers.backups.service import BackupDeps
+
+pytestmark = pytest.mark.integration
+
+CHUNK = 4096  # small chunks and batches: many of each, even on a small data set
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+KEYS = f"k1:{new_key()}"
+
+
+@dataclass
+class World:
+    stack: Stack
+    user: uuid.UUID
+    bystander: uuid.UUID
+
+    @property
+    def bucket(self) -> str:
+        return bucket_name(self.stack.bucket_prefix, Bucket.BACKUPS)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> Iterator[World]:
+    stack = Stack.create(tmp_path_factory.mktemp("logs"), s3=s3_server)
+    stack.start_scheduler()
+    stack.start_worker(
+        "backup",
+        processes=1,
+        threads=2,
+        CONVEYOR_MASTER_KEYS=KEYS,
+        CONVEYOR_BACKUP_CHUNK_BYTES=str(CHUNK),
+        CONVEYOR_BACKUP_BATCH_BYTES="16384",
+    )
+    generate_demo_data(stack.engine, users=1, messages=1500, seed=8)
+    user = only_user(stack.engine)
+    bystander = add_bystander(stack.engine)
+    yield World(stack, user, bystander)
+    stack.close()
+
+
+def api(world: World, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    return world.stack.client.request(method, path, headers=world.stack.headers(), **kwargs)
+
+
+def backup(world: World, type: str = "full", data_types: list[str] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"user_id": str(world.user), "type": type}
+    if data_types:
+        body["data_types"] = data_types
+    sent = api(world, "POST", "/v1/backups", json=body)
+    assert sent.status_code == 202, sent.text
+    job = world.stack.wait_state(sent.json()["job_id"], timeout=120)
+    assert job.state == "succeeded", (job.error_code, job.error_message)
+    return dict(api(world, "GET", f"/v1/backups/{sent.json()['id']}").json())
+
+
+def restore(world: World, backup_id: str, mode: str = "replace", dry_run: bool = False) -> Job:
+    sent = api(
+        world, "POST", f"/v1/backups/{backup_id}/restore", json={"mode": mode, "dry_run": dry_run}
+    )
+    assert sent.status_code == 202, sent.text
+    return world.stack.wait_state(sent.json()["job_id"], timeout=120)
+
+
+def test_full_and_three_incrementals_restore_exactly_at_every_point(world: World) -> None:
+    engine, editor = world.stack.engine, Editor(world.stack.engine, world.user, random.Random(1))
+    others = snapshot(engine, world.bystander)
+    points = [(backup(world), snapshot(engine, world.user))]
+    for n in (5, 8, 3):
+        editor.round(n)
+        made = backup(world, "incremental")
+        assert (made["type"], made["parent_id"]) == ("incremental", points[-1][0]["id"])
+        assert sum(made["row_counts"].values()) < sum(points[0][0]["row_counts"].values())
+        points.append((made, snapshot(engine, world.user)))
+    assert points[1][1] != points[0][1] and points[3][1] != points[2][1]
+
+    for made, expected in reversed(points):
+        wipe(engine, world.user)
+        job = restore(world, made["id"])
+        assert job.state == "succeeded", (job.error_code, job.error_message)
+        assert snapshot(engine, world.user) == expected
+        assert (
+            job.result is not None
+            and len(job.result["chain"]) == points.index((made, expected)) + 1
+        )
+    assert snapshot(engine, world.bystander) == others
+
+
+def test_restoring_twice_changes_nothing_more(world: World) -> None:
+    made = backup(world)
+    wipe(world.stack.engine, world.user)
+    assert restore(world, made["id"]).state == "succeeded"
+    first = snapshot(world.stack.engine, world.user)
+    again = restore(world, made["id"])
+    assert again.result is not None
+    assert all(
+        t == {"inserted": 0, "updated": 0, "deleted": 0} for t in again.result["tables"].values()
+    )
+    assert snapshot(world.stack.engine, world.user) == first
+
+
+def test_replace_tombstones_newer_rows_and_merge_keeps_them(world: World) -> None:
+    engine = world.stack.engine
+    made = backup(world)
+    at_backup = snapshot(engine, world.user)
+    Editor(engine, world.user, random.Random(2)).round(4)
+    edited = snapshot(engine, world.user)
+
+    assert restore(world, made["id"], mode="merge").state == "succeeded"
+    assert snapshot(engine, world.user) == edited  # every local row is newer: all kept
+
+    job = restore(world, made["id"], mode="replace")
+    assert job.state == "succeeded" and job.result is not None
+    assert job.result["tables"]["messages"]["deleted"] >= 4  # the new messages are tombstoned
+    assert live_content(snapshot(engine, world.user), engine) == live_content(at_backup, engine)
+
+
+def test_merge_brings_back_lost_rows_and_keeps_local_edits(world: World) -> None:
+    engine = world.stack.engine
+    made = backup(world)
+    with engine.begin() as conn:
+        lost = (
+            conn.execute(
+                text(
+                    "DELETE FROM contacts WHERE owner_id = :u AND deleted_at IS NULL RETURNING id"
+                ),
+                {"u": world.user},
+            )
+            .scalars()
+            .all()
+        )
+        edited = conn.execute(
+            text(
+                "UPDATE messages SET body = 'edited locally' WHERE id = (SELECT id FROM messages "
+                "WHERE author_id = :u AND deleted_at IS NULL ORDER BY id LIMIT 1) RETURNING id"
+            ),
+            {"u": world.user},
+        ).scalar_one()
+    job = restore(world, made["id"], mode="merge")
+    assert job.state == "succeeded" and job.result is not None
+    assert job.result["tables"]["contacts"]["inserted"] == len(lost) > 0
+    with engine.connect() as conn:
+        body = conn.execute(
+            text("SELECT body FROM messages WHERE id = :i"), {"i": edited}
+        ).scalar_one()
+        back = conn.execute(
+            text("SELECT count(*) FROM contacts WHERE id = ANY(:ids)"), {"ids": lost}
+        ).scalar_one()
+    assert (body, back) == ("edited locally", len(lost))
+
+
+def test_dry_run_counts_and_changes_nothing(world: World) -> None:
+    engine = world.stack.engine
+    made = backup(world)
+    Editor(engine, world.user, random.Random(3)).round(2)
+    before = snapshot(engine, world.user)
+    job = restore(world, made["id"], dry_run=True)
+    assert job.state == "succeeded" and job.result is not None
+    assert job.result["dry_run"] is True
+    assert job.result["tables"]["messages"]["deleted"] >= 2
+    assert job.result["tables"]["tasks"]["deleted"] >= 1
+    assert snapshot(engine, world.user) == before
+
+
+def test_selective_backup_holds_and_restores_only_its_types(world: World) -> None:
+    engine = world.stack.engine
+    made = backup(world, data_types=["user_settings", "contacts"])
+    assert sorted(made["row_counts"]) == ["contacts", "user_settings"]
+    expected = snapshot(engine, world.user)
+    Editor(engine, world.user, random.Random(4)).round(2)
+    changed = snapshot(engine, world.user)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM contacts WHERE owner_id = :u"), {"u": world.user})
+    assert restore(world, made["id"]).state == "succeeded"
+    now = snapshot(engine, world.user)
+    assert live_content(now, engine)["contacts"] == live_content(expected, engine)["contacts"]
+    assert now["messages"] == changed["messages"]  # not part of the backup: untouched
+
+
+def _corrupt_cases() -> list[str]:
+    return ["flipped_byte", "truncated", "swapped_chunks", "manifest_tampered", "appended"]
+
+
+@pytest.mark.parametrize("case", _corrupt_cases())
+def test_corrupt_backup_is_refused_and_nothing_changes(world: World, case: str) -> None:
+    made = backup(world)
+    row = _row(world, made["id"])
+    store, bucket = world.stack.store, world.bucket
+    original = store.get_bytes(bucket, row["object_key"])
+    manifest_bytes = store.get_bytes(bucket, row["manifest_key"])
+    segments = row["manifest"]["manifest"]["segments"]
+    messages = next(s for s in segments if s["table"] == "messages")
+    assert messages["chunks"] >= 3
+    data = bytearray(original)
+    if case == "flipped_byte":
+        data[len(data) // 2] ^= 0x01
+    elif case == "truncated":
+        data = data[: -(CHUNK + 16)]
+    elif case == "appended":
+        data += b"\0" * 16
+    elif case == "swapped_chunks":
+        size, start = CHUNK + 16, messages["offset"]
+        first, second = data[start : start + size], data[start + size : start + 2 * size]
+        data[start : start + 2 * size] = second + first
+    if case == "manifest_tampered":
+        document = json.loads(manifest_bytes)
+        document["manifest"]["segments"][3]["rows"] += 1
+        store.put_bytes(bucket, row["manifest_key"], json.dumps(document).encode())
+    else:
+        store.put_bytes(bucket, row["object_key"], bytes(data))
+    Editor(world.stack.engine, world.user, random.Random(5)).round(1)
+    before = snapshot(world.stack.engine, world.user)
+    try:
+        job = restore(world, made["id"])
+    finally:
+        store.put_bytes(bucket, row["object_key"], original)
+        store.put_bytes(bucket, row["manifest_key"], manifest_bytes)
+    assert (job.state, job.error_code) == ("failed", "backup_corrupt"), job.error_message
+    assert snapshot(world.stack.engine, world.user) == before
+
+
+def _row(world: World, backup_id: str) -> dict[str, Any]:
+    with world.stack.engine.connect() as conn:
+        found = (
+            conn.execute(
+                text("SELECT object_key, manifest_key, manifest FROM backups WHERE id = :i"),
+                {"i": backup_id},
+            )
+            .mappings()
+            .one()
+        )
+    return dict(found)
+
+
+class Ctx:
+    """What a handler needs from JobContext, for in-process calls with other key rings."""
+
+    def __init__(self, sessions: sessionmaker[Session], user_id: uuid.UUID) -> None:
+        self.sessions, self.user_id = sessions, str(user_id)
+
+    def checkpoint(self, progress: float, message: str | None = None) -> None:
+        pass
+
+
+def _restore_with(
+    world: World, backup_id: str, ring: KeyRing, *, user: uuid.UUID | None = None
+) -> dict[str, Any]:
+    deps = BackupDeps(
+        store=world.stack.store,
+        bucket=world.bucket,
+        keys=ring,
+        dsn=libpq_dsn(world.stack.db_url),
+        chunk_size=CHUNK,
+    )
+    with session_scope(world.stack.sessions) as session:
+        return restore_backup(
+            Ctx(world.stack.sessions, user or world.user),  # type: ignore[arg-type]
+            session,
+            deps,
+            backup_id=uuid.UUID(backup_id),
+            mode="replace",
+            dry_run=False,
+        )
+
+
+def test_wrong_master_key_and_wrong_user_are_refused(world: World) -> None:
+    made = backup(world)
+    before = snapshot(world.stack.engine, world.user)
+    for ring in (KeyRing.parse(f"k1:{new_key()}"), KeyRing.parse(f"k9:{new_key()}")):
+        with pytest.raises(Exception) as caught:
+            _restore_with(world, made["id"], ring)
+        assert getattr(caught.value, "code", None) == "backup_key_invalid"
+    with pytest.raises(Exception) as caught:
+        _restore_with(world, made["id"], KeyRing.parse(KEYS), user=world.bystander)
+    assert getattr(caught.value, "code", None) == "wrong_user"
+    assert snapshot(world.stack.engine, world.user) == before
+
+
+def test_rotated_master_key_still_restores_and_rewrap_moves_it(world: World) -> None:
+    from workers.backups.rewrap import rewrap_backups
+
+    made = backup(world)
+    rotated = KeyRing.parse(f"k2:{new_key()},{KEYS}")
+    wipe(world.stack.engine, world.user)
+    assert _restore_with(world, made["id"], rotated)["chain"][-1] == made["id"]
+    with session_scope(world.stack.sessions) as session:
+        done = rewrap_backups(session, world.stack.store, world.bucket, rotated, limit=10_000)
+    assert done >= 1
+    assert api(world, "GET", f"/v1/backups/{made['id']}").json()["key_id"] == "k2"
+    only_new = KeyRing((rotated.keys[0],))  # the old master key is retired
+    assert _restore_with(world, made["id"], only_new)["chain"][-1] == made["id"]
+
+
+def test_api_refuses_bad_input_and_guards_chains(world: World) -> None:
+    bad = api(
+        world, "POST", "/v1/backups", json={"user_id": str(world.user), "data_types": ["nope"]}
+    )
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_data_types")
+    missing = api(world, "GET", f"/v1/backups/{uuid.uuid4()}")
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+
+    full = backup(world, data_types=["tasks"])
+    child = backup(world, "incremental", data_types=["tasks"])
+    assert child["parent_id"] == full["id"]
+    refused = api(world, "DELETE", f"/v1/backups/{full['id']}")
+    assert (refused.status_code, refused.json()["code"]) == (409, "backup_has_dependents")
+
+    link = api(world, "GET", f"/v1/backups/{full['id']}/download").json()
+    assert len(httpx.get(link["url"]).content) == full["stored_bytes"]
+    listed = api(world, "GET", f"/v1/backups?user_id={world.user}").json()["backups"]
+    assert {full["id"], child["id"]} <= {b["id"] for b in listed}
+
+    gone = api(world, "DELETE", f"/v1/backups/{full['id']}?chain=true")
+    assert gone.status_code == 200 and set(gone.json()["deleted"]) == {full["id"], child["id"]}
+    assert api(world, "GET", f"/v1/backups/{child['id']}").status_code == 404
