@@ -53,7 +53,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> Iterator[World]:
     stack = Stack.create(tmp_path_factory.mktemp("logs"), s3=s3_server)
-    stack.start_scheduler()
+    stack.start_scheduler(CONVEYOR_BACKUP_SCHEDULE_EVERY_S="0.5")
     stack.start_worker(
         "backup",
         processes=1,
@@ -343,3 +343,53 @@ def test_api_refuses_bad_input_and_guards_chains(world: World) -> None:
     gone = api(world, "DELETE", f"/v1/backups/{full['id']}?chain=true")
     assert gone.status_code == 200 and set(gone.json()["deleted"]) == {full["id"], child["id"]}
     assert api(world, "GET", f"/v1/backups/{child['id']}").status_code == 404
+
+
+def test_scheduled_backups_alternate_types_and_retention_keeps_chains_whole(world: World) -> None:
+    from shared.storage.base import ObjectNotFound
+    from tests.support.services import wait_for
+
+    settings = {"interval_s": 3600, "type": "incremental", "data_types": ["decisions"]}
+    put = api(
+        world,
+        "PUT",
+        f"/v1/backup-settings/{world.user}",
+        json={**settings, "full_every": 2, "keep_last": 2},
+    )
+    assert put.status_code == 200, put.text
+    assert api(world, "GET", f"/v1/backup-settings/{world.user}").json()["keep_last"] == 2
+
+    def scheduled() -> list[dict[str, Any]]:
+        listed = api(world, "GET", f"/v1/backups?user_id={world.user}").json()["backups"]
+        return [b for b in listed if b["data_types"] == ["decisions"]][::-1]  # oldest first
+
+    def fresh() -> dict[str, Any] | None:
+        seen = {m["id"] for m in made}
+        done = [b for b in scheduled() if b["id"] not in seen and b["status"] == "completed"]
+        return done[-1] if done else None
+
+    made: list[dict[str, Any]] = []
+    for run in range(6):
+        if run:  # time passes: the schedule is due again
+            with world.stack.engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE backup_settings SET next_run_at = now() WHERE user_id = :u"),
+                    {"u": world.user},
+                )
+        made.append(wait_for(fresh, timeout=60, what=f"scheduled backup {run + 1}"))  # type: ignore[arg-type]
+    assert [m["type"] for m in made] == [
+        "full",
+        "incremental",
+        "incremental",
+        "full",
+        "incremental",
+        "incremental",
+    ]
+    left = [b["id"] for b in scheduled()]
+    assert left == [made[3]["id"], made[4]["id"], made[5]["id"]]
+    with pytest.raises(ObjectNotFound):
+        world.stack.store.stat(world.bucket, f"users/{world.user}/{made[0]['id']}.cbk")
+    job = restore(world, made[5]["id"])
+    assert job.result is not None and job.result["chain"] == left
+    with world.stack.engine.begin() as conn:
+        conn.execute(text("DELETE FROM backup_settings WHERE user_id = :u"), {"u": world.user})

@@ -1,4 +1,9 @@
-"""Deleting backups without breaking chains: by hand (DELETE) and by retention."""
+"""Deleting backups without breaking chains: by hand (DELETE) and by retention.
+
+Rows go first, in their own committed transaction; objects after. A crash in between leaves
+orphan objects (harmless: unreadable without their manifest row's chain), never a row whose
+object is gone.
+"""
 
 from __future__ import annotations
 
@@ -39,26 +44,27 @@ def plan_delete(session: Session, backup: Backup, *, chain: bool) -> list[uuid.U
     return doomed
 
 
-def delete_backups(
-    session: Session, store: ObjectStore, bucket: str, backup_ids: list[uuid.UUID]
-) -> None:
-    """Rows first (the caller's transaction), then the objects: a crash in between leaves
-    orphan objects (harmless, unreadable without their manifest row), never a row whose
-    object is gone."""
-    rows = [b for b in (backups_repo.get(session, i) for i in backup_ids) if b is not None]
+def delete_rows(session: Session, backup_ids: list[uuid.UUID]) -> list[str]:
+    """Delete the rows (children first); returns the object keys to delete after commit."""
+    keys: list[str] = []
+    for backup_id in backup_ids:
+        row = backups_repo.get(session, backup_id)
+        if row is not None:
+            keys.extend(k for k in (row.manifest_key, row.object_key) if k)
     backups_repo.delete_many(session, backup_ids)
     session.flush()
-    for row in rows:
-        for key in (row.manifest_key, row.object_key):
-            if key:
-                store.delete(bucket, key)
-    log.info("backups.deleted", count=len(rows))
+    return keys
 
 
-def apply_retention(
-    session: Session, store: ObjectStore, bucket: str, user_id: uuid.UUID, keep_last: int
-) -> list[uuid.UUID]:
-    doomed = prunable(nodes_of(session, user_id), keep_last)
-    if doomed:
-        delete_backups(session, store, bucket, doomed)
-    return doomed
+def delete_objects(store: ObjectStore, bucket: str, keys: list[str]) -> None:
+    for key in keys:
+        store.delete(bucket, key)
+    log.info("backups.objects_deleted", count=len(keys))
+
+
+def retention_plan(session: Session, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """What the user's `keep_last` lets go (nothing without settings)."""
+    settings = backups_repo.get_settings(session, user_id)
+    if settings is None:
+        return []
+    return prunable(nodes_of(session, user_id), settings.keep_last)

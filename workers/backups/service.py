@@ -29,6 +29,7 @@ from shared.db.repos.changes import safe_watermark
 from shared.errors import PermanentError, TransientError
 from shared.jobs.context import JobContext
 from shared.storage.base import ObjectStore
+from workers.backups import retention
 from workers.backups.chunks import CHUNK_SIZE
 from workers.backups.manifest import Manifest, chunk_key, seal
 from workers.backups.pipeline import IterReader, SegmentStats, seal_tables
@@ -108,6 +109,8 @@ def create_backup(
         snap.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         fields = _write_object(ctx, snap, deps, backup, parent)
         snap.rollback()
+    if backup.scheduled:
+        _apply_retention(ctx, deps, backup.user_id)
     backups_repo.complete(session, backup_id, completed_at=deps.clock(), **fields)
     session.refresh(backup)
     log.info(
@@ -118,6 +121,14 @@ def create_backup(
         stored_bytes=backup.stored_bytes,
     )
     return summary(backup)
+
+
+def _apply_retention(ctx: JobContext, deps: BackupDeps, user_id: uuid.UUID) -> None:
+    """Prune what `keep_last` lets go: rows committed first, then objects. Runs before this
+    backup completes, so it counts the previous points only (one extra kept until next run)."""
+    with ctx.sessions() as session, session.begin():
+        keys = retention.delete_rows(session, retention.retention_plan(session, user_id))
+    retention.delete_objects(deps.store, deps.bucket, keys)
 
 
 def _write_object(

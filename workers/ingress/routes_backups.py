@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Query
 
 from shared.db.models import ApiKey, Backup, BackupSettings
 from shared.db.repos import backups as backups_repo
@@ -15,7 +15,7 @@ from shared.db.repos import jobs as jobs_repo
 from shared.errors import ConveyorError, PermanentError
 from shared.storage.buckets import Bucket, bucket_name
 from workers.backups.requests import request_backup, request_restore
-from workers.backups.retention import delete_backups, plan_delete
+from workers.backups.retention import delete_objects, delete_rows, plan_delete
 from workers.backups.tables import normalize
 from workers.ingress.deps import ApiKeyDep, SessionDep
 from workers.ingress.routes_files import NotFound, SettingsDep, StoreDep
@@ -113,6 +113,7 @@ def delete(
     key: ApiKeyDep,
     store: StoreDep,
     settings: SettingsDep,
+    background: BackgroundTasks,
     chain: bool = False,
 ) -> DeletedOut:
     backup = _visible(session, key, backup_id)
@@ -120,7 +121,10 @@ def delete(
     if backup.status != "completed" and job is not None and job.state in ("queued", "running"):
         raise PermanentError("the backup is still running", code="backup_running")
     doomed = plan_delete(session, backup, chain=chain)
-    delete_backups(session, store, bucket_name(settings.bucket_prefix, Bucket.BACKUPS), doomed)
+    keys = delete_rows(session, doomed)
+    # After the response, i.e. after the session committed the rows' deletion.
+    bucket = bucket_name(settings.bucket_prefix, Bucket.BACKUPS)
+    background.add_task(delete_objects, store, bucket, keys)
     return DeletedOut(deleted=doomed)
 
 
