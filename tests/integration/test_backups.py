@@ -6,6 +6,8 @@ import base64
 import json
 import os
 import random
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -307,17 +309,23 @@ def test_wrong_master_key_and_wrong_user_are_refused(world: World) -> None:
 
 
 def test_rotated_master_key_still_restores_and_rewrap_moves_it(world: World) -> None:
-    from workers.backups.rewrap import rewrap_backups
-
     made = backup(world)
-    rotated = KeyRing.parse(f"k2:{new_key()},{KEYS}")
+    new_first = f"k2:{new_key()}"
+    rotated = KeyRing.parse(f"{new_first},{KEYS}")
     wipe(world.stack.engine, world.user)
     assert _restore_with(world, made["id"], rotated)["chain"][-1] == made["id"]
-    with session_scope(world.stack.sessions) as session:
-        done = rewrap_backups(session, world.stack.store, world.bucket, rotated, limit=10_000)
-    assert done >= 1
+
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "backups", "rewrap"],
+        env=world.stack.env(CONVEYOR_MASTER_KEYS=f"{new_first},{KEYS}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "re-wrapped" in done.stdout and new_first.split(":")[1] not in done.stdout + done.stderr
     assert api(world, "GET", f"/v1/backups/{made['id']}").json()["key_id"] == "k2"
-    only_new = KeyRing((rotated.keys[0],))  # the old master key is retired
+    only_new = KeyRing.parse(new_first)  # the old master key is retired
     assert _restore_with(world, made["id"], only_new)["chain"][-1] == made["id"]
 
 
