@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import uuid
@@ -401,3 +402,68 @@ def test_scheduled_backups_alternate_types_and_retention_keeps_chains_whole(worl
     assert job.result is not None and job.result["chain"] == left
     with world.stack.engine.begin() as conn:
         conn.execute(text("DELETE FROM backup_settings WHERE user_id = :u"), {"u": world.user})
+
+
+@pytest.fixture(scope="module")
+def big_user(world: World) -> uuid.UUID:
+    """A user with enough rows that a backup takes hundreds of batches (and checkpoints)."""
+    with world.stack.engine.connect() as conn:
+        before = set(conn.execute(text("SELECT id FROM users")).scalars())
+    generate_demo_data(world.stack.engine, users=1, messages=40_000, seed=9)
+    with world.stack.engine.connect() as conn:
+        [user] = set(conn.execute(text("SELECT id FROM users")).scalars()) - before
+    return uuid.UUID(str(user))
+
+
+def _kill_worker_when(world: World, job_id: str, low: float) -> None:
+    """SIGKILL the backup worker once the job's progress passes `low`, start a fresh one."""
+    from tests.support.services import wait_for
+
+    wait_for(
+        lambda: (job := world.stack.job(job_id)).state == "running" and job.progress > low,
+        timeout=120,
+        interval=0.02,
+        what=f"job {job_id} past {low:.0%}",
+    )
+    for process in world.stack.processes:
+        if "backup" in process.args and process.poll() is None:  # type: ignore[operator]
+            world.stack.kill(process, signal.SIGKILL)
+    assert world.stack.job(job_id).state == "running"
+
+
+def _start_worker(world: World) -> None:
+    world.stack.start_worker(
+        "backup",
+        processes=1,
+        threads=2,
+        CONVEYOR_MASTER_KEYS=KEYS,
+        CONVEYOR_BACKUP_CHUNK_BYTES=str(CHUNK),
+        CONVEYOR_BACKUP_BATCH_BYTES="16384",
+    )
+
+
+def test_sigkill_mid_backup_leaves_no_object_and_the_retry_completes(
+    world: World, big_user: uuid.UUID
+) -> None:
+    from shared.storage.base import ObjectNotFound
+
+    expected = snapshot(world.stack.engine, big_user)
+    sent = api(world, "POST", "/v1/backups", json={"user_id": str(big_user), "type": "full"})
+    backup_id, job_id = sent.json()["id"], sent.json()["job_id"]
+    _kill_worker_when(world, job_id, 0.2)
+    with pytest.raises(ObjectNotFound):  # the multipart upload was never completed
+        world.stack.store.stat(world.bucket, f"users/{big_user}/{backup_id}.cbk")
+    assert api(world, "GET", f"/v1/backups/{backup_id}").json()["status"] == "running"
+
+    _start_worker(world)
+    job = world.stack.wait_state(job_id, timeout=180)
+    assert (job.state, job.attempt) == ("succeeded", 2), job.error_message
+    assert api(world, "GET", f"/v1/backups/{backup_id}").json()["row_counts"]["messages"] > 10_000
+
+    wipe(world.stack.engine, big_user)
+    sent = api(world, "POST", f"/v1/backups/{backup_id}/restore", json={"mode": "replace"})
+    _kill_worker_when(world, sent.json()["job_id"], 0.7)  # past verification: staging rows
+    _start_worker(world)
+    job = world.stack.wait_state(sent.json()["job_id"], timeout=180)
+    assert (job.state, job.attempt) == ("succeeded", 2), job.error_message
+    assert snapshot(world.stack.engine, big_user) == expected
