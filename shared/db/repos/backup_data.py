@@ -117,6 +117,8 @@ def restore_transaction(dsn: str, *, commit: bool) -> Iterator[Any]:
     with connect(dsn) as conn:
         cursor = conn.cursor()
         cursor.execute("BEGIN")
+        # The dedup sort (DISTINCT ON) of a large table spills to disk at the default 4 MB.
+        cursor.execute("SET LOCAL work_mem = '64MB'")
         try:
             yield cursor
         except BaseException:
