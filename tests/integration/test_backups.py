@@ -467,3 +467,34 @@ def test_sigkill_mid_backup_leaves_no_object_and_the_retry_completes(
     job = world.stack.wait_state(sent.json()["job_id"], timeout=180)
     assert (job.state, job.attempt) == ("succeeded", 2), job.error_message
     assert snapshot(world.stack.engine, big_user) == expected
+
+
+def test_cancel_mid_backup_stops_it_and_leaves_no_object(world: World, big_user: uuid.UUID) -> None:
+    from shared.storage.base import ObjectNotFound
+    from tests.support.services import wait_for
+
+    sent = api(world, "POST", "/v1/backups", json={"user_id": str(big_user), "type": "full"})
+    backup_id, job_id = sent.json()["id"], sent.json()["job_id"]
+    wait_for(
+        lambda: (job := world.stack.job(job_id)).state == "running" and job.progress > 0.05,
+        timeout=120,
+        interval=0.02,
+        what="backup under way",
+    )
+    assert api(world, "POST", f"/v1/jobs/{job_id}/cancel").status_code in (200, 202)
+    assert world.stack.wait_state(job_id, timeout=60).state == "cancelled"
+    shown = api(world, "GET", f"/v1/backups/{backup_id}").json()
+    assert (shown["status"], shown["row_counts"]) == ("cancelled", None)
+    assert 0.05 < shown["progress"] < 1
+    with pytest.raises(ObjectNotFound):
+        world.stack.store.stat(world.bucket, f"users/{big_user}/{backup_id}.cbk")
+
+
+def test_no_key_material_in_logs_results_or_rows(world: World) -> None:
+    made = backup(world)
+    secret = KEYS.split(":", 1)[1]
+    logs = "".join(p.read_text(errors="replace") for p in world.stack.logs.glob("*.log"))
+    job = world.stack.job(made["job_id"])
+    assert "backups.created" in logs and secret not in logs
+    assert secret not in json.dumps(job.result) and "wrapped" not in json.dumps(job.result)
+    assert "wrapped" not in json.dumps(made)
