@@ -31,7 +31,7 @@ from shared.jobs.context import JobContext
 from shared.storage.base import ObjectStore
 from workers.backups import retention
 from workers.backups.chunks import CHUNK_SIZE
-from workers.backups.manifest import Manifest, chunk_key, seal
+from workers.backups.manifest import Manifest, Segment, chunk_key, seal
 from workers.backups.pipeline import IterReader, SegmentStats, seal_tables
 from workers.backups.tables import BY_NAME, normalize
 
@@ -135,36 +135,11 @@ def _write_object(
     ctx: JobContext, snap: Session, deps: BackupDeps, backup: Backup, parent: Backup | None
 ) -> dict[str, Any]:
     """Stream the snapshot's rows into S3; returns the row's new fields (manifest included)."""
-    refs = table_refs(backup.data_types)
     since = parent.high_water_mark if parent is not None else None
     mark = safe_watermark(snap)  # first statement: the snapshot is taken here
-    snapshot_id = data_repo.export_snapshot(snap)
-    counts = data_repo.count_rows(snap, refs, backup.user_id, since)
     data_key = os.urandom(32)
     object_key, manifest_key = object_keys(backup.user_id, backup.id)
-    stats: list[SegmentStats] = []
-    progress = Progress(ctx, sum(counts.values()), "backed up")
-    with data_repo.snapshot_reader(deps.dsn, snapshot_id, deps.batch_bytes) as cursor:
-        sources = (
-            (ref.name, data_repo.read_table(cursor, ref, backup.user_id, since)) for ref in refs
-        )
-        body = seal_tables(
-            sources,
-            key=chunk_key(data_key),
-            backup_id=backup.id,
-            stats=stats,
-            on_batch=progress.rows,
-            level=deps.zstd_level,
-            chunk_size=deps.chunk_size,
-        )
-        info = deps.store.put_stream(
-            deps.bucket, object_key, cast(BinaryIO, IterReader(body)), part_size=deps.part_size
-        )
-    segments = [s.segment() for s in stats]
-    if info.size != sum(s.length for s in segments):
-        raise TransientError(
-            f"uploaded {info.size} bytes, sealed {sum(s.length for s in segments)}"
-        )
+    segments, size = _upload(ctx, snap, deps, backup, since, chunk_key(data_key), object_key)
     manifest = Manifest(
         backup_id=backup.id,
         user_id=backup.user_id,
@@ -176,7 +151,7 @@ def _write_object(
         high_water_mark=mark.isoformat(),
         created_at=deps.clock().isoformat(),
         chunk_size=deps.chunk_size,
-        object_bytes=info.size,
+        object_bytes=size,
         segments=segments,
     )
     document = seal(manifest, data_key, deps.keys)
@@ -190,10 +165,48 @@ def _write_object(
         "high_water_mark": mark,
         "row_counts": {s.table: s.rows for s in segments},
         "plain_bytes": sum(s.plain_bytes for s in segments),
-        "stored_bytes": info.size,
+        "stored_bytes": size,
         "manifest_digest": manifest.digest(),
         "manifest": document,
         "key_id": document["key"]["kid"],
         "object_key": object_key,
         "manifest_key": manifest_key,
     }
+
+
+def _upload(
+    ctx: JobContext,
+    snap: Session,
+    deps: BackupDeps,
+    backup: Backup,
+    since: datetime | None,
+    key: bytes,
+    object_key: str,
+) -> tuple[list[Segment], int]:
+    """The data object, read through the exported snapshot; its segments and size."""
+    refs = table_refs(backup.data_types)
+    snapshot_id = data_repo.export_snapshot(snap)
+    counts = data_repo.count_rows(snap, refs, backup.user_id, since)
+    progress = Progress(ctx, sum(counts.values()), "backed up")
+    stats: list[SegmentStats] = []
+    with data_repo.snapshot_reader(deps.dsn, snapshot_id, deps.batch_bytes) as cursor:
+        sources = (
+            (ref.name, data_repo.read_table(cursor, ref, backup.user_id, since)) for ref in refs
+        )
+        body = seal_tables(
+            sources,
+            key=key,
+            backup_id=backup.id,
+            stats=stats,
+            on_batch=progress.rows,
+            level=deps.zstd_level,
+            chunk_size=deps.chunk_size,
+        )
+        info = deps.store.put_stream(
+            deps.bucket, object_key, cast(BinaryIO, IterReader(body)), part_size=deps.part_size
+        )
+    segments = [s.segment() for s in stats]
+    sealed = sum(s.length for s in segments)
+    if info.size != sealed:
+        raise TransientError(f"uploaded {info.size} bytes, sealed {sealed}")
+    return segments, info.size
