@@ -96,7 +96,7 @@ def _sealed_tables() -> tuple[bytes, list[Segment], list[tuple[str, int]]]:
             key=KEY,
             backup_id=BACKUP,
             stats=stats,
-            on_batch=lambda table, rows: seen.append((table, rows)),
+            on_batch=lambda table, rows, _: seen.append((table, rows)),
             chunk_size=CHUNK * 16,
         )
     )

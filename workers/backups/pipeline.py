@@ -81,7 +81,7 @@ class _SealingSink:
         self.stats.chunks = self.sealer.chunks
 
 
-ProgressFn = Callable[[str, int], None]  # (table, rows in the batch just written)
+ProgressFn = Callable[[str, int, int], None]  # (table, rows in the batch, object bytes so far)
 
 
 def seal_tables(
@@ -105,7 +105,7 @@ def seal_tables(
                 writer.write_batch(batch)
                 segment.rows += batch.num_rows
                 yield from sink.drain()
-                on_batch(table, batch.num_rows)
+                on_batch(table, batch.num_rows, offset + segment.length)
         sink.finish()
         yield from sink.drain()
         offset += segment.length

@@ -121,8 +121,8 @@ def _batches(
         )
         for batch in batches:
             yield segment.table, batch
-            progress.rows(segment.table, batch.num_rows)
-        progress.rows(segment.table, 0)
+            progress.rows(segment.table, batch.num_rows, segment.offset)
+        progress.rows(segment.table, 0, segment.offset + segment.length)
 
 
 def _apply(

@@ -64,14 +64,18 @@ def table_refs(data_types: list[str]) -> list[data_repo.TableRef]:
 
 
 class Progress:
-    """Rows done of rows planned, recorded at each batch (also where cancel is honoured)."""
+    """Rows done of rows planned, recorded at each batch (also where cancel is honoured);
+    the message also says how many stored (encrypted) bytes were written or read."""
 
     def __init__(self, ctx: JobContext, total: int, verb: str) -> None:
         self.ctx, self.total, self.verb, self.done = ctx, max(total, 1), verb, 0
 
-    def rows(self, table: str, count: int) -> None:
+    def rows(self, table: str, count: int, stored_bytes: int) -> None:
         self.done += count
-        self.ctx.checkpoint(self.done / self.total, f"{self.verb} {table}: {self.done} rows")
+        self.ctx.checkpoint(
+            self.done / self.total,
+            f"{self.verb} {table}: {self.done} rows, {stored_bytes} bytes",
+        )
 
 
 def summary(backup: Backup) -> dict[str, Any]:
