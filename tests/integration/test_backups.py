@@ -552,3 +552,31 @@ def test_the_documented_format_decrypts_without_conveyor_code(world: World) -> N
     document, data = httpx.get(link["manifest_url"]).json(), httpx.get(link["url"]).content
     master = base64.b64decode(KEYS.split(":", 1)[1])
     assert _independent_decrypt(document, data, master) == made["row_counts"]
+
+
+def test_rows_that_no_longer_fit_fail_as_a_conflict_and_change_nothing(world: World) -> None:
+    engine, channel = world.stack.engine, uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO channels (id, owner_id, name, kind) VALUES (:c, :u, 'tmp', 'group')"),
+            {"c": channel, "u": world.user},
+        )
+        conn.execute(
+            text("INSERT INTO messages (id, channel_id, author_id, body) VALUES (:i, :c, :u, 'x')"),
+            {"i": uuid.uuid4(), "c": channel, "u": world.user},
+        )
+    made = backup(world, data_types=["messages"])
+    with engine.begin() as conn:  # a purge: the channel and its messages are hard-deleted
+        conn.execute(text("DELETE FROM channels WHERE id = :c"), {"c": channel})
+        conn.execute(
+            text(
+                "UPDATE messages SET body = 'changed after' WHERE id = (SELECT id FROM messages "
+                "WHERE author_id = :u AND deleted_at IS NULL ORDER BY id LIMIT 1)"
+            ),
+            {"u": world.user},
+        )
+    before = snapshot(engine, world.user)
+    job = restore(world, made["id"])
+    assert (job.state, job.error_code) == ("failed", "restore_conflict"), job.error_message
+    assert "messages" in (job.error_message or "")
+    assert snapshot(engine, world.user) == before

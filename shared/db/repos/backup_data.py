@@ -164,11 +164,13 @@ def _columns(cursor: Any, table: TableRef) -> list[str]:
 def apply(cursor: Any, table: TableRef, user_id: uuid.UUID, *, replace: bool) -> Applied:
     """Upsert the newest staged version of each row; with `replace`, tombstone the user's
     live rows that the backup point does not have. Re-running it changes nothing more."""
-    try:
-        cursor.execute(_upsert_sql(table, _columns(cursor, table), user_id, replace=replace))
+    columns = _columns(cursor, table)
+    try:  # the driver may report the violation at execute or at the first fetch
+        cursor.execute(_upsert_sql(table, columns, user_id, replace=replace))
+        inserted, updated = cursor.fetchone()
     except adbc.IntegrityError as exc:
-        raise RestoreConflict(f"{table.name}: {str(exc).splitlines()[0]}") from None
-    inserted, updated = cursor.fetchone()
+        detail = str(exc).split("ERROR:", 1)[-1].strip().splitlines()[0]
+        raise RestoreConflict(f"{table.name}: {detail}") from None
     deleted = _tombstone_missing(cursor, table, user_id) if replace else 0
     return Applied(int(inserted), int(updated), deleted)
 
