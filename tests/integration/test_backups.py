@@ -211,7 +211,15 @@ def test_selective_backup_holds_and_restores_only_its_types(world: World) -> Non
 
 
 def _corrupt_cases() -> list[str]:
-    return ["flipped_byte", "truncated", "swapped_chunks", "manifest_tampered", "appended"]
+    return [
+        "flipped_byte",
+        "truncated",
+        "swapped_chunks",
+        "appended",
+        "manifest_tampered",
+        "manifest_not_json",
+        "object_missing",
+    ]
 
 
 @pytest.mark.parametrize("case", _corrupt_cases())
@@ -239,6 +247,10 @@ def test_corrupt_backup_is_refused_and_nothing_changes(world: World, case: str) 
         document = json.loads(manifest_bytes)
         document["manifest"]["segments"][3]["rows"] += 1
         store.put_bytes(bucket, row["manifest_key"], json.dumps(document).encode())
+    elif case == "manifest_not_json":
+        store.put_bytes(bucket, row["manifest_key"], manifest_bytes[:-10])
+    elif case == "object_missing":
+        store.delete(bucket, row["object_key"])
     else:
         store.put_bytes(bucket, row["object_key"], bytes(data))
     Editor(world.stack.engine, world.user, random.Random(5)).round(1)

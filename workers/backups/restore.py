@@ -27,6 +27,7 @@ from shared.db.repos import backup_data as data_repo
 from shared.db.repos import backups as backups_repo
 from shared.errors import PermanentError
 from shared.jobs.context import JobContext
+from shared.storage.base import ObjectNotFound
 from workers.backups.chain import ChainBroken, Node, restore_chain, verify_chain
 from workers.backups.chunks import BackupCorrupt
 from workers.backups.manifest import Manifest, chunk_key, open_document
@@ -89,8 +90,7 @@ def load_chain(session: Session, deps: BackupDeps, target: Backup) -> list[Link]
     for backup_id in restore_chain(target.id, nodes):
         row = rows[backup_id]
         assert row.manifest_key is not None
-        document = json.loads(deps.store.get_bytes(deps.bucket, row.manifest_key))
-        manifest, data_key = open_document(document, deps.keys)
+        manifest, data_key = open_document(_document(deps, row.manifest_key), deps.keys)
         if manifest.backup_id != row.id or manifest.digest() != row.manifest_digest:
             raise ChainBroken(f"the manifest in storage is not the one backup {row.id} recorded")
         chain.append(Link(row, manifest, chunk_key(data_key)))
@@ -98,11 +98,26 @@ def load_chain(session: Session, deps: BackupDeps, target: Backup) -> list[Link]
     return chain
 
 
+def _document(deps: BackupDeps, key: str) -> dict[str, Any]:
+    try:
+        document = json.loads(deps.store.get_bytes(deps.bucket, key))
+    except ObjectNotFound:
+        raise BackupCorrupt(f"the manifest {key} is missing from storage") from None
+    except ValueError:
+        raise BackupCorrupt(f"the manifest {key} is not JSON") from None
+    if not isinstance(document, dict):
+        raise BackupCorrupt(f"the manifest {key} is not a JSON object")
+    return document
+
+
 def _batches(
     deps: BackupDeps, link: Link, progress: Progress
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     assert link.row.object_key is not None
-    size = deps.store.stat(deps.bucket, link.row.object_key).size
+    try:
+        size = deps.store.stat(deps.bucket, link.row.object_key).size
+    except ObjectNotFound:
+        raise BackupCorrupt(f"the data object of backup {link.row.id} is missing") from None
     if size != link.manifest.object_bytes:
         raise BackupCorrupt(
             f"backup {link.row.id} is {size} bytes, its manifest says {link.manifest.object_bytes}"
