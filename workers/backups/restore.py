@@ -64,8 +64,8 @@ def restore_backup(
         )
     lock_user(session, target.user_id)
     chain = load_chain(session, deps, target)
-    progress = Progress(ctx, 2 * sum(s.rows for ln in chain for s in ln.manifest.segments), "")
-    progress.verb = "verified"
+    rows = sum(s.rows for link in chain for s in link.manifest.segments)
+    progress = Progress(ctx, 2 * rows, "verified")  # every row is read twice: verify, apply
     for link in chain:
         for _ in _batches(deps, link, progress):
             pass
