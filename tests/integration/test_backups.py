@@ -592,3 +592,18 @@ def test_rows_that_no_longer_fit_fail_as_a_conflict_and_change_nothing(world: Wo
     assert (job.state, job.error_code) == ("failed", "restore_conflict"), job.error_message
     assert "messages" in (job.error_message or "")
     assert snapshot(engine, world.user) == before
+
+
+def test_one_user_lock_waits_then_gives_up_without_losing_the_transaction(world: World) -> None:
+    from shared.db.repos import backup_data
+
+    with session_scope(world.stack.sessions) as holder:
+        assert backup_data.lock_user(holder, world.user, wait_s=1)
+        with session_scope(world.stack.sessions) as waiter:
+            waiter.execute(text("SELECT 1"))
+            assert not backup_data.lock_user(waiter, world.user, wait_s=0.2)
+            assert waiter.execute(text("SELECT 2")).scalar_one() == 2  # still usable
+            assert backup_data.lock_user(waiter, world.bystander, wait_s=0.2)
+    with session_scope(world.stack.sessions) as later:
+        assert backup_data.lock_user(later, world.user, wait_s=0.2)
+        assert later.execute(text("SHOW lock_timeout")).scalar_one() == "0"

@@ -90,10 +90,12 @@ def summary(backup: Backup) -> dict[str, Any]:
     }
 
 
-def lock_user(session: Session, user_id: uuid.UUID) -> None:
-    if not data_repo.lock_user(session, user_id):
+def lock_user(session: Session, user_id: uuid.UUID, *, wait_s: float = 60) -> None:
+    if not data_repo.lock_user(session, user_id, wait_s=wait_s):
         raise TransientError(
-            "another backup or restore of this user is running", retry_after=10, user_id=user_id
+            "another backup or restore of this user is still running",
+            retry_after=30,
+            user_id=user_id,
         )
 
 

@@ -18,7 +18,9 @@ from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
+from psycopg import errors
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared.errors import PermanentError
@@ -53,14 +55,23 @@ def _owned(table: TableRef, user_id: uuid.UUID, since: datetime | None) -> str:
     return where
 
 
-def lock_user(session: Session, user_id: uuid.UUID) -> bool:
-    """Backups and restores of one user never overlap (transaction-scoped advisory lock)."""
-    return bool(
-        session.execute(
-            text("SELECT pg_try_advisory_xact_lock(hashtext('conveyor.backup:' || :u))"),
-            {"u": str(user_id)},
-        ).scalar_one()
-    )
+def lock_user(session: Session, user_id: uuid.UUID, *, wait_s: float) -> bool:
+    """Backups and restores of one user never overlap: a transaction-scoped advisory lock,
+    waited for up to `wait_s` (a restore asked for during a scheduled backup just queues)."""
+    session.execute(text(f"SET LOCAL lock_timeout = '{int(wait_s * 1000)}ms'"))
+    try:
+        with session.begin_nested():  # a timeout rolls back the savepoint, not the job's work
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext('conveyor.backup:' || :u))"),
+                {"u": str(user_id)},
+            )
+    except OperationalError as exc:
+        if not isinstance(exc.orig, errors.LockNotAvailable):
+            raise
+        return False
+    finally:
+        session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    return True
 
 
 def export_snapshot(session: Session) -> str:
