@@ -81,9 +81,16 @@ class S3Store:
         content_type: str = "application/octet-stream",
     ) -> ObjectInfo:
         # length=-1: the SDK uploads `part_size` parts as it reads and aborts the multipart
-        # upload if reading raises, so a failed stream never becomes a visible object.
+        # upload if reading raises, so a failed stream never becomes a visible object. One
+        # part in flight: parallel parts (the SDK's default 3) cost ~40 MB more peak RSS.
         result = self._client.put_object(
-            bucket, key, data, -1, content_type=content_type, part_size=part_size
+            bucket,
+            key,
+            data,
+            -1,
+            content_type=content_type,
+            part_size=part_size,
+            num_parallel_uploads=1,
         )
         return self.stat(result.bucket_name, result.object_name)
 
