@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     archive_max_uncompressed_bytes: int = Field(default=1024**3, ge=1)
     archive_max_ratio: float = Field(default=100.0, gt=1)
 
+    # Backups (issue #8, docs/backups.md).
+    backup_zstd_level: int = Field(default=3, ge=1, le=22)
+    backup_chunk_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    backup_part_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    backup_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    backup_schedule_every_s: float = Field(default=60.0, ge=0)  # 0: no scheduled backups
+
     data_dir: Path = Path(".conveyor")
 
     heartbeat_interval_s: float = 10.0

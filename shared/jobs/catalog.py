@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from shared.errors import UnknownKind
+from shared.jobs.payloads.backups import CreateBackupPayload, RestoreBackupPayload
 from shared.jobs.payloads.diag import NoopPayload
 from shared.jobs.payloads.files import DeleteFilePayload, ProcessUploadPayload, ThumbnailPayload
 from shared.jobs.payloads.oauth import RefreshPayload
@@ -113,6 +114,34 @@ OAUTH_REFRESH = register(
         time_limit_s=60,
         backoff_base_s=2,
         backoff_max_s=300,
+        public=False,
+    )
+)
+
+# Internal: the backups API and the scheduler create the `backups` row, then submit these.
+BACKUP_CREATE = register(
+    KindSpec(
+        kind="backup.create",
+        pool=Pool.BACKUP,
+        payload_model=CreateBackupPayload,
+        max_attempts=5,
+        time_limit_s=3600,
+        default_priority=Priority.BULK,
+        backoff_base_s=5,
+        backoff_max_s=600,
+        public=False,
+    )
+)
+
+BACKUP_RESTORE = register(
+    KindSpec(
+        kind="backup.restore",
+        pool=Pool.BACKUP,
+        payload_model=RestoreBackupPayload,
+        max_attempts=5,
+        time_limit_s=3600,
+        backoff_base_s=5,
+        backoff_max_s=600,
         public=False,
     )
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import BinaryIO, Protocol
@@ -40,6 +41,25 @@ class ObjectStore(Protocol):
     ) -> ObjectInfo: ...
 
     def get_bytes(self, bucket: str, key: str, *, max_bytes: int | None = None) -> bytes: ...
+
+    def put_stream(
+        self,
+        bucket: str,
+        key: str,
+        data: BinaryIO,
+        *,
+        part_size: int = 16 * 1024 * 1024,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectInfo:
+        """Upload a stream of unknown length (multipart): the object appears only when the
+        whole stream was read; an exception from `data` aborts the upload."""
+        ...
+
+    def iter_range(
+        self, bucket: str, key: str, *, offset: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        """The object's bytes [offset, offset+length) in pieces, streamed (bounded memory)."""
+        ...
 
     def stat(self, bucket: str, key: str) -> ObjectInfo: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -36,6 +37,29 @@ class MemoryStore:
     ) -> ObjectInfo:
         self._bucket(bucket, key)[key] = (data, content_type)
         return self.stat(bucket, key)
+
+    def put_stream(
+        self,
+        bucket: str,
+        key: str,
+        data: BinaryIO,
+        *,
+        part_size: int = 16 * 1024 * 1024,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectInfo:
+        self._bucket(bucket, key)
+        body = bytearray()
+        while piece := data.read(part_size):  # an exception here stores nothing, like S3
+            body += piece
+        return self.put_bytes(bucket, key, bytes(body), content_type)
+
+    def iter_range(
+        self, bucket: str, key: str, *, offset: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        data = self._get(bucket, key)[0]
+        end = len(data) if length is None else offset + length
+        for start in range(offset, end, 1024 * 1024):
+            yield data[start : min(end, start + 1024 * 1024)]
 
     def get_bytes(self, bucket: str, key: str, *, max_bytes: int | None = None) -> bytes:
         data = self._get(bucket, key)[0]

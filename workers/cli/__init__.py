@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from workers.cli import jobs, ops, run
+from workers.cli import backups, jobs, ops, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 run.register(app)
 jobs.register(app)
 ops.register(app)
+backups.register(app)
 
 
 def _version(value: bool) -> None:

@@ -16,7 +16,7 @@ from shared.config import Settings
 from shared.db.engine import make_engine, make_session_factory
 from shared.oauth.token_client import make_http_client
 from shared.storage.base import ObjectStore
-from workers.ingress import errors, routes_files, routes_jobs, routes_oauth
+from workers.ingress import errors, routes_backups, routes_files, routes_jobs, routes_oauth
 from workers.ingress.errors import error_response
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
@@ -45,6 +45,10 @@ STATUS_BY_CODE = {
     "not_uploaded": 409,
     "type_not_allowed": 422,
     "internal_error": 500,
+    "invalid_data_types": 422,
+    "backup_not_ready": 409,
+    "backup_running": 409,
+    "backup_has_dependents": 409,
 }
 
 
@@ -81,6 +85,7 @@ def create_app(
     app.include_router(routes_jobs.router)
     app.include_router(routes_files.router)
     app.include_router(routes_oauth.router)
+    app.include_router(routes_backups.router)
     errors.install(app, STATUS_BY_CODE)
     _add_ops_routes(app)
     return app

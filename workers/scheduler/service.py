@@ -19,6 +19,7 @@ from shared.jobs.periodic import PeriodicSpec, builtin_schedules, submit_due
 from shared.jobs.retention import RetentionPolicy, purge_once
 from shared.messaging.publisher import Publisher, PublishError
 from shared.oauth.clients import idle_lifetimes
+from workers.backups.schedule import submit_due_backups
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
@@ -50,6 +51,7 @@ class SchedulerConfig:
     oauth_sweep_every_s: float = 0.0  # 0: no OAuth refresh sweep
     oauth_margin_s: float = 300.0
     oauth_idle_lifetimes: Mapping[str, timedelta] = field(default_factory=dict)
+    backup_every_s: float = 0.0  # 0: no scheduled backups
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -64,6 +66,7 @@ class SchedulerConfig:
             oauth_sweep_every_s=settings.oauth_sweep_interval_s,
             oauth_margin_s=settings.oauth_refresh_margin_s,
             oauth_idle_lifetimes=idle_lifetimes(settings),
+            backup_every_s=settings.backup_schedule_every_s,
         )
 
 
@@ -153,6 +156,10 @@ class Scheduler:
         if self._config.oauth_sweep_every_s > 0 and now >= due["sweep"]:
             self._sweep_oauth()
             due["sweep"] = now + self._config.oauth_sweep_every_s
+        if self._config.backup_every_s > 0 and now >= due.get("backups", 0.0):
+            with session_scope(self._sessions) as session:
+                submit_due_backups(session, now=datetime.now(UTC))
+            due["backups"] = now + self._config.backup_every_s
         if now >= due["prune"]:
             self._prune()
             due["prune"] = now + self._config.prune_every_s

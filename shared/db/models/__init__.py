@@ -1,5 +1,6 @@
 """All tables, imported here so Alembic and tests see one complete metadata."""
 
+from shared.db.models.backups import Backup, BackupSettings
 from shared.db.models.files import StoredFile, Upload, UserStorage
 from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage, PeriodicRun
 from shared.db.models.oauth import OAuthConnection, OAuthState
@@ -16,6 +17,8 @@ from shared.db.models.product import (
 
 __all__ = [
     "ApiKey",
+    "Backup",
+    "BackupSettings",
     "Channel",
     "ChannelMember",
     "Contact",
