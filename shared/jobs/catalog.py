@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from shared.errors import UnknownKind
 from shared.jobs.payloads.diag import NoopPayload
+from shared.jobs.payloads.exports import ExportPayload
 from shared.jobs.payloads.files import DeleteFilePayload, ProcessUploadPayload, ThumbnailPayload
 from shared.jobs.payloads.oauth import RefreshPayload
 from shared.messaging.names import Pool, Priority
@@ -112,6 +113,20 @@ OAUTH_REFRESH = register(
         max_attempts=8,
         time_limit_s=60,
         backoff_base_s=2,
+        backoff_max_s=300,
+        public=False,
+    )
+)
+
+# Internal: POST /v1/exports and export schedules create the export row, then this job.
+EXPORT_CREATE = register(
+    KindSpec(
+        kind="export.create",
+        pool=Pool.EXPORT,
+        payload_model=ExportPayload,
+        max_attempts=3,
+        time_limit_s=1800,
+        backoff_base_s=5,
         backoff_max_s=300,
         public=False,
     )

@@ -1,5 +1,6 @@
 """All tables, imported here so Alembic and tests see one complete metadata."""
 
+from shared.db.models.exports import Export, ExportSchedule
 from shared.db.models.files import StoredFile, Upload, UserStorage
 from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage, PeriodicRun
 from shared.db.models.oauth import OAuthConnection, OAuthState
@@ -20,6 +21,8 @@ __all__ = [
     "ChannelMember",
     "Contact",
     "Decision",
+    "Export",
+    "ExportSchedule",
     "Job",
     "JobEvent",
     "Message",
