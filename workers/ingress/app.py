@@ -19,7 +19,7 @@ from shared.db.engine import make_engine, make_session_factory
 from shared.errors import ConveyorError, PermanentError
 from shared.oauth.token_client import make_http_client
 from shared.storage.base import ObjectStore
-from workers.ingress import routes_files, routes_jobs, routes_oauth
+from workers.ingress import routes_exports, routes_files, routes_jobs, routes_oauth
 from workers.ingress.deps import Unauthorized
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
@@ -42,6 +42,12 @@ STATUS_BY_CODE = {
     "invalid_state": 400,
     "authorization_failed": 400,
     "provider_error": 502,
+    "invalid_export": 422,
+    "invalid_timezone": 422,
+    "invalid_cron": 422,
+    "unknown_user": 404,
+    "anonymization_unavailable": 409,
+    "rate_limited": 429,
 }
 
 
@@ -78,6 +84,7 @@ def create_app(
     app.include_router(routes_jobs.router)
     app.include_router(routes_files.router)
     app.include_router(routes_oauth.router)
+    app.include_router(routes_exports.router)
     _add_error_handlers(app)
     _add_ops_routes(app)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +18,7 @@ from shared.db.repos import outbox as outbox_repo
 from shared.jobs.periodic import PeriodicSpec, builtin_schedules, submit_due
 from shared.messaging.publisher import Publisher, PublishError
 from shared.oauth.clients import idle_lifetimes
+from workers.exports.expiry import make_tick as make_export_tick
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
@@ -42,6 +43,8 @@ class SchedulerConfig:
     oauth_sweep_every_s: float = 0.0  # 0: no OAuth refresh sweep
     oauth_margin_s: float = 300.0
     oauth_idle_lifetimes: Mapping[str, timedelta] = field(default_factory=dict)
+    export_every_s: float = 0.0  # 0: no export expiry sweep or export schedules
+    export_tick: Callable[[sessionmaker[Session]], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -55,6 +58,8 @@ class SchedulerConfig:
             oauth_sweep_every_s=settings.oauth_sweep_interval_s,
             oauth_margin_s=settings.oauth_refresh_margin_s,
             oauth_idle_lifetimes=idle_lifetimes(settings),
+            export_every_s=settings.export_sweep_interval_s,
+            export_tick=make_export_tick(settings),
         )
 
 
@@ -125,6 +130,10 @@ class Scheduler:
         if self._config.oauth_sweep_every_s > 0 and now >= due["sweep"]:
             self._sweep_oauth()
             due["sweep"] = now + self._config.oauth_sweep_every_s
+        tick = self._config.export_tick
+        if tick and self._config.export_every_s > 0 and now >= due.get("exports", 0.0):
+            tick(self._sessions)  # export expiry sweep + export schedules
+            due["exports"] = now + self._config.export_every_s
         if now >= due["prune"]:
             self._prune()
             due["prune"] = now + self._config.prune_every_s
