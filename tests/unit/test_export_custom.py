@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from shared.jobs.payloads.exports import ExportRequest
 from shared.db.repos.exports import literal_sql
+from shared.jobs.payloads.exports import ExportRequest
 from workers.exports.datasets import Scope
 from workers.exports.errors import InvalidExport
 from workers.exports.templates import TEMPLATES, plan
 
-SCOPE = Scope(uuid.uuid4(), datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC), "UTC")
+MARCH = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
+SCOPE = Scope(uuid.uuid4(), *MARCH, "UTC")
 
 
 def request(custom: dict[str, Any] | None = None, template: str = "custom") -> ExportRequest:
@@ -71,7 +72,8 @@ def test_invalid_custom_structures_are_refused(custom: dict[str, Any]) -> None:
 
 def test_hostile_filter_text_stays_a_quoted_literal() -> None:
     hostile = "x'); DROP TABLE users; --\\"
-    custom = {"dataset": "contacts", "filters": [{"column": "company", "op": "eq", "value": hostile}]}
+    flt = {"column": "company", "op": "eq", "value": hostile}
+    custom = {"dataset": "contacts", "filters": [flt]}
     sql = literal_sql(plan(request(custom), SCOPE).statement)
     assert "'x''); DROP TABLE users; --\\'" in sql  # quote doubled: one string literal
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Date, Integer, Select, Subquery, cast, func, literal, select, text
+from sqlalchemy import Date, Integer, Numeric, Select, Subquery, cast, func, literal, select, text
 
 from shared.db.models import Decision, Message, Task
 from shared.jobs.payloads.exports import ExportRequest
@@ -62,11 +62,15 @@ def _nothing_more(sq: Subquery) -> list[Any]:
     return []
 
 
+def _round(value: Any) -> Any:
+    return func.round(cast(value, Numeric), 1)
+
+
 def _message_summary(sq: Subquery) -> list[Any]:
     return [
         func.count(sq.c.author_id.distinct()).label("authors"),
         func.count(sq.c.channel_id.distinct()).label("channels"),
-        func.round(func.avg(sq.c.length), 1).label("average_length"),
+        _round(func.avg(sq.c.length)).label("average_length"),
     ]
 
 
@@ -74,9 +78,9 @@ def _task_summary(sq: Subquery) -> list[Any]:
     done = func.count().filter(sq.c.status == "done")
     return [
         done.label("completed"),
-        func.round(100.0 * done / func.greatest(func.count(), 1), 1).label("completion_pct"),
+        _round(100.0 * done / func.greatest(func.count(), 1)).label("completion_pct"),
         func.count().filter(sq.c.overdue).label("overdue"),
-        func.round(func.avg(sq.c.hours_to_complete), 1).label("average_hours_to_complete"),
+        _round(func.avg(sq.c.hours_to_complete)).label("average_hours_to_complete"),
     ]
 
 
