@@ -192,6 +192,7 @@ def searchable(fmt: str, data: bytes) -> bytes:
     return data
 
 
+@pytest.mark.parametrize("anonymize", [False, True])
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_formulas_come_out_as_text_in_spreadsheets(
     sessions: sessionmaker[Session],
@@ -199,9 +200,11 @@ def test_formulas_come_out_as_text_in_spreadsheets(
     config: ExportConfig,
     world: World,
     fmt: str,
+    anonymize: bool,
     tmp_path: Path,
 ) -> None:
-    _, data = run(sessions, store, config, world, request("message_analytics", fmt))
+    req = request("message_analytics", fmt, anonymize=anonymize)
+    _, data = run(sessions, store, config, world, req)
     bodies = [str(r["body"]) for r in read_rows(fmt, data, tmp_path)]
     dangerous = [b for b in bodies if b[:1] in ("=", "+", "-", "@", "\t", "\r")]
     assert dangerous == []

@@ -46,6 +46,7 @@ log = structlog.get_logger("exports")
 
 Checkpoint = Callable[[float, str | None], None]
 PROGRESS_EVERY_S = 1.0
+REPORT_FORMATS = frozenset({ExportFormat.XLSX, ExportFormat.PDF, ExportFormat.HTML})
 CHART_POINTS = 400
 PRESIGN_MAX = timedelta(days=7)  # S3 signature v4 limit
 
@@ -78,10 +79,14 @@ def create_export(
     window = ranges.resolve(request.range, timezone, now)
     scope = Scope(_product_user(export.user_id), window.start, window.end, timezone)
     the_plan = plan(request, scope, title=request.options.title)
-    figures = exports_repo.figures(session, the_plan.summary)
-    total = int(figures[0][1])
-    _check_size(request.format, total, config)
     pseudo = _pseudonymizer(request, config, export_id)
+    figures: list[tuple[str, Any]] = []
+    if request.format in REPORT_FORMATS:  # a report opens with its figures and row count
+        figures = exports_repo.figures(session, the_plan.summary)
+        total = int(figures[0][1])
+        _check_size(request.format, total, config)
+    else:  # data files carry no summary: the planner's estimate is enough for progress
+        total = exports_repo.estimated_rows(session, the_plan.statement)
     report = Report(
         title=the_plan.title,
         range_label=window.label,
@@ -89,7 +94,7 @@ def create_export(
         columns=[(c.name, c.type) for c in the_plan.columns],
         summary=figures,
         chart=the_plan.chart,
-        chart_points=_chart_points(session, the_plan, pseudo),
+        chart_points=_chart_points(session, the_plan, pseudo) if figures else [],
         anonymized=pseudo is not None,
     )
     filename = _filename(request, window)
@@ -149,7 +154,7 @@ def write_file(
             writer.write(transform(batch, schema, the_plan.columns, pseudo, defuse=defuse))
             done += batch.num_rows
             if time.monotonic() - last >= PROGRESS_EVERY_S:
-                checkpoint(0.98 * done / max(total, 1), f"{done} of {total} rows")
+                checkpoint(min(0.98, done / max(total, 1)), f"{done} of ~{total} rows")
                 last = time.monotonic()
         writer.close()
     return done
@@ -166,10 +171,10 @@ def transform(
     """Neutralize text, pseudonymize sensitive columns; same schema out, without metadata."""
     arrays = []
     for array, column in zip(batch.columns, columns, strict=True):
-        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        if pseudo is not None and column.sensitivity is not None:
+            array = pseudo.pseudonyms(array, column.sensitivity)
+        if column.type == "text":  # ids, times and numbers come from typed SQL columns
             array = strip_controls(array)
-            if pseudo is not None and column.sensitivity is not None:
-                array = pseudo.pseudonyms(array, column.sensitivity)
             if defuse:
                 array = defuse_formulas(array)
         arrays.append(array)
