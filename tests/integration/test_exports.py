@@ -34,6 +34,7 @@ from tests.support.exports import (
     read_rows,
     seed,
 )
+from workers.exports import service
 from workers.exports.expiry import expire_once
 from workers.exports.schedules import fire_due, new_schedule
 from workers.exports.service import ExportConfig, create_export
@@ -271,6 +272,30 @@ def test_cancel_before_upload_leaves_nothing(
     with pytest.raises(ObjectNotFound):
         name = "message_analytics-2026-03-01-2026-03-31.parquet"
         store.get_bytes(BUCKET, f"exports/{export_id}/{name}")
+
+
+def test_cancel_mid_stream_stops_between_batches(
+    sessions: sessionmaker[Session],
+    store: MemoryStore,
+    config: ExportConfig,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(service, "PROGRESS_EVERY_S", 0.0)  # a checkpoint after every batch
+    seen: list[str | None] = []
+
+    def cancel_on_first_batch(progress: float, message: str | None) -> None:
+        seen.append(message)
+        raise JobCancelled("cancelled at checkpoint")
+
+    export_id = submit(sessions, world, request("message_analytics", "jsonl"))
+    with pytest.raises(JobCancelled), session_scope(sessions) as session:
+        create_export(
+            session, store, config, export_id=export_id, checkpoint=cancel_on_first_batch, now=NOW
+        )
+    assert seen and seen[0] is not None and "rows" in seen[0]  # stopped mid-stream
+    with session_scope(sessions) as session:
+        assert session.get(Export, export_id).status == "pending"  # type: ignore[union-attr]
 
 
 def test_redelivery_after_success_returns_the_stored_file(

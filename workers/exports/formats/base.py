@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -27,6 +28,16 @@ class Writer(Protocol):
     def write(self, batch: pa.RecordBatch) -> None: ...
 
     def close(self) -> None: ...
+
+
+ROWS_PER_SLICE = 4096  # Python objects for this many rows at a time, not a whole batch
+
+
+def row_slices(batch: pa.RecordBatch) -> Iterator[list[tuple[Any, ...]]]:
+    """The batch's rows as tuples of Python values, a bounded slice at a time."""
+    for offset in range(0, batch.num_rows, ROWS_PER_SLICE):
+        part = batch.slice(offset, ROWS_PER_SLICE)
+        yield list(zip(*(column.to_pylist() for column in part.columns), strict=True))
 
 
 def display(value: Any) -> str:

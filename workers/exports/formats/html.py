@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
-from workers.exports.formats.base import Report, display, label
+from workers.exports.formats.base import Report, display, label, row_slices
 from workers.exports.formats.chart import bar_chart
 
 STYLE = (
@@ -51,12 +51,12 @@ class HtmlWriter:
         sink.write("".join(head).encode())
 
     def write(self, batch: pa.RecordBatch) -> None:
-        columns = [column.to_pylist() for column in batch.columns]
-        rows = (
-            "<tr>" + "".join(f"<td>{escape(display(v))}</td>" for v in values) + "</tr>\n"
-            for values in zip(*columns, strict=True)
-        )
-        self._sink.write("".join(rows).encode())
+        for rows in row_slices(batch):
+            cells = (
+                "<tr>" + "".join(f"<td>{escape(display(v))}</td>" for v in values) + "</tr>\n"
+                for values in rows
+            )
+            self._sink.write("".join(cells).encode())
 
     def close(self) -> None:
         self._sink.write(b"</tbody></table></body></html>\n")

@@ -15,7 +15,7 @@ import pyarrow as pa
 from fpdf import FPDF
 
 from workers.exports.datasets import ColumnType
-from workers.exports.formats.base import Report, display, label
+from workers.exports.formats.base import Report, display, label, row_slices
 
 FONT_FILE = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 WEIGHTS: dict[ColumnType, float] = {
@@ -90,12 +90,12 @@ class PdfWriter:
 
     def write(self, batch: pa.RecordBatch) -> None:
         doc = self._doc
-        columns = [column.to_pylist() for column in batch.columns]
         plan = list(zip(self._doc.widths, self._doc.fits, strict=True))
-        for values in zip(*columns, strict=True):
-            for (width, fits), value in zip(plan, values, strict=True):
-                doc.cell(width, ROW_H, doc.text_of(_cut(_one_line(value), fits)), border=1)
-            doc.ln()
+        for rows in row_slices(batch):
+            for values in rows:
+                for (width, fits), value in zip(plan, values, strict=True):
+                    doc.cell(width, ROW_H, doc.text_of(_cut(_one_line(value), fits)), border=1)
+                doc.ln()
 
     def close(self) -> None:
         self._sink.write(bytes(self._doc.output()))

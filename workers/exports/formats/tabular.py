@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from workers.exports.formats.base import row_slices
+
 
 class CsvWriter:
     def __init__(self, sink: BinaryIO, schema: pa.Schema) -> None:
@@ -44,15 +46,13 @@ class JsonWriter:
 
     def write(self, batch: pa.RecordBatch) -> None:
         names = batch.schema.names
-        rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
-        encoded = [orjson.dumps(dict(zip(names, row, strict=True))) for row in rows]
-        if not encoded:
-            return
-        if self._lines:
-            self._sink.write(b"\n".join(encoded) + b"\n")
-            return
-        self._sink.write((b"\n" if self._first else b",\n") + b",\n".join(encoded))
-        self._first = False
+        for rows in row_slices(batch):
+            encoded = [orjson.dumps(dict(zip(names, row, strict=True))) for row in rows]
+            if self._lines:
+                self._sink.write(b"\n".join(encoded) + b"\n")
+                continue
+            self._sink.write((b"\n" if self._first else b",\n") + b",\n".join(encoded))
+            self._first = False
 
     def close(self) -> None:
         if not self._lines:

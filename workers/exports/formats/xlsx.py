@@ -18,7 +18,7 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from workers.exports.errors import TooManyRows
-from workers.exports.formats.base import Report, display, label
+from workers.exports.formats.base import Report, display, label, row_slices
 
 MAX_ROWS = 1_048_576 - 1  # Excel's sheet limit, less the header row
 
@@ -59,13 +59,13 @@ class XlsxWriter:
         if self._row + batch.num_rows > MAX_ROWS + 1:
             raise TooManyRows(f"XLSX holds at most {MAX_ROWS} rows per sheet")
         cells = [self._cell_writer(column.type) for column in batch.columns]
-        columns = [column.to_pylist() for column in batch.columns]
         sheet, row = self._sheet, self._row
-        for values in zip(*columns, strict=True):
-            for col, value in enumerate(values):
-                if value is not None:
-                    cells[col](sheet, row, col, value)
-            row += 1
+        for rows in row_slices(batch):
+            for values in rows:
+                for col, value in enumerate(values):
+                    if value is not None:
+                        cells[col](sheet, row, col, value)
+                row += 1
         self._row = row
 
     def _cell_writer(self, kind: pa.DataType) -> Callable[[Worksheet, int, int, Any], Any]:
