@@ -60,6 +60,18 @@ class ExportConfig:
     pdf_max_rows: int
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Everything decided before the first row is read."""
+
+    request: ExportRequest
+    window: ranges.Resolved
+    plan: Plan
+    report: Report
+    pseudo: Pseudonymizer | None
+    total: int  # exact for report formats, the planner's estimate for data formats
+
+
 def create_export(
     session: Session,
     store: ObjectStore,
@@ -74,12 +86,47 @@ def create_export(
         raise ExportNotFound("no such export", export_id=export_id)
     if export.status != "pending":  # redelivered after success, or removed meanwhile
         return result_of(export, store)
+    ready = prepare(session, export, config, now)
+    request, window = ready.request, ready.window
+    filename = _filename(request, window)
+    key = f"exports/{export_id}/{filename}"
+    content_type = CONTENT_TYPE.get(request.compression, CONTENT_TYPES[request.format])
+    with tempfile.TemporaryDirectory(prefix="conveyor-export-") as work:
+        path = Path(work) / filename
+        rows = write_file(config.database_url, ready, path, checkpoint)
+        checkpoint(0.99, "uploading")  # last chance to cancel before anything is stored
+        size = path.stat().st_size
+        with path.open("rb") as body:
+            store.put(config.bucket, key, body, size, content_type=content_type)
+    exports_repo.mark(
+        session,
+        export_id,
+        status="ready",
+        bucket=config.bucket,
+        key=key,
+        filename=filename,
+        content_type=content_type,
+        size=size,
+        row_count=rows,
+        range_start=window.start,
+        range_end=window.end,
+        timezone=window.timezone,
+        completed_at=now,
+        expires_at=now + config.ttl,
+    )
+    session.refresh(export)
+    log.info("exports.file_written", export_id=str(export_id), rows=rows, bytes=size)
+    return result_of(export, store)
+
+
+def prepare(session: Session, export: Export, config: ExportConfig, now: datetime) -> Prepared:
+    """Resolve the range, plan the query, and (for reports) compute the figures up front."""
     request = ExportRequest.model_validate(export.request)
     timezone = request.options.timezone or _user_timezone(session, export.user_id)
     window = ranges.resolve(request.range, timezone, now)
     scope = Scope(_product_user(export.user_id), window.start, window.end, timezone)
     the_plan = plan(request, scope, title=request.options.title)
-    pseudo = _pseudonymizer(request, config, export_id)
+    pseudo = _pseudonymizer(request, config, export.id)
     figures: list[tuple[str, Any]] = []
     if request.format in REPORT_FORMATS:  # a report opens with its figures and row count
         figures = exports_repo.figures(session, the_plan.summary)
@@ -97,61 +144,24 @@ def create_export(
         chart_points=_chart_points(session, the_plan, pseudo) if figures else [],
         anonymized=pseudo is not None,
     )
-    filename = _filename(request, window)
-    key = f"exports/{export_id}/{filename}"
-    with tempfile.TemporaryDirectory(prefix="conveyor-export-") as work:
-        path = Path(work) / filename
-        rows = write_file(
-            config.database_url, the_plan, report, request, path, pseudo, total, checkpoint
-        )
-        checkpoint(0.99, "uploading")  # last chance to cancel before anything is stored
-        content_type = CONTENT_TYPE.get(request.compression, CONTENT_TYPES[request.format])
-        with path.open("rb") as body:
-            size = path.stat().st_size
-            store.put(config.bucket, key, body, size, content_type=content_type)
-    exports_repo.mark(
-        session,
-        export_id,
-        status="ready",
-        bucket=config.bucket,
-        key=key,
-        filename=filename,
-        content_type=content_type,
-        size=size,
-        row_count=rows,
-        range_start=window.start,
-        range_end=window.end,
-        timezone=timezone,
-        completed_at=now,
-        expires_at=now + config.ttl,
-    )
-    session.refresh(export)
-    log.info("exports.file_written", export_id=str(export_id), rows=rows, bytes=size)
-    return result_of(export, store)
+    return Prepared(request, window, the_plan, report, pseudo, total)
 
 
-def write_file(
-    database_url: str,
-    the_plan: Plan,
-    report: Report,
-    request: ExportRequest,
-    path: Path,
-    pseudo: Pseudonymizer | None,
-    total: int,
-    checkpoint: Checkpoint,
-) -> int:
+def write_file(database_url: str, ready: Prepared, path: Path, checkpoint: Checkpoint) -> int:
     """Stream the plan's rows into `path` in the requested format; returns the row count."""
+    request, total = ready.request, ready.total
     member = path.name.removesuffix(SUFFIX[request.compression])
     defuse = request.format in SPREADSHEET_FORMATS
     done, last = 0, time.monotonic()
     with (
         open_sink(path, request.compression, member) as sink,
-        exports_repo.stream(database_url, the_plan.statement) as reader,
+        exports_repo.stream(database_url, ready.plan.statement) as reader,
     ):
         schema = pa.schema([pa.field(f.name, f.type) for f in reader.schema])
-        writer = open_writer(request.format, sink, schema, report, path.parent)
+        writer = open_writer(request.format, sink, schema, ready.report, path.parent)
         for batch in reader:
-            writer.write(transform(batch, schema, the_plan.columns, pseudo, defuse=defuse))
+            batch = transform(batch, schema, ready.plan.columns, ready.pseudo, defuse=defuse)
+            writer.write(batch)
             done += batch.num_rows
             if time.monotonic() - last >= PROGRESS_EVERY_S:
                 checkpoint(min(0.98, done / max(total, 1)), f"{done} of ~{total} rows")

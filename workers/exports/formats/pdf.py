@@ -20,13 +20,14 @@ from workers.exports.formats.base import Report, display, label, row_slices
 FONT_FILE = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 WEIGHTS: dict[ColumnType, float] = {
     "text": 3.0,
-    "id": 2.4,
-    "time": 1.7,
-    "date": 1.1,
+    "id": 1.1,
+    "time": 2.3,
+    "date": 1.3,
     "int": 1.0,
     "float": 1.0,
     "bool": 0.7,
 }
+SHORT_ID = 8  # ids are shortened like git hashes: the data formats carry them whole
 SIZE = 7.0  # table font size, pt
 ROW_H = 4.2  # mm
 
@@ -43,7 +44,11 @@ class _Document(FPDF):
         weights = [WEIGHTS[kind] for _, kind in report.columns]
         self.widths = [usable * w / sum(weights) for w in weights]
         # Characters that fit a column, from the font's average width (no per-cell measuring).
-        self.fits = [max(3, int(w / (SIZE * 0.3528 * 0.55))) for w in self.widths]
+        self.set_font(self.family, size=SIZE)
+        sample = "abcdefghijklmnopqrstuvwxyz 0123456789"
+        average = self.get_string_width(sample) / len(sample)
+        self.fits = [max(3, int((w - 1.6) / average)) for w in self.widths]
+        self.kinds = [kind for _, kind in report.columns]
         self.in_table = False
         self.alias_nb_pages()
         self.set_auto_page_break(True, margin=14)
@@ -61,6 +66,7 @@ class _Document(FPDF):
         for (name, _), width, fits in zip(self.report.columns, self.widths, self.fits, strict=True):
             self.cell(width, ROW_H + 1, self.text_of(_cut(label(name), fits)), border=1, fill=True)
         self.ln()
+        self.set_font(self.family, size=SIZE)
 
     def footer(self) -> None:
         self.set_y(-10)
@@ -87,15 +93,28 @@ class PdfWriter:
         doc.ln(4)
         doc.in_table = True
         doc.table_header()
+        doc.set_font(doc.family, size=SIZE)
+        self._xs = [doc.l_margin + sum(doc.widths[:i]) for i in range(len(doc.widths))]
 
     def write(self, batch: pa.RecordBatch) -> None:
+        # text() and line() instead of cell(): five times faster, and a row is a fixed height.
         doc = self._doc
-        plan = list(zip(self._doc.widths, self._doc.fits, strict=True))
         for rows in row_slices(batch):
             for values in rows:
-                for (width, fits), value in zip(plan, values, strict=True):
-                    doc.cell(width, ROW_H, doc.text_of(_cut(_one_line(value), fits)), border=1)
-                doc.ln()
+                if doc.get_y() + ROW_H > doc.page_break_trigger:
+                    doc.add_page()  # header() repeats the column headings
+                self._row(values)
+
+    def _row(self, values: tuple[object, ...]) -> None:
+        doc = self._doc
+        y = doc.get_y()
+        for x, fits, kind, value in zip(self._xs, doc.fits, doc.kinds, values, strict=True):
+            shown = _one_line(value)[:SHORT_ID] if kind == "id" else _one_line(value)
+            doc.text(x + 0.8, y + ROW_H - 1.2, doc.text_of(_cut(shown, fits)))
+            doc.line(x, y, x, y + ROW_H)
+        doc.line(self._xs[-1] + doc.widths[-1], y, self._xs[-1] + doc.widths[-1], y + ROW_H)
+        doc.line(doc.l_margin, y + ROW_H, self._xs[-1] + doc.widths[-1], y + ROW_H)
+        doc.set_y(y + ROW_H)
 
     def close(self) -> None:
         self._sink.write(bytes(self._doc.output()))
