@@ -298,6 +298,26 @@ def test_cancel_mid_stream_stops_between_batches(
         assert session.get(Export, export_id).status == "pending"  # type: ignore[union-attr]
 
 
+def test_export_deleted_while_building_leaves_no_file(
+    sessions: sessionmaker[Session], store: MemoryStore, config: ExportConfig, world: World
+) -> None:
+    export_id = submit(sessions, world, request("task_completion", "csv"))
+
+    def delete_meanwhile(progress: float, message: str | None) -> None:
+        with session_scope(sessions) as other:  # what DELETE /v1/exports/{id} does
+            other.execute(
+                text("UPDATE exports SET status = 'deleted' WHERE id = :id"), {"id": export_id}
+            )
+
+    with session_scope(sessions) as session:
+        result = create_export(
+            session, store, config, export_id=export_id, checkpoint=delete_meanwhile, now=NOW
+        )
+    assert result["status"] == "deleted"
+    with pytest.raises(ObjectNotFound):
+        store.get_bytes(BUCKET, f"exports/{export_id}/task_completion-2026-03-01-2026-03-31.csv")
+
+
 def test_redelivery_after_success_returns_the_stored_file(
     sessions: sessionmaker[Session], store: MemoryStore, config: ExportConfig, world: World
 ) -> None:

@@ -81,7 +81,9 @@ def create_export(
     checkpoint: Checkpoint,
     now: datetime,
 ) -> dict[str, Any]:
-    export = exports_repo.lock(session, export_id)
+    # No row lock while streaming: the runner already fences attempts, and a lock would make
+    # DELETE /v1/exports/{id} wait for the whole export. `mark_ready` is conditional instead.
+    export = exports_repo.get(session, export_id)
     if export is None:
         raise ExportNotFound("no such export", export_id=export_id)
     if export.status != "pending":  # redelivered after success, or removed meanwhile
@@ -98,10 +100,9 @@ def create_export(
         size = path.stat().st_size
         with path.open("rb") as body:
             store.put(config.bucket, key, body, size, content_type=content_type)
-    exports_repo.mark(
+    stored = exports_repo.mark_ready(
         session,
         export_id,
-        status="ready",
         bucket=config.bucket,
         key=key,
         filename=filename,
@@ -115,6 +116,10 @@ def create_export(
         expires_at=now + config.ttl,
     )
     session.refresh(export)
+    if not stored:  # deleted while it was being built: the file must not outlive the row
+        store.delete(config.bucket, key)
+        log.info("exports.file_discarded", export_id=str(export_id), status=export.status)
+        return result_of(export, store)
     log.info("exports.file_written", export_id=str(export_id), rows=rows, bytes=size)
     return result_of(export, store)
 

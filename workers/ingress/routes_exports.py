@@ -145,10 +145,10 @@ def delete(export_id: uuid.UUID, session: SessionDep, key: ApiKeyDep, store: Sto
     export, job = _visible(session, key, export_id)
     if job is not None and job.state in ACTIVE:
         cancel_job(session, job)
-    if export.status == "ready" and export.bucket and export.key:
-        store.delete(export.bucket, export.key)
     if export.status != "deleted":
-        exports_repo.mark(session, export.id, status="deleted")
+        place = exports_repo.mark_deleted(session, export.id)
+        if place is not None:
+            store.delete(*place)
     return Response(status_code=204)
 
 

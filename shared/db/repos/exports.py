@@ -37,10 +37,6 @@ def get(session: Session, export_id: uuid.UUID) -> Export | None:
     return session.get(Export, export_id)
 
 
-def lock(session: Session, export_id: uuid.UUID) -> Export | None:
-    return session.get(Export, export_id, with_for_update=True)
-
-
 def with_job(session: Session, export_id: uuid.UUID) -> tuple[Export, Job | None] | None:
     stmt = select(Export, Job).outerjoin(Job, Job.id == Export.job_id).where(Export.id == export_id)
     row = session.execute(stmt).first()
@@ -106,6 +102,29 @@ def due_for_expiry(session: Session, now: datetime, limit: int) -> list[Export]:
 
 def mark(session: Session, export_id: uuid.UUID, **values: Any) -> None:
     session.execute(update(Export).where(Export.id == export_id).values(**values))
+
+
+def mark_deleted(session: Session, export_id: uuid.UUID) -> tuple[str, str] | None:
+    """Mark deleted; returns the file's place if it has one (read after the update, so a job
+    committing `ready` concurrently is seen, not missed)."""
+    stmt = (
+        update(Export)
+        .where(Export.id == export_id)
+        .values(status="deleted")
+        .returning(Export.bucket, Export.key)
+    )
+    bucket, key = session.execute(stmt).one()
+    return (bucket, key) if bucket and key else None
+
+
+def mark_ready(session: Session, export_id: uuid.UUID, **values: Any) -> bool:
+    """Record the file, unless the export stopped being pending meanwhile (deleted)."""
+    stmt = (
+        update(Export)
+        .where(Export.id == export_id, Export.status == "pending")
+        .values(status="ready", **values)
+    )
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
 
 def figures(session: Session, summary: Select[Any]) -> list[tuple[str, Any]]:
