@@ -179,6 +179,11 @@ def test_bad_requests_get_clear_errors(running: Stack, api: TestClient) -> None:
         ({**body(world), "user_id": "not-a-uuid"}, 404, "unknown_user"),
         (body(world, range={"kind": "custom", "from": "2026-03-02"}), 422, "invalid_request"),
         (body(world, format="docx"), 422, "invalid_request"),
+        (
+            body(world, range={"kind": "custom", "from": "9999-12-30", "to": "9999-12-31"}),
+            422,
+            "invalid_request",
+        ),
     ]
     for payload, status, code in cases:
         response = api.post("/v1/exports", json=payload)

@@ -79,6 +79,7 @@ def test_unknown_zone_and_bad_custom_ranges_are_refused() -> None:
         {"kind": "custom", "from": "2026-02-01"},
         {"kind": "custom", "from": "2026-02-01", "to": "2026-01-01"},
         {"kind": "today", "from": "2026-02-01"},
+        {"kind": "custom", "from": "9999-12-30", "to": "9999-12-31"},
     ):
         with pytest.raises(ValueError):
             DateRange.model_validate(bad)

@@ -57,8 +57,8 @@ def validate(session: Session, user_id: str, request: ExportRequest, limits: Lim
             "anonymized exports are not configured on this server",
             code="anonymization_unavailable",
         )
-    now = datetime.now(UTC)
-    plan(request, Scope(product_user, now, now, timezone))  # names and values check out
+    window = ranges.resolve(request.range, timezone, datetime.now(UTC))
+    plan(request, Scope(product_user, window.start, window.end, timezone))  # names, values
     return timezone
 
 

@@ -38,6 +38,9 @@ RangeKind = Literal[
 ]
 
 
+EARLIEST, LATEST = date(1970, 1, 1), date(2999, 12, 31)
+
+
 class DateRange(BaseModel):
     """Calendar days in the user's time zone; `custom` is inclusive of both dates."""
 
@@ -56,6 +59,8 @@ class DateRange(BaseModel):
                 raise ValueError("to is before from")
             if (self.end - self.start).days > 3660:
                 raise ValueError("a custom range spans at most 10 years")
+            if self.start < EARLIEST or self.end > LATEST:
+                raise ValueError(f"dates between {EARLIEST} and {LATEST}")
         elif self.start is not None or self.end is not None:
             raise ValueError("from/to only go with kind=custom")
         return self
