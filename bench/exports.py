@@ -31,12 +31,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-from sqlalchemy import text
 
 from shared.db.engine import libpq_dsn, session_scope
 from shared.db.repos.exports import literal_sql
 from shared.embedded import start_seaweedfs
 from shared.jobs.payloads.exports import ExportRequest
+from tests.support.exports import seed_messages
 from tests.support.stack import Stack
 from workers.exports.datasets import Scope
 from workers.exports.ranges import resolve
@@ -57,40 +57,6 @@ class Result:
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds
-
-
-def seed_user(stack: Stack, rows: int) -> uuid.UUID:
-    user, channel = uuid.uuid4(), uuid.uuid4()
-    with stack.engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO users (id, email, display_name, locale, timezone)"
-                " VALUES (:u, :e, 'Bench User', 'en', 'Europe/Oslo')"
-            ),
-            {"u": user, "e": f"bench-{user.hex[:8]}@example.org"},
-        )
-        conn.execute(
-            text("INSERT INTO channels (id, owner_id, name, kind) VALUES (:c, :u, 'b', 'group')"),
-            {"c": channel, "u": user},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO channel_members (channel_id, user_id, role) VALUES (:c, :u, 'owner')"
-            ),
-            {"c": channel, "u": user},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO messages (id, channel_id, author_id, body, created_at)"
-                " SELECT gen_random_uuid(), :c, :u,"
-                " 'message number ' || g || ': the quarterly numbers look fine, call me at 10',"
-                " timestamptz '2026-03-01 12:00+00' + g * interval '2 second'"
-                " FROM generate_series(1, :n) g"
-            ),
-            {"c": channel, "u": user, "n": rows},
-        )
-        conn.execute(text("ANALYZE messages"))
-    return user
 
 
 def export_sql(user: uuid.UUID) -> str:
@@ -184,7 +150,7 @@ def main() -> None:
         stack.start_scheduler()
         sizes = {"big": args.rows, "xlsx": max(args.rows // 10, 1), "pdf": max(args.rows // 100, 1)}
         seeded = time.perf_counter()
-        users = {name: seed_user(stack, n) for name, n in sizes.items()}
+        users = {name: seed_messages(stack.engine, n) for name, n in sizes.items()}
         print(f"seeded {sum(sizes.values()):,} messages in {time.perf_counter() - seeded:.1f} s")
         floor = copy_floor(stack, users["big"], sizes["big"])
         results: list[Result | str] = [floor, duckdb_copy(stack, users["big"], sizes["big"])]

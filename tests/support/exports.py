@@ -163,6 +163,41 @@ def _owned_rows(conn: Any, world: World, tag: str) -> None:
     )
 
 
+def seed_messages(engine: Engine, rows: int) -> uuid.UUID:
+    """A user with one channel and `rows` messages in March 2026 (SQL generate_series)."""
+    user, channel = uuid.uuid4(), uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, email, display_name, locale, timezone)"
+                " VALUES (:u, :e, 'Bench User', 'en', 'Europe/Oslo')"
+            ),
+            {"u": user, "e": f"bench-{user.hex[:8]}@example.org"},
+        )
+        conn.execute(
+            text("INSERT INTO channels (id, owner_id, name, kind) VALUES (:c, :u, 'b', 'group')"),
+            {"c": channel, "u": user},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO channel_members (channel_id, user_id, role) VALUES (:c, :u, 'owner')"
+            ),
+            {"c": channel, "u": user},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO messages (id, channel_id, author_id, body, created_at)"
+                " SELECT gen_random_uuid(), :c, :u,"
+                " 'message number ' || g || ': the quarterly numbers look fine, call me at 10',"
+                " timestamptz '2026-03-01 12:00+00' + g * interval '2 second'"
+                " FROM generate_series(1, :n) g"
+            ),
+            {"c": channel, "u": user, "n": rows},
+        )
+        conn.execute(text("ANALYZE messages"))
+    return user
+
+
 def decompress(data: bytes, compression: str) -> bytes:
     if compression == "gzip":
         return gzip.decompress(data)
