@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 WIDTH, HEIGHT, PAD = 840, 280, 40
@@ -13,7 +14,8 @@ def bar_chart(title: str, points: list[tuple[str, float]]) -> str:
     top = max((v for _, v in points), default=0.0) or 1.0
     inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
     step = inner_w / max(len(points), 1)
-    every = max(1, len(points) // 12)  # at most ~12 axis labels
+    widest = max((len(name) for name, _ in points), default=1) * 5.5 + 8  # px at 9 px font
+    every = max(1, math.ceil(widest / step))  # axis labels that do not overlap
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{WIDTH}" height="{HEIGHT}"'
         f' viewBox="0 0 {WIDTH} {HEIGHT}" aria-label="{escape(title)}">',
