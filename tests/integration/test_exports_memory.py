@@ -74,4 +74,5 @@ def test_a_million_row_export_stays_under_the_memory_bound(
     )
     rows, peak_kb = (int(v) for v in child.stdout.split()[-2:])
     assert rows == ROWS
+    print(f"peak RSS of a {rows:,}-row JSON lines export: {peak_kb / 1024:.0f} MB")
     assert peak_kb / 1024 < BOUND_MB, f"peak RSS {peak_kb / 1024:.0f} MB"

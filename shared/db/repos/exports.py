@@ -24,7 +24,7 @@ from shared.db.engine import libpq_dsn
 from shared.db.models import Export, ExportSchedule, Job, User
 
 ACTIVE_JOB_STATES = ("queued", "running")
-BATCH_BYTES = 8 * 1024 * 1024  # ADBC's batch size hint: bounds memory per batch
+BATCH_BYTES = 2 * 1024 * 1024  # ADBC batch size hint: bounds memory per batch (~12k rows)
 
 
 def add(session: Session, export: Export) -> Export:
