@@ -119,6 +119,15 @@ class Settings(BaseSettings):
     oauth_state_ttl_s: float = Field(default=600.0, gt=0)
     oauth_http_timeout_s: float = Field(default=15.0, gt=0)
 
+    # Analytics exports (docs/exports.md). The pseudonym key makes anonymized exports
+    # possible (32+ characters; unset: anonymize is refused with anonymization_unavailable).
+    export_pseudonym_key: SecretStr | None = Field(default=None, min_length=32)
+    export_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    export_max_concurrent_per_user: int = Field(default=2, ge=1)
+    export_max_daily_per_user: int = Field(default=20, ge=1)
+    export_pdf_max_rows: int = Field(default=50_000, ge=1)
+    export_sweep_interval_s: float = Field(default=30.0, ge=0)  # expiry + schedules; 0: off
+
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:
         if self.env != "production":

@@ -10,6 +10,7 @@ ACTOR_MODULES = (
     "workers.thumbnails.actors",
     "workers.oauth_tokens.actors",
     "workers.backups.actors",
+    "workers.exports.actors",
 )
 
 

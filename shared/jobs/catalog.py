@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from shared.errors import UnknownKind
 from shared.jobs.payloads.backups import CreateBackupPayload, RestoreBackupPayload
 from shared.jobs.payloads.diag import NoopPayload
+from shared.jobs.payloads.exports import ExportPayload
 from shared.jobs.payloads.files import DeleteFilePayload, ProcessUploadPayload, ThumbnailPayload
 from shared.jobs.payloads.oauth import RefreshPayload
 from shared.messaging.names import Pool, Priority
@@ -142,6 +143,20 @@ BACKUP_RESTORE = register(
         time_limit_s=3600,
         backoff_base_s=5,
         backoff_max_s=600,
+        public=False,
+    )
+)
+
+# Internal: POST /v1/exports and export schedules create the export row, then this job.
+EXPORT_CREATE = register(
+    KindSpec(
+        kind="export.create",
+        pool=Pool.EXPORT,
+        payload_model=ExportPayload,
+        max_attempts=3,
+        time_limit_s=1800,
+        backoff_base_s=5,
+        backoff_max_s=300,
         public=False,
     )
 )

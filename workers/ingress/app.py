@@ -16,7 +16,14 @@ from shared.config import Settings
 from shared.db.engine import make_engine, make_session_factory
 from shared.oauth.token_client import make_http_client
 from shared.storage.base import ObjectStore
-from workers.ingress import errors, routes_backups, routes_files, routes_jobs, routes_oauth
+from workers.ingress import (
+    errors,
+    routes_backups,
+    routes_exports,
+    routes_files,
+    routes_jobs,
+    routes_oauth,
+)
 from workers.ingress.errors import error_response
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
@@ -49,6 +56,12 @@ STATUS_BY_CODE = {
     "backup_not_ready": 409,
     "backup_running": 409,
     "backup_has_dependents": 409,
+    "invalid_export": 422,
+    "invalid_timezone": 422,
+    "invalid_cron": 422,
+    "unknown_user": 404,
+    "anonymization_unavailable": 409,
+    "rate_limited": 429,
 }
 
 
@@ -86,6 +99,7 @@ def create_app(
     app.include_router(routes_files.router)
     app.include_router(routes_oauth.router)
     app.include_router(routes_backups.router)
+    app.include_router(routes_exports.router)
     errors.install(app, STATUS_BY_CODE)
     _add_ops_routes(app)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +20,7 @@ from shared.jobs.retention import RetentionPolicy, purge_once
 from shared.messaging.publisher import Publisher, PublishError
 from shared.oauth.clients import idle_lifetimes
 from workers.backups.schedule import submit_due_backups
+from workers.exports.expiry import make_tick as make_export_tick
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
@@ -52,6 +53,8 @@ class SchedulerConfig:
     oauth_margin_s: float = 300.0
     oauth_idle_lifetimes: Mapping[str, timedelta] = field(default_factory=dict)
     backup_every_s: float = 0.0  # 0: no scheduled backups
+    export_every_s: float = 0.0  # 0: no export expiry sweep or export schedules
+    export_tick: Callable[[sessionmaker[Session]], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -67,6 +70,8 @@ class SchedulerConfig:
             oauth_margin_s=settings.oauth_refresh_margin_s,
             oauth_idle_lifetimes=idle_lifetimes(settings),
             backup_every_s=settings.backup_schedule_every_s,
+            export_every_s=settings.export_sweep_interval_s,
+            export_tick=make_export_tick(settings),
         )
 
 
@@ -160,6 +165,10 @@ class Scheduler:
             with session_scope(self._sessions) as session:
                 submit_due_backups(session, now=datetime.now(UTC))
             due["backups"] = now + self._config.backup_every_s
+        tick = self._config.export_tick
+        if tick and self._config.export_every_s > 0 and now >= due.get("exports", 0.0):
+            tick(self._sessions)  # export expiry sweep + export schedules
+            due["exports"] = now + self._config.export_every_s
         if now >= due["prune"]:
             self._prune()
             due["prune"] = now + self._config.prune_every_s

@@ -1,6 +1,7 @@
 """All tables, imported here so Alembic and tests see one complete metadata."""
 
 from shared.db.models.backups import Backup, BackupSettings
+from shared.db.models.exports import Export, ExportSchedule
 from shared.db.models.files import StoredFile, Upload, UserStorage
 from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage, PeriodicRun
 from shared.db.models.oauth import OAuthConnection, OAuthState
@@ -23,6 +24,8 @@ __all__ = [
     "ChannelMember",
     "Contact",
     "Decision",
+    "Export",
+    "ExportSchedule",
     "Job",
     "JobEvent",
     "Message",
