@@ -9,6 +9,7 @@ ACTOR_MODULES = (
     "workers.uploads.actors",
     "workers.thumbnails.actors",
     "workers.oauth_tokens.actors",
+    "workers.sync.actors",
 )
 
 

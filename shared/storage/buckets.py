@@ -15,6 +15,7 @@ class Bucket(StrEnum):
     ATTACHMENTS = "attachments"
     BACKUPS = "backups"
     EXPORTS = "exports"
+    SYNC = "sync"  # device sync: uploaded batches and large deltas
 
 
 def bucket_name(prefix: str, bucket: Bucket) -> str:

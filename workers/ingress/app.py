@@ -19,7 +19,7 @@ from shared.db.engine import make_engine, make_session_factory
 from shared.errors import ConveyorError, PermanentError
 from shared.oauth.token_client import make_http_client
 from shared.storage.base import ObjectStore
-from workers.ingress import routes_files, routes_jobs, routes_oauth
+from workers.ingress import routes_devices, routes_files, routes_jobs, routes_oauth
 from workers.ingress.deps import Unauthorized
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
@@ -42,6 +42,9 @@ STATUS_BY_CODE = {
     "invalid_state": 400,
     "authorization_failed": 400,
     "provider_error": 502,
+    "device_revoked": 403,
+    "invalid_cursor": 422,
+    "batch_not_uploaded": 409,
 }
 
 
@@ -78,6 +81,7 @@ def create_app(
     app.include_router(routes_jobs.router)
     app.include_router(routes_files.router)
     app.include_router(routes_oauth.router)
+    app.include_router(routes_devices.router)
     _add_error_handlers(app)
     _add_ops_routes(app)
     return app

@@ -13,6 +13,13 @@ from shared.db.models.product import (
     User,
     UserSetting,
 )
+from shared.db.models.sync import (
+    SyncBatch,
+    SyncConflict,
+    SyncDevice,
+    SyncFieldVersion,
+    SyncSettings,
+)
 
 __all__ = [
     "ApiKey",
@@ -28,6 +35,11 @@ __all__ = [
     "OutboxMessage",
     "PeriodicRun",
     "StoredFile",
+    "SyncBatch",
+    "SyncConflict",
+    "SyncDevice",
+    "SyncFieldVersion",
+    "SyncSettings",
     "Task",
     "Upload",
     "User",

@@ -1,0 +1,263 @@
+"""All SQL of device sync: devices, settings, the per-user lock, field versions, conflicts,
+stored batch results, and the product rows sync reads and writes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import ARRAY, String, Table, any_, func, literal, select, update
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.orm import Session
+
+from shared.db.models import (
+    Contact,
+    Decision,
+    SyncBatch,
+    SyncConflict,
+    SyncDevice,
+    SyncFieldVersion,
+    SyncSettings,
+    Task,
+    UserSetting,
+)
+from shared.db.models.sync import SYNC_TYPES
+
+SECRET_PREFIX = "cds"
+V = cast(Table, SyncFieldVersion.__table__)
+
+
+@dataclass(frozen=True)
+class ProductTable:
+    table: Table
+    owner: str  # the column naming the user
+    key: str  # the entity id column
+    columns: tuple[str, ...]  # synced and server-derived columns, read and written by sync
+
+
+PRODUCT_TABLES: dict[str, ProductTable] = {
+    "contact": ProductTable(
+        cast(Table, Contact.__table__),
+        "owner_id",
+        "id",
+        ("name", "email", "phone", "company", "notes"),
+    ),
+    "task": ProductTable(
+        cast(Table, Task.__table__),
+        "user_id",
+        "id",
+        ("title", "notes", "status", "due_at", "completed_at", "source_message_id"),
+    ),
+    "decision": ProductTable(
+        cast(Table, Decision.__table__),
+        "user_id",
+        "id",
+        ("title", "outcome", "rationale", "decided_at", "channel_id"),
+    ),
+    "setting": ProductTable(cast(Table, UserSetting.__table__), "user_id", "key", ("value",)),
+}
+
+
+# --- devices -------------------------------------------------------------------------------
+
+
+def _hash(secret: str) -> bytes:
+    # Secrets are 256-bit random values, so a fast hash is enough (no password stretching).
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def create_device(
+    session: Session, user_id: uuid.UUID, name: str, platform: str
+) -> tuple[SyncDevice, str]:
+    """The new device and its secret (returned once, stored only as a hash)."""
+    secret = f"{SECRET_PREFIX}_{secrets.token_urlsafe(32)}"
+    device = SyncDevice(
+        id=uuid.uuid4(), user_id=user_id, name=name, platform=platform, secret_hash=_hash(secret)
+    )
+    session.add(device)
+    session.flush()
+    return device, secret
+
+
+def get_device(session: Session, device_id: uuid.UUID) -> SyncDevice | None:
+    return session.get(SyncDevice, device_id)
+
+
+def secret_matches(device: SyncDevice, secret: str) -> bool:
+    return hmac.compare_digest(device.secret_hash, _hash(secret))
+
+
+def list_devices(session: Session, user_id: uuid.UUID) -> list[SyncDevice]:
+    query = select(SyncDevice).where(SyncDevice.user_id == user_id)
+    return list(session.execute(query.order_by(SyncDevice.created_at, SyncDevice.id)).scalars())
+
+
+def touch_device(session: Session, device_id: uuid.UUID, now: datetime) -> None:
+    session.execute(update(SyncDevice).where(SyncDevice.id == device_id).values(last_sync_at=now))
+
+
+# --- per-user settings, lock and clock ------------------------------------------------------
+
+
+def get_settings(session: Session, user_id: uuid.UUID) -> SyncSettings | None:
+    return session.get(SyncSettings, user_id)
+
+
+def ensure_settings(session: Session, user_id: uuid.UUID, *, interval_s: int) -> None:
+    session.execute(
+        insert(SyncSettings)
+        .values(user_id=user_id, types=list(SYNC_TYPES), interval_s=interval_s)
+        .on_conflict_do_nothing()
+    )
+
+
+def lock_user(session: Session, user_id: uuid.UUID, *, interval_s: int) -> SyncSettings:
+    """The user's settings row, locked until commit: syncs of one user run one at a time."""
+    ensure_settings(session, user_id, interval_s=interval_s)
+    query = select(SyncSettings).where(SyncSettings.user_id == user_id).with_for_update()
+    return session.execute(query).scalar_one()
+
+
+# --- batches and conflicts ------------------------------------------------------------------
+
+
+def batch_result(
+    session: Session, device_id: uuid.UUID, batch_id: uuid.UUID
+) -> dict[str, Any] | None:
+    row = session.get(SyncBatch, (device_id, batch_id))
+    return row.result if row is not None else None
+
+
+def save_batch_result(
+    session: Session, device_id: uuid.UUID, batch_id: uuid.UUID, result: dict[str, Any]
+) -> None:
+    session.execute(
+        insert(SyncBatch)
+        .values(device_id=device_id, batch_id=batch_id, result=result)
+        .on_conflict_do_nothing()
+    )
+
+
+def add_conflicts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(SyncConflict), list(rows))
+
+
+def list_conflicts(
+    session: Session, user_id: uuid.UUID, *, after_id: int, limit: int
+) -> list[SyncConflict]:
+    query = (
+        select(SyncConflict)
+        .where(SyncConflict.user_id == user_id, SyncConflict.id > after_id)
+        .order_by(SyncConflict.id)
+        .limit(limit)
+    )
+    return list(session.execute(query).scalars())
+
+
+# --- field versions -------------------------------------------------------------------------
+
+
+def _any(values: Sequence[Any], item_type: Any) -> Any:
+    return any_(literal(list(values), ARRAY(item_type)))
+
+
+def load_versions(
+    session: Session, user_id: uuid.UUID, entity_type: str, ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    query = select(V).where(
+        V.c.user_id == user_id,
+        V.c.entity_type == entity_type,
+        V.c.entity_id == _any(ids, String),
+    )
+    return [dict(row) for row in session.execute(query).mappings()]
+
+
+def upsert_versions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = insert(V)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[V.c.user_id, V.c.entity_type, V.c.entity_id, V.c.field],
+        set_={
+            c: stmt.excluded[c] for c in ("hlc_ms", "hlc_counter", "node", "value", "applied_at")
+        },
+    )
+    session.execute(stmt, list(rows))
+
+
+# --- product rows ---------------------------------------------------------------------------
+
+
+def _select(spec: ProductTable) -> Any:
+    t = spec.table
+    cols = [t.c[spec.key], t.c[spec.owner], t.c.updated_at, t.c.deleted_at]
+    return select(*cols, *(t.c[c] for c in spec.columns))
+
+
+def load_rows(
+    session: Session,
+    entity_type: str,
+    user_id: uuid.UUID,
+    ids: Sequence[str],
+    *,
+    for_update: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Rows with these ids, whoever owns them (the caller refuses other users' ids).
+
+    `for_update` locks them, so a concurrent writer outside sync cannot slip an edit in
+    between the merge's read and its write."""
+    spec = PRODUCT_TABLES[entity_type]
+    t = spec.table
+    query = _select(spec)
+    if spec.key == "id":
+        query = query.where(t.c.id == _any([uuid.UUID(i) for i in ids], UUID(as_uuid=True)))
+    else:
+        query = query.where(t.c[spec.owner] == user_id, t.c[spec.key] == _any(ids, String))
+    if for_update:
+        query = query.with_for_update()
+    return {str(row[spec.key]): dict(row) for row in session.execute(query).mappings()}
+
+
+def changed_rows(
+    session: Session, entity_type: str, user_id: uuid.UUID, since: datetime | None
+) -> list[dict[str, Any]]:
+    """The user's rows changed at or after `since` (all rows when None), tombstones included."""
+    spec = PRODUCT_TABLES[entity_type]
+    t = spec.table
+    query = _select(spec).where(t.c[spec.owner] == user_id)
+    query = query.where(t.c.updated_at >= since) if since is not None else query
+    query = query.order_by(t.c.updated_at, t.c[spec.key])
+    return [dict(row) for row in session.execute(query).mappings()]
+
+
+def upsert_rows(session: Session, entity_type: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Write merged rows; `updated_at` is bumped so every device's next delta includes them."""
+    if not rows:
+        return
+    spec = PRODUCT_TABLES[entity_type]
+    t = spec.table
+    stmt = insert(t)
+    keys = [t.c[spec.owner], t.c[spec.key]] if spec.key != "id" else [t.c.id]
+    written = [c for c in rows[0] if c not in (spec.key, spec.owner)]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=keys,
+        set_={**{c: stmt.excluded[c] for c in written}, "updated_at": func.now()},
+        where=t.c[spec.owner] == stmt.excluded[spec.owner],  # never another user's row
+    )
+    session.execute(stmt, list(rows))
+
+
+def transaction_time(session: Session) -> datetime:
+    """`now()`: this transaction's start, the clock `updated_at` and cursors are measured on."""
+    value = session.execute(select(func.now())).scalar_one()
+    assert isinstance(value, datetime)
+    return value
