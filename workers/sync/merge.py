@@ -99,11 +99,15 @@ def apply(
             if (
                 current is not None
                 and field != TOMBSTONE
+                and current.value != value  # an equal value loses nothing
                 and _unseen(current, change.hlc, seen_until)
             ):
                 lost.append(_lost(field, current, change.hlc, LossReason.SUPERSEDED))
         elif (
-            change.hlc < current.hlc and field != TOMBSTONE and current.hlc.node != change.hlc.node
+            change.hlc < current.hlc
+            and field != TOMBSTONE
+            and current.hlc.node != change.hlc.node
+            and current.value != value
         ):
             # The incoming write is older: its writer had not seen the winner (or it would
             # have stamped later), so this is a real conflict.
