@@ -14,9 +14,13 @@ from sqlalchemy import select, text
 from shared.db.engine import session_scope
 from shared.db.models import Contact, SyncConflict, SyncFieldVersion, User
 from shared.embedded import EmbeddedS3
+from shared.jobs.payloads.sync import DeviceSyncPayload
+from shared.storage.buckets import Bucket, bucket_name
 from tests.support.stack import Stack
 from tests.support.sync_client import SyncClient
+from workers.sync import service
 from workers.sync.cursor import Cursor
+from workers.sync.service import SyncPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -382,3 +386,37 @@ def test_devices_are_listed_renamed_and_settings_limit_types(sync_stack: Stack) 
         "/v1/devices", json={"user_id": ident(), "name": "x", "platform": "ios"}, headers=headers
     )
     assert unknown.status_code == 404
+
+
+def test_crash_before_commit_then_redelivery_gives_the_same_state_and_delta(
+    sync_stack: Stack,
+) -> None:
+    user = new_user(sync_stack)
+    phone, laptop = new_device(sync_stack, user), new_device(sync_stack, user, "laptop")
+    laptop.edit("contact", ident(), name="From the laptop")
+    laptop.sync()
+    phone.edit("contact", ident(), name="From the phone")
+    payload = DeviceSyncPayload(
+        device_id=uuid.UUID(phone.device_id), batch_id=uuid.uuid4(), changes=phone.pending
+    )
+    policy = SyncPolicy(bucket=bucket_name(sync_stack.bucket_prefix, Bucket.SYNC))
+    store = sync_stack.store
+
+    def run() -> dict[str, Any]:
+        with session_scope(sync_stack.sessions) as session:
+            return service.sync_device(
+                session, lambda: store, policy, user_id=user, payload=payload
+            )
+
+    crashed = sync_stack.sessions()
+    lost = service.sync_device(crashed, lambda: store, policy, user_id=user, payload=payload)
+    crashed.rollback()  # merged and answered, but the transaction never committed
+    crashed.close()
+    assert server_view(sync_stack, user) == laptop.visible()
+    redelivered, duplicate = run(), run()
+    assert duplicate == redelivered  # stored under the batch id
+    same = ("applied", "rejected", "conflicts", "delta", "full_resync", "entity_count")
+    assert {k: lost[k] for k in same} == {k: redelivered[k] for k in same}
+    phone.receive(redelivered)
+    laptop.sync()
+    assert phone.visible() == laptop.visible() == server_view(sync_stack, user)

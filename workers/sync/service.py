@@ -95,28 +95,47 @@ def sync_device(
     if stored is not None:  # the same batch again: the same answer, nothing merged twice
         log.info("sync.replayed", device_id=str(device.id), batch_id=str(payload.batch_id))
         return stored
+    result = _sync(session, store, policy, device, settings, payload)
+    sync_repo.save_batch_result(session, device.id, payload.batch_id, result)
+    return result
+
+
+def _sync(
+    session: Session,
+    store: Callable[[], ObjectStore],
+    policy: SyncPolicy,
+    device: SyncDevice,
+    settings: SyncSettings,
+    payload: DeviceSyncPayload,
+) -> dict[str, Any]:
     now = sync_repo.transaction_time(session)
     cursor = _cursor(payload.cursor, device.user_id)
     raw = _raw_changes(store, policy, device.id, payload)
     clock = ClockRule(now_ms=datetime_to_ms(now), max_skew_ms=policy.max_skew_ms)
     changes, rejected = parse_batch(raw, node=str(device.id), enabled=settings.types, clock=clock)
     seen_until = cursor.watermark if cursor is not None else None
-    context = MergeContext(device.user_id, device.id, now, seen_until)
-    outcome = merge_batch(session, context, changes)
+    outcome = merge_batch(
+        session, MergeContext(device.user_id, device.id, now, seen_until), changes
+    )
     sync_repo.add_conflicts(session, outcome.conflicts)
     server_hlc = _advance_clock(settings, now, outcome.newest)
     full = needs_full_resync(cursor, now=now, retention=policy.retention)
     watermark = safe_watermark(session)  # before reading: see shared/db/repos/changes.py
+    since = None if full else seen_until
     request = build_delta.DeltaRequest(
-        device.user_id,
-        str(device.id),
-        None if full else seen_until,
-        now,
-        settings.types,
-        outcome.touched,
+        device.user_id, str(device.id), since, now, settings.types, outcome.touched
     )
     entities = build_delta.build(session, request)
-    result = {
+    sync_repo.touch_device(session, device.id, now)
+    log.info(
+        "sync.synced",
+        device_id=str(device.id),
+        applied=outcome.applied,
+        conflicts=len(outcome.conflicts),
+        entities=len(entities),
+        full_resync=full,
+    )
+    return {
         "batch_id": str(payload.batch_id),
         "cursor": Cursor(str(device.user_id), watermark).encode(),
         "full_resync": full,
@@ -125,18 +144,6 @@ def sync_device(
         **_summary(outcome, rejected),
         **_place_delta(store, policy, device.id, payload.batch_id, entities),
     }
-    sync_repo.save_batch_result(session, device.id, payload.batch_id, result)
-    sync_repo.touch_device(session, device.id, now)
-    log.info(
-        "sync.synced",
-        device_id=str(device.id),
-        applied=outcome.applied,
-        rejected=len(result["rejected"]),
-        conflicts=len(outcome.conflicts),
-        entities=len(entities),
-        full_resync=full,
-    )
-    return result
 
 
 def _cursor(text: str | None, user_id: uuid.UUID) -> Cursor | None:
