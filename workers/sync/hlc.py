@@ -9,15 +9,16 @@ the client.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SERVER_NODE = "server"
 MAX_COUNTER = 65_535
 _WIRE = re.compile(r"(\d{1,15})-(\d{1,5})")
 
 
-@dataclass(frozen=True, order=True)
-class Hlc:
+class Hlc(NamedTuple):
+    """Ordered as a tuple: (ms, counter, node). A tuple because merges build millions."""
+
     ms: int
     counter: int
     node: str

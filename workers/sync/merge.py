@@ -15,10 +15,10 @@ ordinary edit, not a conflict.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from workers.sync.hlc import SERVER_NODE, Hlc
 
@@ -31,8 +31,7 @@ class LossReason(StrEnum):
     DELETE_OVERRIDDEN = "delete_overridden"  # the delete lost to a later edit
 
 
-@dataclass(frozen=True)
-class Version:
+class Version(NamedTuple):
     hlc: Hlc
     value: Any  # JSON value; True for a tombstone
     applied_at: datetime  # when the server merged it (compared with cursors)
@@ -187,7 +186,7 @@ def adopt_server_edits(
         new[TOMBSTONE] = Version(_server_hlc(edited_ms, new.values()), True, applied_at)
     elif not row_deleted and is_deleted(new):
         stamp = _server_hlc(edited_ms, new.values())  # restored: every field rewritten later
-        new = {f: replace(v, hlc=stamp, applied_at=applied_at) for f, v in new.items()}
+        new = {f: v._replace(hlc=stamp, applied_at=applied_at) for f, v in new.items()}
         new[TOMBSTONE] = state[TOMBSTONE]
     return new if new != dict(state) else None
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workers.sync.entities import ENTITY_TYPES
 from workers.sync.hlc import Hlc
 from workers.sync.merge import TOMBSTONE, State, Version, is_deleted
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIELD_DEFAULTS: dict[str, Any] = {"status": "open"}  # what a create leaves unset, as the table
 
 
@@ -22,13 +23,15 @@ def datetime_to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def states_from_versions(rows: Iterable[Mapping[str, Any]]) -> dict[str, State]:
-    states: dict[str, State] = {}
-    for row in rows:
-        hlc = Hlc(row["hlc_ms"], row["hlc_counter"], row["node"])
-        version = Version(hlc, row["value"], row["applied_at"])
-        states.setdefault(row["entity_id"], {})[row["field"]] = version
-    return states
+def states_from_versions(loaded: Mapping[str, Mapping[str, list[Any]]]) -> dict[str, State]:
+    """Registers from `sync_repo.load_versions` output."""
+    return {
+        entity_id: {
+            field: Version(Hlc(ms, counter, node), value, _EPOCH + timedelta(microseconds=micros))
+            for field, (ms, counter, node, value, micros) in fields.items()
+        }
+        for entity_id, fields in loaded.items()
+    }
 
 
 def version_rows(

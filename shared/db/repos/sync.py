@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, String, Table, any_, func, literal, select, update
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy import ARRAY, String, Table, any_, func, literal, select, text, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import (
@@ -168,30 +170,72 @@ def _any(values: Sequence[Any], item_type: Any) -> Any:
     return any_(literal(list(values), ARRAY(item_type)))
 
 
+_LOAD_VERSIONS = text(
+    """
+    SELECT entity_id,
+           jsonb_object_agg(field, jsonb_build_array(
+               hlc_ms, hlc_counter, node, value,
+               (extract(epoch FROM applied_at) * 1000000)::bigint))
+    FROM sync_field_versions
+    WHERE user_id = :user_id AND entity_type = :entity_type AND entity_id = ANY(:ids)
+    GROUP BY entity_id
+    """
+)
+
+
 def load_versions(
     session: Session, user_id: uuid.UUID, entity_type: str, ids: Sequence[str]
-) -> list[dict[str, Any]]:
+) -> dict[str, dict[str, list[Any]]]:
+    """Per entity id: {field: [hlc_ms, hlc_counter, node, value, applied_at µs since epoch]}.
+
+    Aggregated in SQL to one JSON document per entity: decoding 10,000 documents is several
+    times cheaper than fetching 50,000 rows one by one."""
     if not ids:
-        return []
-    query = select(V).where(
-        V.c.user_id == user_id,
-        V.c.entity_type == entity_type,
-        V.c.entity_id == _any(ids, String),
-    )
-    return [dict(row) for row in session.execute(query).mappings()]
+        return {}
+    params = {"user_id": user_id, "entity_type": entity_type, "ids": list(ids)}
+    return {row[0]: row[1] for row in session.execute(_LOAD_VERSIONS, params).all()}
 
 
 def upsert_versions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    stmt = insert(V)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[V.c.user_id, V.c.entity_type, V.c.entity_id, V.c.field],
-        set_={
-            c: stmt.excluded[c] for c in ("hlc_ms", "hlc_counter", "node", "value", "applied_at")
-        },
+    if rows:
+        _upsert_recordset(session, V, rows, ["user_id", "entity_type", "entity_id", "field"])
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # UUIDs
+
+
+def _upsert_recordset(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: list[str],
+    *,
+    extra_set: str = "",
+    where: str | None = None,
+) -> None:
+    """INSERT … ON CONFLICT DO UPDATE of many rows as ONE JSON parameter (jsonb_to_recordset).
+
+    Measured on 20,000 version rows: executemany (even pipelined) and unnest() over arrays
+    both spend most of their time adapting parameters in Python; one json.dumps does not."""
+    columns = list(rows[0])
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    types = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
+    # A JSON null would come out as SQL NULL: keep it a JSON null in jsonb columns.
+    picked = [
+        f"coalesce({c}, 'null'::jsonb)" if isinstance(table.c[c].type, JSONB) else c
+        for c in columns
+    ]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    sql = (
+        f"INSERT INTO {table.name} AS t ({', '.join(columns)}) "
+        f"SELECT {', '.join(picked)} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({types}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}{extra_set}"
+        + (f" WHERE {where}" if where else "")
     )
-    session.execute(stmt, list(rows))
+    session.execute(text(sql), {"rows": json.dumps(rows, default=_json_default)})
 
 
 # --- product rows ---------------------------------------------------------------------------
@@ -244,16 +288,15 @@ def upsert_rows(session: Session, entity_type: str, rows: Sequence[dict[str, Any
     if not rows:
         return
     spec = PRODUCT_TABLES[entity_type]
-    t = spec.table
-    stmt = insert(t)
-    keys = [t.c[spec.owner], t.c[spec.key]] if spec.key != "id" else [t.c.id]
-    written = [c for c in rows[0] if c not in (spec.key, spec.owner)]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=keys,
-        set_={**{c: stmt.excluded[c] for c in written}, "updated_at": func.now()},
-        where=t.c[spec.owner] == stmt.excluded[spec.owner],  # never another user's row
+    keys = [spec.owner, spec.key] if spec.key != "id" else ["id"]
+    _upsert_recordset(
+        session,
+        spec.table,
+        rows,
+        keys,
+        extra_set=", updated_at = now()",
+        where=f"t.{spec.owner} = excluded.{spec.owner}",  # never another user's row
     )
-    session.execute(stmt, list(rows))
 
 
 def transaction_time(session: Session) -> datetime:
