@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from workers.sync.entities import ENTITY_TYPES
 from workers.sync.hlc import Hlc
 from workers.sync.merge import TOMBSTONE, State, Version, is_deleted
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIELD_DEFAULTS: dict[str, Any] = {"status": "open"}  # what a create leaves unset, as the table
 
 
@@ -23,15 +22,14 @@ def datetime_to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def states_from_versions(loaded: Mapping[str, Mapping[str, list[Any]]]) -> dict[str, State]:
-    """Registers from `sync_repo.load_versions` output."""
-    return {
-        entity_id: {
-            field: Version(Hlc(ms, counter, node), value, _EPOCH + timedelta(microseconds=micros))
-            for field, (ms, counter, node, value, micros) in fields.items()
-        }
-        for entity_id, fields in loaded.items()
-    }
+def states_from_versions(
+    loaded: Iterable[tuple[str, str, int, int, str, Any, datetime]],
+) -> dict[str, State]:
+    """Registers from `sync_repo.load_versions` rows."""
+    states: dict[str, State] = {}
+    for entity_id, field, ms, counter, node, value, applied_at in loaded:
+        states.setdefault(entity_id, {})[field] = Version(Hlc(ms, counter, node), value, applied_at)
+    return states
 
 
 def version_rows(
