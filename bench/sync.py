@@ -262,7 +262,7 @@ def report(
     )
     print(
         f"naive loop    : {naive['seconds']:.2f} s = {rate_n:,.0f} changes/s, "
-        f"peak RSS {naive['peak_mb']:.0f} MB"
+        f"cpu {naive['cpu_s']:.2f} s, peak RSS {naive['peak_mb']:.0f} MB"
     )
     print(f"batched / naive: {rate_b / rate_n:.1f}x")
     print(

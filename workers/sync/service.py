@@ -9,8 +9,9 @@ merging twice. Never commits: the job's session scope does.
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -97,6 +98,15 @@ def sync_device(
         return stored
     result = _sync(session, store, policy, device, settings, payload)
     sync_repo.save_batch_result(session, device.id, payload.batch_id, result)
+    log.info(
+        "sync.synced",
+        device_id=str(device.id),
+        applied=result["applied"],
+        rejected=len(result["rejected"]),
+        conflicts=result["conflicts"],
+        entities=result["entity_count"],
+        full_resync=result["full_resync"],
+    )
     return result
 
 
@@ -121,20 +131,17 @@ def _sync(
     server_hlc = _advance_clock(settings, now, outcome.newest)
     full = needs_full_resync(cursor, now=now, retention=policy.retention)
     watermark = safe_watermark(session)  # before reading: see shared/db/repos/changes.py
-    since = None if full else seen_until
     request = build_delta.DeltaRequest(
-        device.user_id, str(device.id), since, now, settings.types, outcome.touched
+        device.user_id,
+        str(device.id),
+        None if full else seen_until,
+        now,
+        settings.types,
+        outcome.touched,
     )
     entities = build_delta.build(session, request)
+    delta = _place_delta(store, policy, device.id, payload.batch_id, entities)
     sync_repo.touch_device(session, device.id, now)
-    log.info(
-        "sync.synced",
-        device_id=str(device.id),
-        applied=outcome.applied,
-        conflicts=len(outcome.conflicts),
-        entities=len(entities),
-        full_resync=full,
-    )
     return {
         "batch_id": str(payload.batch_id),
         "cursor": Cursor(str(device.user_id), watermark).encode(),
@@ -142,7 +149,7 @@ def _sync(
         "server_hlc": server_hlc.wire(),
         "server_time_ms": clock.now_ms,
         **_summary(outcome, rejected),
-        **_place_delta(store, policy, device.id, payload.batch_id, entities),
+        **delta,
     }
 
 
@@ -209,15 +216,28 @@ def _place_delta(
     policy: SyncPolicy,
     device_id: uuid.UUID,
     batch_id: uuid.UUID,
-    entities: list[dict[str, Any]],
+    entities: Iterator[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Small deltas ride in the result; large ones go to S3 behind a presigned link."""
-    body = json.dumps({"entities": entities}, separators=(",", ":")).encode()
-    base = {"entity_count": len(entities)}
-    if len(body) <= policy.inline_max_bytes:
-        return {**base, "delta": entities, "delta_object": None}
-    key = delta_key(device_id, batch_id)
-    objects = store()
-    objects.put_bytes(policy.bucket, key, body, content_type="application/json")
+    """Small deltas ride in the result; large ones go to S3 behind a presigned link.
+
+    The JSON is streamed into a spooled file (memory up to the inline limit, then disk), so a
+    large delta never sits in memory whole."""
+    with tempfile.SpooledTemporaryFile(max_size=policy.inline_max_bytes + 1) as out:
+        out.write(b'{"entities":[')
+        count = 0
+        for entity in entities:
+            out.write(b"," if count else b"")
+            out.write(json.dumps(entity, separators=(",", ":")).encode())
+            count += 1
+        out.write(b"]}")
+        size = out.tell()
+        out.seek(0)
+        if size <= policy.inline_max_bytes:
+            inline = json.loads(out.read())["entities"]
+            return {"entity_count": count, "delta": inline, "delta_object": None}
+        key = delta_key(device_id, batch_id)
+        objects = store()
+        objects.put(policy.bucket, key, out, size, content_type="application/json")  # type: ignore[arg-type]
     url = objects.presigned_get(policy.bucket, key, policy.delta_url_ttl)
-    return {**base, "delta": None, "delta_object": {"key": key, "bytes": len(body), "url": url}}
+    delta_object = {"key": key, "bytes": size, "url": url}
+    return {"entity_count": count, "delta": None, "delta_object": delta_object}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, String, Table, any_, func, literal, select, text, update
+from sqlalchemy import ARRAY, String, Table, any_, func, literal, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Session
@@ -273,14 +273,23 @@ def load_rows(
 
 
 def changed_rows(
-    session: Session, entity_type: str, user_id: uuid.UUID, since: datetime | None
+    session: Session,
+    entity_type: str,
+    user_id: uuid.UUID,
+    since: datetime | None,
+    *,
+    after: tuple[datetime, Any] | None = None,
+    limit: int,
 ) -> list[dict[str, Any]]:
-    """The user's rows changed at or after `since` (all rows when None), tombstones included."""
+    """One page of the user's rows changed at or after `since` (all rows when None),
+    tombstones included, in (updated_at, key) order after the keyset position `after`."""
     spec = PRODUCT_TABLES[entity_type]
     t = spec.table
     query = _select(spec).where(t.c[spec.owner] == user_id)
     query = query.where(t.c.updated_at >= since) if since is not None else query
-    query = query.order_by(t.c.updated_at, t.c[spec.key])
+    if after is not None:
+        query = query.where(tuple_(t.c.updated_at, t.c[spec.key]) > tuple_(*after))
+    query = query.order_by(t.c.updated_at, t.c[spec.key]).limit(limit)
     return [dict(row) for row in session.execute(query).mappings()]
 
 
