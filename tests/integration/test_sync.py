@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 
 from shared.db.engine import session_scope
 from shared.db.models import Contact, SyncConflict, SyncFieldVersion, User
+from shared.db.repos import sync as sync_repo
 from shared.embedded import EmbeddedS3
 from shared.jobs.payloads.sync import DeviceSyncPayload
 from shared.storage.buckets import Bucket, bucket_name
@@ -420,3 +421,25 @@ def test_crash_before_commit_then_redelivery_gives_the_same_state_and_delta(
     phone.receive(redelivered)
     laptop.sync()
     assert phone.visible() == laptop.visible() == server_view(sync_stack, user)
+
+
+def test_pruned_tombstones_keep_deleted_entities_deleted(sync_stack: Stack) -> None:
+    user = new_user(sync_stack)
+    phone, laptop = new_device(sync_stack, user), new_device(sync_stack, user, "laptop")
+    gone, kept = ident(), ident()
+    phone.edit("contact", gone, name="Gone")
+    phone.edit("contact", kept, name="Kept")
+    phone.sync()
+    laptop.sync()
+    laptop.edit("contact", gone, notes="offline, before the delete")
+    phone.delete("contact", gone)
+    phone.sync()
+    with session_scope(sync_stack.sessions) as session:
+        pruned = sync_repo.prune(session, datetime.now(UTC) + timedelta(minutes=1))
+    assert pruned["contact"] == 6 and pruned["batches"] >= 3  # five fields and the tombstone
+    laptop.sync()
+    phone.sync()
+    assert ("contact", gone) not in server_view(sync_stack, user)
+    assert phone.visible() == laptop.visible() == server_view(sync_stack, user)
+    [lost] = conflicts(sync_stack, user)
+    assert (lost["field"], lost["lost_value"]) == ("notes", "offline, before the delete")

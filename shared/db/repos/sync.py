@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, String, Table, any_, func, literal, select, text, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    String,
+    Table,
+    any_,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Session
@@ -314,3 +327,27 @@ def transaction_time(session: Session) -> datetime:
     value = session.execute(select(func.now())).scalar_one()
     assert isinstance(value, datetime)
     return value
+
+
+def prune(session: Session, cutoff: datetime) -> dict[str, int]:
+    """Forget what no device can need any more: stored batch results older than `cutoff`, and
+    the registers of entities deleted (and untouched) since before `cutoff`.
+
+    Safe because devices whose cursor is older than the cutoff get a full resync, and a pruned
+    entity's soft-deleted product row still stands in for its registers: a late edit older than
+    the delete loses to the server tombstone adopted from the row, a newer one revives it."""
+    counts = {
+        "batches": session.execute(delete(SyncBatch).where(SyncBatch.created_at < cutoff)).rowcount  # type: ignore[attr-defined]
+    }
+    for entity_type, spec in PRODUCT_TABLES.items():
+        t = spec.table
+        key = t.c[spec.key] if spec.key != "id" else cast_(t.c.id, String)
+        gone = select(literal(1)).where(
+            t.c[spec.owner] == V.c.user_id,
+            key == V.c.entity_id,
+            t.c.deleted_at < cutoff,
+            t.c.updated_at < cutoff,
+        )
+        result = session.execute(delete(V).where(V.c.entity_type == entity_type, gone.exists()))
+        counts[entity_type] = result.rowcount  # type: ignore[attr-defined]
+    return counts
