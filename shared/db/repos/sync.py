@@ -17,7 +17,6 @@ from sqlalchemy import (
     ARRAY,
     String,
     Table,
-    any_,
     delete,
     func,
     literal,
@@ -179,15 +178,19 @@ def list_conflicts(
 # --- field versions -------------------------------------------------------------------------
 
 
-def _any(values: Sequence[Any], item_type: Any) -> Any:
-    return any_(literal(list(values), ARRAY(item_type)))
+def _unnest(values: Sequence[Any], item_type: Any) -> Any:
+    """The values as a one-column table `k`: queries driven by an id list join against it."""
+    return func.unnest(literal(list(values), ARRAY(item_type))).table_valued("k").alias("k")
 
 
+# Driven by the id list (nested loop over the primary key): measured 3-4x faster than
+# `entity_id = ANY(:ids)`, which the planner turns into a scan of the user's whole range.
 _LOAD_VERSIONS = text(
     """
-    SELECT entity_id, field, hlc_ms, hlc_counter, node, value::text, applied_at
-    FROM sync_field_versions
-    WHERE user_id = :user_id AND entity_type = :entity_type AND entity_id = ANY(:ids)
+    SELECT v.entity_id, v.field, v.hlc_ms, v.hlc_counter, v.node, v.value::text, v.applied_at
+    FROM unnest(CAST(:ids AS text[])) AS k(entity_id)
+    JOIN sync_field_versions v
+      ON v.user_id = :user_id AND v.entity_type = :entity_type AND v.entity_id = k.entity_id
     """
 )
 
@@ -275,13 +278,15 @@ def load_rows(
     between the merge's read and its write."""
     spec = PRODUCT_TABLES[entity_type]
     t = spec.table
-    query = _select(spec)
     if spec.key == "id":
-        query = query.where(t.c.id == _any([uuid.UUID(i) for i in ids], UUID(as_uuid=True)))
+        keys = _unnest([uuid.UUID(i) for i in ids], UUID(as_uuid=True))
+        query = _select(spec).select_from(keys.join(t, t.c.id == keys.c.k))
     else:
-        query = query.where(t.c[spec.owner] == user_id, t.c[spec.key] == _any(ids, String))
+        keys = _unnest(list(ids), String)
+        on = (t.c[spec.owner] == user_id) & (t.c[spec.key] == keys.c.k)
+        query = _select(spec).select_from(keys.join(t, on))
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(of=t)
     return {str(row[spec.key]): dict(row) for row in session.execute(query).mappings()}
 
 
