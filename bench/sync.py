@@ -185,7 +185,9 @@ def run_delta(url: str, user: uuid.UUID, reader: uuid.UUID, cursor: str, out: An
     store = MemoryStore()
     policy = SyncPolicy(bucket="sync")
     store.ensure_bucket(policy.bucket)
-    payload = DeviceSyncPayload(device_id=reader, batch_id=uuid.uuid4(), cursor=cursor, changes=[])
+    payload = DeviceSyncPayload(device_id=reader, batch_id=uuid.uuid4(), cursor=cursor)
+    with session_scope(make_session_factory(engine)) as session:
+        sync_repo.stage_batch(session, reader, payload.batch_id, [])  # what the ingress does
     started, cpu = time.perf_counter(), _cpu_s()
     with session_scope(make_session_factory(engine)) as session:
         result = sync_device(session, lambda: store, policy, user_id=str(user), payload=payload)

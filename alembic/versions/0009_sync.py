@@ -124,7 +124,8 @@ def upgrade() -> None:
         "sync_batches",
         sa.Column("device_id", sa.UUID(), nullable=False),
         sa.Column("batch_id", sa.UUID(), nullable=False),
-        sa.Column("result", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("changes", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("result", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),

@@ -200,10 +200,13 @@ def test_wrong_secret_revoked_and_foreign_devices_cannot_sync(sync_stack: Stack)
 def test_revoked_while_queued_and_wrong_user_jobs_fail_with_reasons(sync_stack: Stack) -> None:
     user, other = new_user(sync_stack), new_user(sync_stack)
     phone = new_device(sync_stack, user)
-    payload = {"device_id": phone.device_id, "batch_id": ident(), "changes": []}
+    payload = {"device_id": phone.device_id, "batch_id": ident()}
     job = sync_stack.submit_internal("device.sync", payload, user_id=other)
     done = sync_stack.wait_state(job["id"])
     assert (done.state, done.error_code) == ("failed", "device_not_found")
+    job = sync_stack.submit_internal("device.sync", payload, user_id=user)  # nothing staged
+    done = sync_stack.wait_state(job["id"])
+    assert (done.state, done.error_code) == ("failed", "batch_not_found")
     sync_stack.client.delete(f"/v1/devices/{phone.device_id}", headers=sync_stack.headers())
     job = sync_stack.submit_internal("device.sync", {**payload, "batch_id": ident()}, user_id=user)
     done = sync_stack.wait_state(job["id"])
@@ -289,12 +292,7 @@ def test_duplicate_batches_apply_once_and_answer_the_same(sync_stack: Stack) -> 
         "/sync", {"batch_id": batch, "cursor": phone.cursor, "changes": phone.pending}, expect=200
     )
     assert again["job_id"] == first["job_id"]
-    payload = {
-        "device_id": phone.device_id,
-        "batch_id": batch,
-        "cursor": None,
-        "changes": phone.pending,
-    }
+    payload = {"device_id": phone.device_id, "batch_id": batch}  # a second job, same batch
     other_job = sync_stack.submit_internal("device.sync", payload, user_id=user)
     replay = sync_stack.wait_state(other_job["id"])
     assert replay.state == "succeeded" and replay.result == first["result"]
@@ -397,9 +395,9 @@ def test_crash_before_commit_then_redelivery_gives_the_same_state_and_delta(
     laptop.edit("contact", ident(), name="From the laptop")
     laptop.sync()
     phone.edit("contact", ident(), name="From the phone")
-    payload = DeviceSyncPayload(
-        device_id=uuid.UUID(phone.device_id), batch_id=uuid.uuid4(), changes=phone.pending
-    )
+    payload = DeviceSyncPayload(device_id=uuid.UUID(phone.device_id), batch_id=uuid.uuid4())
+    with session_scope(sync_stack.sessions) as session:
+        sync_repo.stage_batch(session, payload.device_id, payload.batch_id, phone.pending)
     policy = SyncPolicy(bucket=bucket_name(sync_stack.bucket_prefix, Bucket.SYNC))
     store = sync_stack.store
 

@@ -173,8 +173,15 @@ def sync(
     body: SyncIn, device: DeviceDep, session: SessionDep, request: Request, response: Response
 ) -> SyncAccepted:
     _check_request(body, device, request)
-    payload = body.model_dump(mode="json", exclude_none=True)
-    payload["device_id"] = str(device.id)
+    if body.changes is not None:  # messages carry ids: the changes wait in the database
+        sync_repo.stage_batch(session, device.id, body.batch_id, body.changes)
+    payload = {
+        "device_id": str(device.id),
+        "batch_id": str(body.batch_id),
+        "uploaded": body.uploaded,
+    }
+    if body.cursor is not None:
+        payload["cursor"] = body.cursor
     # One job per (device, batch): sending a batch again returns the job that handles it.
     job_id = uuid.uuid5(JOB_NAMESPACE, f"{device.id}:{body.batch_id}")
     new = NewJob("device.sync", str(device.user_id), payload, job_id=job_id)
@@ -187,6 +194,8 @@ def sync(
 
 def _check_request(body: SyncIn, device: SyncDevice, request: Request) -> None:
     """Courtesy checks so clients hear about mistakes now; the job checks again."""
+    if body.uploaded == (body.changes is not None):
+        raise PermanentError("send either changes or uploaded=true", code="invalid_payload")
     if body.cursor is not None:
         try:
             cursor_mod.decode(body.cursor, user_id=str(device.user_id))

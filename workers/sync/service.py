@@ -92,11 +92,12 @@ def sync_device(
 ) -> dict[str, Any]:
     device = active_device(session, payload.device_id, user_id)
     settings = sync_repo.lock_user(session, device.user_id, interval_s=policy.default_interval_s)
-    stored = sync_repo.batch_result(session, device.id, payload.batch_id)
-    if stored is not None:  # the same batch again: the same answer, nothing merged twice
+    batch = sync_repo.get_batch(session, device.id, payload.batch_id)
+    if batch is not None and batch.result is not None:  # the same batch again: same answer
         log.info("sync.replayed", device_id=str(device.id), batch_id=str(payload.batch_id))
-        return stored
-    result = _sync(session, store, policy, device, settings, payload)
+        return batch.result
+    staged = batch.changes if batch is not None else None
+    result = _sync(session, store, policy, device, settings, payload, staged)
     sync_repo.save_batch_result(session, device.id, payload.batch_id, result)
     log.info(
         "sync.synced",
@@ -117,10 +118,11 @@ def _sync(
     device: SyncDevice,
     settings: SyncSettings,
     payload: DeviceSyncPayload,
+    staged: list[Any] | None,
 ) -> dict[str, Any]:
     now = sync_repo.transaction_time(session)
     cursor = _cursor(payload.cursor, device.user_id)
-    raw = _raw_changes(store, policy, device.id, payload)
+    raw = _raw_changes(store, policy, device.id, payload, staged)
     clock = ClockRule(now_ms=datetime_to_ms(now), max_skew_ms=policy.max_skew_ms)
     changes, rejected = parse_batch(raw, node=str(device.id), enabled=settings.types, clock=clock)
     seen_until = cursor.watermark if cursor is not None else None
@@ -167,10 +169,14 @@ def _raw_changes(
     policy: SyncPolicy,
     device_id: uuid.UUID,
     payload: DeviceSyncPayload,
+    staged: list[Any] | None,
 ) -> list[Any]:
-    changes = payload.changes if payload.changes is not None else None
-    if changes is None:
+    if payload.uploaded:
         changes = _uploaded(store(), policy, batch_key(device_id, payload.batch_id))
+    elif staged is not None:
+        changes = staged
+    else:
+        raise PermanentError("no changes were staged for this batch", code="batch_not_found")
     if len(changes) > policy.max_batch_changes:
         raise PermanentError(
             f"{len(changes)} changes > {policy.max_batch_changes}", code="batch_too_large"

@@ -110,7 +110,8 @@ class SyncConflict(Base):
 
 
 class SyncBatch(Base):
-    """The result of each applied batch, so a repeated batch returns the same answer."""
+    """One batch: its inline changes until merged, then its result, so a repeated batch
+    returns the same answer. Job messages carry only the (device, batch) ids."""
 
     __tablename__ = "sync_batches"
 
@@ -118,7 +119,8 @@ class SyncBatch(Base):
         UUID(as_uuid=True), ForeignKey("sync_devices.id", ondelete="CASCADE"), primary_key=True
     )
     batch_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    result: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    changes: Mapped[list[Any] | None] = mapped_column(JSONB)  # cleared once merged
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

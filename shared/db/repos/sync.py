@@ -141,20 +141,31 @@ def lock_user(session: Session, user_id: uuid.UUID, *, interval_s: int) -> SyncS
 # --- batches and conflicts ------------------------------------------------------------------
 
 
-def batch_result(
-    session: Session, device_id: uuid.UUID, batch_id: uuid.UUID
-) -> dict[str, Any] | None:
-    row = session.get(SyncBatch, (device_id, batch_id))
-    return row.result if row is not None else None
+def stage_batch(
+    session: Session, device_id: uuid.UUID, batch_id: uuid.UUID, changes: list[Any]
+) -> None:
+    """Keep an inline batch for its job; a batch id seen before keeps what it had."""
+    session.execute(
+        insert(SyncBatch)
+        .values(device_id=device_id, batch_id=batch_id, changes=changes)
+        .on_conflict_do_nothing()
+    )
+
+
+def get_batch(session: Session, device_id: uuid.UUID, batch_id: uuid.UUID) -> SyncBatch | None:
+    return session.get(SyncBatch, (device_id, batch_id))
 
 
 def save_batch_result(
     session: Session, device_id: uuid.UUID, batch_id: uuid.UUID, result: dict[str, Any]
 ) -> None:
+    """Store the answer and drop the merged changes (they live on in the product tables)."""
+    stmt = insert(SyncBatch).values(device_id=device_id, batch_id=batch_id, result=result)
     session.execute(
-        insert(SyncBatch)
-        .values(device_id=device_id, batch_id=batch_id, result=result)
-        .on_conflict_do_nothing()
+        stmt.on_conflict_do_update(
+            index_elements=[SyncBatch.device_id, SyncBatch.batch_id],
+            set_={"result": stmt.excluded.result, "changes": None},
+        )
     )
 
 

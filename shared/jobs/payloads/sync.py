@@ -1,12 +1,11 @@
-"""Payload of `device.sync` (issue #10). Changes stay raw JSON here: the job validates each
-one on its own, so one bad change is rejected with a reason while the rest still apply."""
+"""Payload of `device.sync` (issue #10). Messages carry ids, never the changes themselves:
+inline batches are staged in `sync_batches` by the ingress, large ones are uploaded to S3."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class DeviceSyncPayload(BaseModel):
@@ -16,12 +15,6 @@ class DeviceSyncPayload(BaseModel):
     device_id: uuid.UUID
     batch_id: uuid.UUID
     cursor: str | None = Field(default=None, max_length=512)
-    # Inline changes, or `uploaded`: the batch was PUT to its presigned upload URL.
-    changes: list[Any] | None = None
+    # False: the changes were staged with the batch (sync_batches.changes); True: the batch
+    # was PUT to its presigned upload URL.
     uploaded: bool = False
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DeviceSyncPayload:
-        if self.uploaded == (self.changes is not None):
-            raise ValueError("send either changes or uploaded=true")
-        return self
