@@ -380,7 +380,9 @@ def test_devices_are_listed_renamed_and_settings_limit_types(sync_stack: Stack) 
     body = {"user_id": user, "types": ["contact"], "interval_s": 120}
     assert sync_stack.client.put("/v1/devices/settings", json=body, headers=headers).json() == body
     phone.edit("task", ident(), title="not synced")
-    assert [r["code"] for r in phone.sync()["rejected"]] == ["type_not_synced"]
+    result = phone.sync()
+    assert [r["code"] for r in result["rejected"]] == ["type_not_synced"]
+    assert result["settings"] == {"types": ["contact"], "interval_s": 120}
     unknown = sync_stack.client.post(
         "/v1/devices", json={"user_id": ident(), "name": "x", "platform": "ios"}, headers=headers
     )

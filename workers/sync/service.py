@@ -150,6 +150,7 @@ def _sync(
         "full_resync": full,
         "server_hlc": server_hlc.wire(),
         "server_time_ms": clock.now_ms,
+        "settings": {"types": list(settings.types), "interval_s": settings.interval_s},
         **_summary(outcome, rejected),
         **delta,
     }
