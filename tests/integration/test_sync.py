@@ -379,6 +379,10 @@ def test_devices_are_listed_renamed_and_settings_limit_types(sync_stack: Stack) 
     assert renamed.json()["name"] == "work phone"
     body = {"user_id": user, "types": ["contact"], "interval_s": 120}
     assert sync_stack.client.put("/v1/devices/settings", json=body, headers=headers).json() == body
+    wrong = sync_stack.client.put(
+        "/v1/devices/settings", json={**body, "types": ["songs"]}, headers=headers
+    )
+    assert (wrong.status_code, wrong.json()["code"]) == (422, "invalid_request")
     phone.edit("task", ident(), title="not synced")
     result = phone.sync()
     assert [r["code"] for r in result["rejected"]] == ["type_not_synced"]

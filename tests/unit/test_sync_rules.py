@@ -168,3 +168,13 @@ def test_server_edits_get_server_timestamps_later_than_what_they_overwrote() -> 
         gone, {"name": "Ada"}, row_deleted=False, edited_ms=9_500, applied_at=T0
     )
     assert restored is not None and visible(restored) == {"name": "Ada"}
+
+
+def test_api_types_match_the_synced_types() -> None:
+    from typing import get_args
+
+    from shared.db.models.sync import SYNC_TYPES
+    from workers.ingress.schemas_devices import SyncType
+    from workers.sync.entities import ENTITY_TYPES
+
+    assert get_args(SyncType) == SYNC_TYPES == tuple(ENTITY_TYPES)

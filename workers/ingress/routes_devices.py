@@ -132,8 +132,6 @@ def put_sync_settings(
     body: SettingsIn, session: SessionDep, key: ApiKeyDep, settings: SettingsDep
 ) -> SettingsOut:
     del key
-    if unknown := set(body.types) - set(SYNC_TYPES):
-        raise PermanentError(f"unknown types: {', '.join(sorted(unknown))}", code="invalid_request")
     user = _user(session, body.user_id)
     row = sync_repo.lock_user(session, user.id, interval_s=settings.sync_default_interval_s)
     row.types = [t for t in SYNC_TYPES if t in body.types]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.db.models import SyncConflict, SyncDevice
 from shared.db.models.sync import SYNC_TYPES
+
+SyncType = Literal["contact", "task", "decision", "setting"]  # = SYNC_TYPES
 
 
 class DeviceIn(BaseModel):
@@ -60,7 +62,7 @@ class SettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: uuid.UUID
-    types: list[str] = Field(max_length=len(SYNC_TYPES))
+    types: list[SyncType] = Field(max_length=len(SYNC_TYPES))
     interval_s: int = Field(ge=10, le=7 * 24 * 3600)
 
 
