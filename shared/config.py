@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     backup_part_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     backup_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     backup_schedule_every_s: float = Field(default=60.0, ge=0)  # 0: no scheduled backups
+    # Device sync (docs/sync.md).
+    sync_max_clock_skew_s: float = Field(default=300.0, ge=0)  # later HLCs are rejected
+    sync_tombstone_retention_s: float = Field(default=30 * 24 * 3600.0, gt=0)
+    sync_inline_delta_max_bytes: int = Field(default=65_536, ge=0)
+    sync_delta_url_ttl_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    sync_upload_url_ttl_s: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    sync_max_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    sync_max_batch_changes: int = Field(default=100_000, ge=1)
+    sync_default_interval_s: int = Field(default=300, ge=1)
 
     data_dir: Path = Path(".conveyor")
 

@@ -11,6 +11,7 @@ ACTOR_MODULES = (
     "workers.oauth_tokens.actors",
     "workers.backups.actors",
     "workers.exports.actors",
+    "workers.sync.actors",
 )
 
 

@@ -15,6 +15,7 @@ from shared.jobs.payloads.diag import NoopPayload
 from shared.jobs.payloads.exports import ExportPayload
 from shared.jobs.payloads.files import DeleteFilePayload, ProcessUploadPayload, ThumbnailPayload
 from shared.jobs.payloads.oauth import RefreshPayload
+from shared.jobs.payloads.sync import DeviceSyncPayload
 from shared.messaging.names import Pool, Priority
 
 
@@ -158,5 +159,19 @@ EXPORT_CREATE = register(
         backoff_base_s=5,
         backoff_max_s=300,
         public=False,
+    )
+)
+
+DEVICE_SYNC = register(
+    KindSpec(
+        kind="device.sync",
+        pool=Pool.SYNC,
+        payload_model=DeviceSyncPayload,
+        max_attempts=5,
+        time_limit_s=300,
+        default_priority=Priority.INTERACTIVE,
+        backoff_base_s=1,
+        backoff_max_s=60,
+        public=False,  # submitted by POST /v1/devices/{id}/sync after checking the device secret
     )
 )

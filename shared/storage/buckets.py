@@ -16,6 +16,7 @@ class Bucket(StrEnum):
     BACKUPS = "backups"
     EXPORTS = "exports"
     DIAG = "diag"  # diag.noop's store round-trip (chaos suite, smoke tests)
+    SYNC = "sync"  # device sync: uploaded batches and large deltas
 
 
 def bucket_name(prefix: str, bucket: Bucket) -> str:

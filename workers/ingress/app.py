@@ -19,6 +19,7 @@ from shared.storage.base import ObjectStore
 from workers.ingress import (
     errors,
     routes_backups,
+    routes_devices,
     routes_exports,
     routes_files,
     routes_jobs,
@@ -62,6 +63,9 @@ STATUS_BY_CODE = {
     "unknown_user": 404,
     "anonymization_unavailable": 409,
     "rate_limited": 429,
+    "device_revoked": 403,
+    "invalid_cursor": 422,
+    "batch_not_uploaded": 409,
 }
 
 
@@ -100,6 +104,7 @@ def create_app(
     app.include_router(routes_oauth.router)
     app.include_router(routes_backups.router)
     app.include_router(routes_exports.router)
+    app.include_router(routes_devices.router)
     errors.install(app, STATUS_BY_CODE)
     _add_ops_routes(app)
     return app

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
+from shared.db.repos import sync as sync_repo
 from shared.jobs.periodic import PeriodicSpec, builtin_schedules, submit_due
 from shared.jobs.retention import RetentionPolicy, purge_once
 from shared.messaging.publisher import Publisher, PublishError
@@ -55,6 +56,8 @@ class SchedulerConfig:
     backup_every_s: float = 0.0  # 0: no scheduled backups
     export_every_s: float = 0.0  # 0: no export expiry sweep or export schedules
     export_tick: Callable[[sessionmaker[Session]], None] | None = None
+    sync_retention_s: float = 0.0  # device sync: forget tombstones older than this; 0: never
+    sync_prune_every_s: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -72,6 +75,7 @@ class SchedulerConfig:
             backup_every_s=settings.backup_schedule_every_s,
             export_every_s=settings.export_sweep_interval_s,
             export_tick=make_export_tick(settings),
+            sync_retention_s=settings.sync_tombstone_retention_s,
         )
 
 
@@ -124,7 +128,14 @@ class Scheduler:
 
     def _lead(self, conn: psycopg.Connection) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        self._next = {"reap": 0.0, "periodic": 0.0, "sweep": 0.0, "prune": 0.0, "retain": 0.0}
+        self._next = {
+            "reap": 0.0,
+            "periodic": 0.0,
+            "sweep": 0.0,
+            "prune": 0.0,
+            "retain": 0.0,
+            "sync": 0.0,
+        }
         failures = 0
         while not self.stop_event.is_set():
             try:
@@ -175,6 +186,9 @@ class Scheduler:
         if now >= due["retain"]:
             purge_once(self._sessions, self._config.retention, now=datetime.now(UTC))
             due["retain"] = now + self._config.retention_every_s
+        if self._config.sync_retention_s > 0 and now >= due["sync"]:
+            self._prune_sync()
+            due["sync"] = now + self._config.sync_prune_every_s
 
     def _wait_for_work(self, conn: psycopg.Connection) -> None:
         with session_scope(self._sessions) as session:
@@ -200,6 +214,12 @@ class Scheduler:
             margin=timedelta(seconds=self._config.oauth_margin_s),
             idle_lifetimes=self._config.oauth_idle_lifetimes,
         )
+
+    def _prune_sync(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._config.sync_retention_s)
+        with session_scope(self._sessions) as session:
+            pruned = sync_repo.prune(session, cutoff)
+        log.info("scheduler.sync_pruned", **pruned)
 
     def _prune(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self._config.retention_s)

@@ -15,6 +15,13 @@ from shared.db.models.product import (
     User,
     UserSetting,
 )
+from shared.db.models.sync import (
+    SyncBatch,
+    SyncConflict,
+    SyncDevice,
+    SyncFieldVersion,
+    SyncSettings,
+)
 
 __all__ = [
     "ApiKey",
@@ -34,6 +41,11 @@ __all__ = [
     "OutboxMessage",
     "PeriodicRun",
     "StoredFile",
+    "SyncBatch",
+    "SyncConflict",
+    "SyncDevice",
+    "SyncFieldVersion",
+    "SyncSettings",
     "Task",
     "Upload",
     "User",

@@ -1,0 +1,369 @@
+"""All SQL of device sync: devices, settings, the per-user lock, field versions, conflicts,
+stored batch results, and the product rows sync reads and writes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ARRAY,
+    String,
+    Table,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy import cast as cast_
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.orm import Session
+
+from shared.db.models import (
+    Contact,
+    Decision,
+    SyncBatch,
+    SyncConflict,
+    SyncDevice,
+    SyncFieldVersion,
+    SyncSettings,
+    Task,
+    UserSetting,
+)
+from shared.db.models.sync import SYNC_TYPES
+
+SECRET_PREFIX = "cds"
+V = cast(Table, SyncFieldVersion.__table__)
+
+
+@dataclass(frozen=True)
+class ProductTable:
+    table: Table
+    owner: str  # the column naming the user
+    key: str  # the entity id column
+    columns: tuple[str, ...]  # synced and server-derived columns, read and written by sync
+
+
+PRODUCT_TABLES: dict[str, ProductTable] = {
+    "contact": ProductTable(
+        cast(Table, Contact.__table__),
+        "owner_id",
+        "id",
+        ("name", "email", "phone", "company", "notes"),
+    ),
+    "task": ProductTable(
+        cast(Table, Task.__table__),
+        "user_id",
+        "id",
+        ("title", "notes", "status", "due_at", "completed_at", "source_message_id"),
+    ),
+    "decision": ProductTable(
+        cast(Table, Decision.__table__),
+        "user_id",
+        "id",
+        ("title", "outcome", "rationale", "decided_at", "channel_id"),
+    ),
+    "setting": ProductTable(cast(Table, UserSetting.__table__), "user_id", "key", ("value",)),
+}
+
+
+# --- devices -------------------------------------------------------------------------------
+
+
+def _hash(secret: str) -> bytes:
+    # Secrets are 256-bit random values, so a fast hash is enough (no password stretching).
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def create_device(
+    session: Session, user_id: uuid.UUID, name: str, platform: str
+) -> tuple[SyncDevice, str]:
+    """The new device and its secret (returned once, stored only as a hash)."""
+    secret = f"{SECRET_PREFIX}_{secrets.token_urlsafe(32)}"
+    device = SyncDevice(
+        id=uuid.uuid4(), user_id=user_id, name=name, platform=platform, secret_hash=_hash(secret)
+    )
+    session.add(device)
+    session.flush()
+    return device, secret
+
+
+def get_device(session: Session, device_id: uuid.UUID) -> SyncDevice | None:
+    return session.get(SyncDevice, device_id)
+
+
+def secret_matches(device: SyncDevice, secret: str) -> bool:
+    return hmac.compare_digest(device.secret_hash, _hash(secret))
+
+
+def list_devices(session: Session, user_id: uuid.UUID) -> list[SyncDevice]:
+    query = select(SyncDevice).where(SyncDevice.user_id == user_id)
+    return list(session.execute(query.order_by(SyncDevice.created_at, SyncDevice.id)).scalars())
+
+
+def touch_device(session: Session, device_id: uuid.UUID, now: datetime) -> None:
+    session.execute(update(SyncDevice).where(SyncDevice.id == device_id).values(last_sync_at=now))
+
+
+# --- per-user settings, lock and clock ------------------------------------------------------
+
+
+def get_settings(session: Session, user_id: uuid.UUID) -> SyncSettings | None:
+    return session.get(SyncSettings, user_id)
+
+
+def ensure_settings(session: Session, user_id: uuid.UUID, *, interval_s: int) -> None:
+    session.execute(
+        insert(SyncSettings)
+        .values(user_id=user_id, types=list(SYNC_TYPES), interval_s=interval_s)
+        .on_conflict_do_nothing()
+    )
+
+
+def lock_user(session: Session, user_id: uuid.UUID, *, interval_s: int) -> SyncSettings:
+    """The user's settings row, locked until commit: syncs of one user run one at a time."""
+    ensure_settings(session, user_id, interval_s=interval_s)
+    query = select(SyncSettings).where(SyncSettings.user_id == user_id).with_for_update()
+    return session.execute(query).scalar_one()
+
+
+# --- batches and conflicts ------------------------------------------------------------------
+
+
+def stage_batch(
+    session: Session, device_id: uuid.UUID, batch_id: uuid.UUID, changes: list[Any]
+) -> None:
+    """Keep an inline batch for its job; a batch id seen before keeps what it had."""
+    session.execute(
+        insert(SyncBatch)
+        .values(device_id=device_id, batch_id=batch_id, changes=changes)
+        .on_conflict_do_nothing()
+    )
+
+
+def get_batch(session: Session, device_id: uuid.UUID, batch_id: uuid.UUID) -> SyncBatch | None:
+    return session.get(SyncBatch, (device_id, batch_id))
+
+
+def save_batch_result(
+    session: Session, device_id: uuid.UUID, batch_id: uuid.UUID, result: dict[str, Any]
+) -> None:
+    """Store the answer and drop the merged changes (they live on in the product tables)."""
+    stmt = insert(SyncBatch).values(device_id=device_id, batch_id=batch_id, result=result)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[SyncBatch.device_id, SyncBatch.batch_id],
+            set_={"result": stmt.excluded.result, "changes": None},
+        )
+    )
+
+
+def add_conflicts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(SyncConflict), list(rows))
+
+
+def list_conflicts(
+    session: Session, user_id: uuid.UUID, *, after_id: int, limit: int
+) -> list[SyncConflict]:
+    query = (
+        select(SyncConflict)
+        .where(SyncConflict.user_id == user_id, SyncConflict.id > after_id)
+        .order_by(SyncConflict.id)
+        .limit(limit)
+    )
+    return list(session.execute(query).scalars())
+
+
+# --- field versions -------------------------------------------------------------------------
+
+
+def _unnest(values: Sequence[Any], item_type: Any) -> Any:
+    """The values as a one-column table `k`: queries driven by an id list join against it."""
+    return func.unnest(literal(list(values), ARRAY(item_type))).table_valued("k").alias("k")
+
+
+# Driven by the id list (nested loop over the primary key): measured 3-4x faster than
+# `entity_id = ANY(:ids)`, which the planner turns into a scan of the user's whole range.
+# Driven by the id list (nested loop over the primary key): measured 3-4x faster than
+# `entity_id = ANY(:ids)`, which the planner turns into a scan of the user's whole range.
+_LOAD_VERSIONS = """
+    SELECT v.entity_id, v.field, v.hlc_ms, v.hlc_counter, v.node, v.value::text, v.applied_at
+    FROM unnest(%s::text[]) AS k(entity_id)
+    JOIN sync_field_versions v
+      ON v.user_id = %s AND v.entity_type = %s AND v.entity_id = k.entity_id
+"""
+
+
+def load_versions(
+    session: Session, user_id: uuid.UUID, entity_type: str, ids: Sequence[str]
+) -> list[tuple[str, str, int, int, str, Any, datetime]]:
+    """(entity_id, field, hlc_ms, hlc_counter, node, value, applied_at) of these entities.
+
+    The hot read of every sync (5 rows per entity): it runs on the session's own psycopg
+    connection (same transaction), skipping SQLAlchemy's result layer, and values come as text
+    decoded here — measured ~2x faster for 10,000 rows than the ORM path with jsonb decoding."""
+    if not ids:
+        return []
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(_LOAD_VERSIONS, (list(ids), user_id, entity_type))
+        rows = cursor.fetchall()
+    return [(e, f, ms, c, node, json.loads(v), at) for e, f, ms, c, node, v, at in rows]
+
+
+def upsert_versions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        _upsert_recordset(session, V, rows, ["user_id", "entity_type", "entity_id", "field"])
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # UUIDs
+
+
+def _upsert_recordset(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: list[str],
+    *,
+    extra_set: str = "",
+    where: str | None = None,
+) -> None:
+    """INSERT … ON CONFLICT DO UPDATE of many rows as ONE JSON parameter (jsonb_to_recordset).
+
+    Measured on 20,000 version rows: executemany (even pipelined) and unnest() over arrays
+    both spend most of their time adapting parameters in Python; one json.dumps does not."""
+    columns = list(rows[0])
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    types = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
+    # A JSON null would come out as SQL NULL: keep it a JSON null in jsonb columns.
+    picked = [
+        f"coalesce({c}, 'null'::jsonb)" if isinstance(table.c[c].type, JSONB) else c
+        for c in columns
+    ]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    sql = (
+        f"INSERT INTO {table.name} AS t ({', '.join(columns)}) "
+        f"SELECT {', '.join(picked)} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({types}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}{extra_set}"
+        + (f" WHERE {where}" if where else "")
+    )
+    session.execute(text(sql), {"rows": json.dumps(rows, default=_json_default)})
+
+
+# --- product rows ---------------------------------------------------------------------------
+
+
+def _select(spec: ProductTable) -> Any:
+    t = spec.table
+    cols = [t.c[spec.key], t.c[spec.owner], t.c.updated_at, t.c.deleted_at]
+    return select(*cols, *(t.c[c] for c in spec.columns))
+
+
+def load_rows(
+    session: Session,
+    entity_type: str,
+    user_id: uuid.UUID,
+    ids: Sequence[str],
+    *,
+    for_update: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Rows with these ids, whoever owns them (the caller refuses other users' ids).
+
+    `for_update` locks them, so a concurrent writer outside sync cannot slip an edit in
+    between the merge's read and its write."""
+    spec = PRODUCT_TABLES[entity_type]
+    t = spec.table
+    if spec.key == "id":
+        keys = _unnest([uuid.UUID(i) for i in ids], UUID(as_uuid=True))
+        query = _select(spec).select_from(keys.join(t, t.c.id == keys.c.k))
+    else:
+        keys = _unnest(list(ids), String)
+        on = (t.c[spec.owner] == user_id) & (t.c[spec.key] == keys.c.k)
+        query = _select(spec).select_from(keys.join(t, on))
+    if for_update:
+        query = query.with_for_update(of=t)
+    return {str(row[spec.key]): dict(row) for row in session.execute(query).mappings()}
+
+
+def changed_rows(
+    session: Session,
+    entity_type: str,
+    user_id: uuid.UUID,
+    since: datetime | None,
+    *,
+    after: tuple[datetime, Any] | None = None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One page of the user's rows changed at or after `since` (all rows when None),
+    tombstones included, in (updated_at, key) order after the keyset position `after`."""
+    spec = PRODUCT_TABLES[entity_type]
+    t = spec.table
+    query = _select(spec).where(t.c[spec.owner] == user_id)
+    query = query.where(t.c.updated_at >= since) if since is not None else query
+    if after is not None:
+        query = query.where(tuple_(t.c.updated_at, t.c[spec.key]) > tuple_(*after))
+    query = query.order_by(t.c.updated_at, t.c[spec.key]).limit(limit)
+    return [dict(row) for row in session.execute(query).mappings()]
+
+
+def upsert_rows(session: Session, entity_type: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Write merged rows; `updated_at` is bumped so every device's next delta includes them."""
+    if not rows:
+        return
+    spec = PRODUCT_TABLES[entity_type]
+    keys = [spec.owner, spec.key] if spec.key != "id" else ["id"]
+    _upsert_recordset(
+        session,
+        spec.table,
+        rows,
+        keys,
+        extra_set=", updated_at = now()",
+        where=f"t.{spec.owner} = excluded.{spec.owner}",  # never another user's row
+    )
+
+
+def transaction_time(session: Session) -> datetime:
+    """`now()`: this transaction's start, the clock `updated_at` and cursors are measured on."""
+    value = session.execute(select(func.now())).scalar_one()
+    assert isinstance(value, datetime)
+    return value
+
+
+def prune(session: Session, cutoff: datetime) -> dict[str, int]:
+    """Forget what no device can need any more: stored batch results older than `cutoff`, and
+    the registers of entities deleted (and untouched) since before `cutoff`.
+
+    Safe because devices whose cursor is older than the cutoff get a full resync, and a pruned
+    entity's soft-deleted product row still stands in for its registers: a late edit older than
+    the delete loses to the server tombstone adopted from the row, a newer one revives it."""
+    counts = {
+        "batches": session.execute(delete(SyncBatch).where(SyncBatch.created_at < cutoff)).rowcount  # type: ignore[attr-defined]
+    }
+    for entity_type, spec in PRODUCT_TABLES.items():
+        t = spec.table
+        key = t.c[spec.key] if spec.key != "id" else cast_(t.c.id, String)
+        gone = select(literal(1)).where(
+            t.c[spec.owner] == V.c.user_id,
+            key == V.c.entity_id,
+            t.c.deleted_at < cutoff,
+            t.c.updated_at < cutoff,
+        )
+        result = session.execute(delete(V).where(V.c.entity_type == entity_type, gone.exists()))
+        counts[entity_type] = result.rowcount  # type: ignore[attr-defined]
+    return counts

@@ -1,0 +1,180 @@
+"""The sync pure modules: HLC rules, change validation, cursors, merge edge cases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from workers.sync import cursor as cursor_mod
+from workers.sync.batch import ClockRule, parse_batch
+from workers.sync.hlc import SERVER_NODE, Hlc, parse, receive
+from workers.sync.merge import (
+    TOMBSTONE,
+    Change,
+    LossReason,
+    Version,
+    adopt_server_edits,
+    apply,
+    is_deleted,
+    visible,
+)
+
+NOW_MS = 1_800_000_000_000
+CLOCK = ClockRule(now_ms=NOW_MS, max_skew_ms=300_000)
+T0 = datetime(2027, 1, 1, tzinfo=UTC)
+ALL = ("contact", "task", "decision", "setting")
+CONTACT = "6f1c2d3e-0000-4000-8000-000000000001"
+
+
+def test_hlc_orders_by_time_then_counter_then_node() -> None:
+    assert Hlc(1, 5, "a") < Hlc(2, 0, "a") < Hlc(2, 1, "a") < Hlc(2, 1, "b")
+    assert parse("1800000000000-3", "d") == Hlc(1_800_000_000_000, 3, "d")
+    for bad in ("", "12", "1-2-3", "-1-0", "1-999999", "x-1"):
+        with pytest.raises(ValueError):
+            parse(bad, "d")
+
+
+def test_hlc_receive_is_later_than_everything_it_saw() -> None:
+    local = Hlc(100, 0, "a")
+    assert receive(local, 200) == Hlc(200, 0, "a")
+    assert receive(local, 50) == Hlc(100, 1, "a")
+    assert receive(local, 50, Hlc(300, 7, "b")) == Hlc(300, 8, "a")
+
+
+def _one(raw: object, enabled: tuple[str, ...] = ALL) -> str:
+    accepted, rejected = parse_batch([raw], node="dev", enabled=enabled, clock=CLOCK)
+    return "ok" if accepted else rejected[0].code
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ({"type": "contact", "id": CONTACT, "hlc": f"{NOW_MS}-0", "fields": {"name": "A"}}, "ok"),
+        ({"type": "contact", "id": CONTACT, "hlc": f"{NOW_MS}-0", "delete": True}, "ok"),
+        ({"type": "setting", "id": "theme", "hlc": f"{NOW_MS}-0", "fields": {"value": [1]}}, "ok"),
+        ("not an object", "invalid_change"),
+        ({"type": "contact", "id": CONTACT, "hlc": f"{NOW_MS}-0", "extra": 1}, "invalid_change"),
+        ({"type": "song", "id": CONTACT, "hlc": f"{NOW_MS}-0", "fields": {}}, "unknown_type"),
+        ({"type": "contact", "id": "nope", "hlc": f"{NOW_MS}-0", "fields": {}}, "invalid_id"),
+        ({"type": "contact", "id": CONTACT, "hlc": "soon", "fields": {"name": "A"}}, "invalid_hlc"),
+        ({"type": "contact", "id": CONTACT, "hlc": "5-0", "fields": {"name": "A"}}, "invalid_hlc"),
+        (
+            {"type": "contact", "id": CONTACT, "hlc": f"{NOW_MS + 301_000}-0", "delete": True},
+            "clock_skew",
+        ),
+        ({"type": "contact", "id": CONTACT, "hlc": f"{NOW_MS}-0", "fields": {}}, "invalid_change"),
+        (
+            {"type": "contact", "id": CONTACT, "hlc": f"{NOW_MS}-0", "fields": {"age": 3}},
+            "unknown_field",
+        ),
+        (
+            {"type": "contact", "id": CONTACT, "hlc": f"{NOW_MS}-0", "fields": {"name": ""}},
+            "invalid_value",
+        ),
+        (
+            {"type": "contact", "id": CONTACT, "hlc": f"{NOW_MS}-0", "fields": {"name": "a\x00"}},
+            "invalid_value",
+        ),
+        (
+            {"type": "task", "id": CONTACT, "hlc": f"{NOW_MS}-0", "fields": {"status": "maybe"}},
+            "invalid_value",
+        ),
+        (
+            {"type": "task", "id": CONTACT, "hlc": f"{NOW_MS}-0", "fields": {"due_at": "monday"}},
+            "invalid_value",
+        ),
+        (
+            {"type": "contact", "id": CONTACT, "hlc": f"{NOW_MS}-0", "delete": "yes"},
+            "invalid_change",
+        ),
+    ],
+)
+def test_each_change_is_validated_on_its_own(raw: object, code: str) -> None:
+    assert _one(raw) == code
+
+
+def test_disabled_types_are_refused_and_times_normalised() -> None:
+    raw = {"type": "task", "id": CONTACT, "hlc": f"{NOW_MS}-0", "fields": {"title": "t"}}
+    assert _one(raw, enabled=("contact",)) == "type_not_synced"
+    raw["fields"] = {"due_at": "2027-01-01T12:00:00+02:00"}
+    [change], _ = parse_batch([raw], node="dev", enabled=ALL, clock=CLOCK)
+    assert change.fields["due_at"] == "2027-01-01T10:00:00+00:00"
+
+
+def test_cursor_round_trip_and_refusals() -> None:
+    issued = cursor_mod.Cursor("u1", T0)
+    assert cursor_mod.decode(issued.encode(), user_id="u1") == issued
+    for text, user in ((issued.encode(), "u2"), ("garbage!", "u1"), ("e30", "u1")):
+        with pytest.raises(cursor_mod.InvalidCursor):
+            cursor_mod.decode(text, user_id=user)
+    week = timedelta(days=7)
+    assert cursor_mod.needs_full_resync(None, now=T0, retention=week)
+    assert cursor_mod.needs_full_resync(issued, now=T0 + 2 * week, retention=week)
+    assert not cursor_mod.needs_full_resync(issued, now=T0 + timedelta(days=1), retention=week)
+
+
+def _v(ms: int, node: str, value: object = "x") -> Version:
+    return Version(Hlc(ms, 0, node), value, T0)
+
+
+def test_delete_beats_older_edits_and_loses_to_newer_ones() -> None:
+    state = {"name": _v(10, "a", "Ada")}
+    deleted, lost = apply(
+        state, Change(Hlc(20, 0, "b"), {}, delete=True), applied_at=T0, seen_until=None
+    )
+    assert is_deleted(deleted) and [x.reason for x in lost] == [LossReason.HIDDEN_BY_DELETE]
+    older, lost = apply(
+        deleted, Change(Hlc(15, 0, "a"), {"name": "Bo"}), applied_at=T0, seen_until=None
+    )
+    assert is_deleted(older) and [x.value for x in lost] == ["Bo"]
+    newer, lost = apply(
+        deleted, Change(Hlc(25, 0, "a"), {"name": "Cy"}), applied_at=T0, seen_until=None
+    )
+    assert visible(newer) == {"name": "Cy"}
+    assert [x.reason for x in lost] == [LossReason.DELETE_OVERRIDDEN]
+
+
+def test_ties_on_time_are_broken_by_device_id() -> None:
+    state = {"name": _v(10, "b", "from b")}
+    merged, lost = apply(
+        state, Change(Hlc(10, 0, "a"), {"name": "from a"}), applied_at=T0, seen_until=None
+    )
+    assert visible(merged) == {"name": "from b"} and lost[0].value == "from a"
+
+
+def test_duplicates_change_nothing() -> None:
+    change = Change(Hlc(10, 0, "a"), {"name": "Ada"})
+    once, _ = apply({}, change, applied_at=T0, seen_until=None)
+    twice, lost = apply(once, change, applied_at=T0 + timedelta(seconds=1), seen_until=None)
+    assert twice == once and lost == []
+
+
+def test_server_edits_get_server_timestamps_later_than_what_they_overwrote() -> None:
+    state = {"name": _v(5_000, "a", "Ada")}
+    adopted = adopt_server_edits(
+        state, {"name": "Ada L."}, row_deleted=False, edited_ms=4_000, applied_at=T0
+    )
+    assert adopted is not None and adopted["name"].hlc == Hlc(5_000, 1, SERVER_NODE)
+    assert (
+        adopt_server_edits(state, {"name": "Ada"}, row_deleted=False, edited_ms=1, applied_at=T0)
+        is None
+    )
+    gone = adopt_server_edits(
+        state, {"name": "Ada"}, row_deleted=True, edited_ms=9_000, applied_at=T0
+    )
+    assert gone is not None and is_deleted(gone) and gone[TOMBSTONE].hlc.ms == 9_000
+    restored = adopt_server_edits(
+        gone, {"name": "Ada"}, row_deleted=False, edited_ms=9_500, applied_at=T0
+    )
+    assert restored is not None and visible(restored) == {"name": "Ada"}
+
+
+def test_api_types_match_the_synced_types() -> None:
+    from typing import get_args
+
+    from shared.db.models.sync import SYNC_TYPES
+    from workers.ingress.schemas_devices import SyncType
+    from workers.sync.entities import ENTITY_TYPES
+
+    assert get_args(SyncType) == SYNC_TYPES == tuple(ENTITY_TYPES)

@@ -1,0 +1,117 @@
+"""Translation between product rows, field-version rows and merge registers. No I/O."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from workers.sync.entities import ENTITY_TYPES
+from workers.sync.hlc import Hlc
+from workers.sync.merge import TOMBSTONE, State, Version, is_deleted
+
+FIELD_DEFAULTS: dict[str, Any] = {"status": "open"}  # what a create leaves unset, as the table
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def datetime_to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def states_from_versions(
+    loaded: Iterable[tuple[str, str, int, int, str, Any, datetime]],
+) -> dict[str, State]:
+    """Registers from `sync_repo.load_versions` rows."""
+    states: dict[str, State] = {}
+    for entity_id, field, ms, counter, node, value, applied_at in loaded:
+        states.setdefault(entity_id, {})[field] = Version(Hlc(ms, counter, node), value, applied_at)
+    return states
+
+
+def version_rows(
+    user_id: uuid.UUID,
+    entity_type: str,
+    entity_id: str,
+    state: State,
+    before: Mapping[str, Version],
+) -> list[dict[str, Any]]:
+    """Rows for the registers that changed since `before`."""
+    return [
+        {
+            "user_id": user_id,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "field": field,
+            "hlc_ms": v.hlc.ms,
+            "hlc_counter": v.hlc.counter,
+            "node": v.hlc.node,
+            "value": v.value,
+            "applied_at": v.applied_at,
+        }
+        for field, v in state.items()
+        if before.get(field) != v
+    ]
+
+
+def field_values(entity_type: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The synced fields of a product row, in wire (JSON) form."""
+    entity = ENTITY_TYPES[entity_type]
+    return {name: spec.to_json(row[name]) for name, spec in entity.fields.items()}
+
+
+def server_values(entity_type: str, row: Mapping[str, Any] | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in ENTITY_TYPES[entity_type].server_fields:
+        value = row.get(name) if row is not None else None
+        values[name] = value.isoformat() if isinstance(value, datetime) else _plain(value)
+    return values
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def creation_defaults(entity_type: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A create writes every field: unset ones get the table's default, stamped as the create."""
+    entity = ENTITY_TYPES[entity_type]
+    return {name: fields.get(name, FIELD_DEFAULTS.get(name)) for name in entity.fields}
+
+
+def product_row(
+    entity_type: str,
+    entity_id: str,
+    owner: tuple[str, uuid.UUID],
+    state: State,
+    existing: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Column values for the upsert: register winners, the tombstone, derived columns."""
+    entity = ENTITY_TYPES[entity_type]
+    key = "id" if entity.uuid_ids else "key"
+    row: dict[str, Any] = {key: uuid.UUID(entity_id) if entity.uuid_ids else entity_id}
+    row[owner[0]] = owner[1]
+    for name, spec in entity.fields.items():
+        if name in state:
+            value = state[name].value
+            row[name] = datetime.fromisoformat(value) if spec.is_time and value else value
+        else:
+            row[name] = existing[name] if existing is not None else FIELD_DEFAULTS.get(name)
+    tomb = state.get(TOMBSTONE)
+    row["deleted_at"] = ms_to_datetime(tomb.hlc.ms) if tomb and is_deleted(state) else None
+    for name in entity.server_fields:
+        row[name] = existing.get(name) if existing is not None else None
+    if entity_type == "task":
+        row["completed_at"] = _completed_at(state, existing)
+    return row
+
+
+def _completed_at(state: State, existing: Mapping[str, Any] | None) -> datetime | None:
+    status = state.get("status")
+    if status is None or status.value != "done":
+        return None
+    if existing is not None and existing.get("completed_at") and existing["status"] == "done":
+        return existing["completed_at"]  # type: ignore[no-any-return]
+    return ms_to_datetime(status.hlc.ms)  # when the winning "done" was written
