@@ -62,7 +62,7 @@ class ChaosStack:
 
     @classmethod
     def create(cls, root: Path, env_overrides: dict[str, str]) -> ChaosStack:
-        pg = PgCluster.create(root / "pg")
+        pg = PgCluster.create()
         db_url = pg.create_database("chaos")
         s3 = start_seaweedfs(root / "s3")
         vhost, amqp_url = create_vhost()
@@ -226,7 +226,7 @@ class ChaosStack:
         for process in self.processes.values():
             self.kill_group(process)
         self.s3.stop()
-        self.pg.stop("immediate")
+        self.pg.destroy()
         delete_vhost(self.vhost)
 
 
