@@ -62,7 +62,7 @@ class ChaosStack:
 
     @classmethod
     def create(cls, root: Path, env_overrides: dict[str, str]) -> ChaosStack:
-        pg = PgCluster.create()
+        pg = PgCluster.create(root / "pg")
         try:
             db_url = pg.create_database("chaos")
             s3 = start_seaweedfs(root / "s3")

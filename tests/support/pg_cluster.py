@@ -71,34 +71,37 @@ class PgCluster:
     port: int
     user: str | None
     max_connections: int = 200
+    link: Path | None = None  # the caller's path to the data, if it asked for one
 
     @classmethod
     def create(cls, directory: Path | None = None, *, max_connections: int = 200) -> PgCluster:
-        """initdb a new cluster and start it. Without `directory`, a fresh one under the system
-        temp dir: as root, PostgreSQL runs as another user, who cannot enter pytest's
-        `/tmp/pytest-of-root` (any pytest run resets it to 0700, even in the middle of ours)."""
+        """initdb a new cluster and start it. The data lives in a fresh dir under the system temp
+        dir, never under pytest's: as root PostgreSQL runs as another user, who cannot enter
+        `/tmp/pytest-of-root` (any pytest run resets it to 0700, even in the middle of ours).
+        `directory`, if given, becomes a link to the data (server.log is there)."""
         user = _system_user()
-        if directory is None:
-            parent = Path(tempfile.mkdtemp(prefix="conveyor-pg-"))
-            parent.chmod(0o755)
-            directory = parent / "data"
-        directory.mkdir(parents=True)
+        parent = Path(tempfile.mkdtemp(prefix="conveyor-pg-"))
+        parent.chmod(0o755)
+        data_dir = parent / "data"
+        data_dir.mkdir()
         if user is not None:
-            shutil.chown(directory, user, user)
-        cluster = cls(directory, free_port(), user, max_connections)
+            shutil.chown(data_dir, user, user)
+        if directory is not None:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            directory.symlink_to(data_dir, target_is_directory=True)
+        cluster = cls(data_dir, free_port(), user, max_connections, link=directory)
         cluster._run(
-            _bin("initdb"), "-D", str(directory), "-U", "postgres", "--auth=trust", "-E", "utf8"
+            _bin("initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "utf8"
         )
         cluster.start()
         return cluster
 
     def destroy(self) -> None:
-        """Stop at once and delete the data (and the temp dir `create()` made for it)."""
+        """Stop at once and delete the data, its temp dir and the link to it."""
         self.stop("immediate")
-        parent = self.data_dir.parent
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        if parent.name.startswith("conveyor-pg-"):
-            shutil.rmtree(parent, ignore_errors=True)
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)
 
     @property
     def log_path(self) -> Path:
@@ -186,9 +189,11 @@ class PgCluster:
 
 
 @contextmanager
-def owned_cluster(*, max_connections: int = 200) -> Iterator[PgCluster]:
-    """A new cluster in a fresh temp dir, destroyed on exit."""
-    cluster = PgCluster.create(max_connections=max_connections)
+def owned_cluster(
+    directory: Path | None = None, *, max_connections: int = 200
+) -> Iterator[PgCluster]:
+    """A new cluster (see `PgCluster.create`), destroyed on exit."""
+    cluster = PgCluster.create(directory, max_connections=max_connections)
     try:
         yield cluster
     finally:
