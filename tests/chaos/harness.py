@@ -63,11 +63,19 @@ class ChaosStack:
     @classmethod
     def create(cls, root: Path, env_overrides: dict[str, str]) -> ChaosStack:
         pg = PgCluster.create(root / "pg")
-        db_url = pg.create_database("chaos")
-        s3 = start_seaweedfs(root / "s3")
+        try:
+            db_url = pg.create_database("chaos")
+            s3 = start_seaweedfs(root / "s3")
+        except BaseException:
+            pg.destroy()
+            raise
         vhost, amqp_url = create_vhost()
-        declare_broker_topology(amqp_url)
         stack = cls(root, pg, db_url, s3, vhost, amqp_url, env_overrides)
+        try:
+            declare_broker_topology(amqp_url)
+        except BaseException:
+            stack.close()
+            raise
         for name in all_bucket_names(stack.bucket_prefix):
             stack.store().ensure_bucket(name)
         return stack
@@ -226,7 +234,7 @@ class ChaosStack:
         for process in self.processes.values():
             self.kill_group(process)
         self.s3.stop()
-        self.pg.stop("immediate")
+        self.pg.destroy()
         delete_vhost(self.vhost)
 
 

