@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     outbox_retention_s: float = 3600.0
     republish_queued_after_s: float = 120.0
     canary_interval_s: float = 300.0  # a diag.noop every N seconds; 0 disables
+    # /healthz and /readyz of `conveyor worker` and `conveyor scheduler` (plus the
+    # scheduler's /metrics); 0 = not served. Each process needs its own port on one host.
+    probe_port: int = Field(default=0, ge=0, le=65535)
 
     # OAuth connections (docs/oauth.md). A provider without client id and secret is
     # "not configured". Redirect URI: public_url + /v1/oauth/<provider>/callback.

@@ -23,6 +23,7 @@ from workers.ingress import routes_files, routes_jobs, routes_oauth
 from workers.ingress.deps import Unauthorized
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
+from workers.ingress.ops_metrics import OperationsCollector
 
 log = structlog.get_logger("ingress")
 
@@ -65,6 +66,7 @@ def create_app(
         registry.register(
             JobsCollector(app.state.sessions, settings.broker_url, settings.rabbitmq_api_url)
         )
+        registry.register(OperationsCollector(app.state.sessions))
         app.state.registry = registry
         app.state.oauth_http = make_http_client(settings.oauth_http_timeout_s)
         yield

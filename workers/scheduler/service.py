@@ -17,7 +17,9 @@ from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
 from shared.jobs.periodic import PeriodicSpec, builtin_schedules, submit_due
 from shared.messaging.publisher import Publisher, PublishError
+from shared.metrics import REAPER_ACTIONS, RETENTION_DELETED, RETENTION_RUNS, SCHEDULER_LEADER
 from shared.oauth.clients import idle_lifetimes
+from shared.probes import Liveness, ProbeServer
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
@@ -47,6 +49,7 @@ class SchedulerConfig:
     oauth_sweep_every_s: float = 0.0  # 0: no OAuth refresh sweep
     oauth_margin_s: float = 300.0
     oauth_idle_lifetimes: Mapping[str, timedelta] = field(default_factory=dict)
+    probe_port: int = 0  # /healthz, /readyz, /metrics; 0: none
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -60,6 +63,7 @@ class SchedulerConfig:
             oauth_sweep_every_s=settings.oauth_sweep_interval_s,
             oauth_margin_s=settings.oauth_refresh_margin_s,
             oauth_idle_lifetimes=idle_lifetimes(settings),
+            probe_port=settings.probe_port,
         )
 
 
@@ -77,6 +81,23 @@ class Scheduler:
         self._config = config
         self.stop_event = threading.Event()
         self._next: dict[str, float] = {}
+        self.connected = False
+        self.leading = False
+        self._liveness = Liveness()
+
+    def ready(self) -> bool:
+        """Ready = connected and not stopping (a standby is ready: it is what takes over)."""
+        return self.connected and not self.stop_event.is_set()
+
+    def _probes(self) -> ProbeServer | None:
+        if not self._config.probe_port:
+            return None
+        return ProbeServer(
+            self._config.probe_port,
+            alive=lambda: self.stop_event.is_set() or self._liveness.alive(),
+            ready=self.ready,
+            details=lambda: {"leader": self.leading},
+        ).start()
 
     def run(self) -> None:
         """Block until stopped. A non-leader waits for the lock and stays idle.
@@ -87,26 +108,39 @@ class Scheduler:
         or two of the service's return.
         """
         failures = 0
-        while not self.stop_event.is_set():
-            try:
-                with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
-                    failures = 0
-                    self._compete(conn)
-            except psycopg.Error as exc:
-                failures += 1
-                log.warning("scheduler.database_unreachable", error=str(exc), failures=failures)
-                self.stop_event.wait(_pause(failures))
+        probes = self._probes()
+        try:
+            while not self.stop_event.is_set():
+                self._liveness.beat()
+                try:
+                    with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
+                        failures = 0
+                        self.connected = True
+                        self._compete(conn)
+                except psycopg.Error as exc:
+                    failures += 1
+                    log.warning("scheduler.database_unreachable", error=str(exc), failures=failures)
+                    self.stop_event.wait(_pause(failures))
+                finally:
+                    self.connected = False
+        finally:
+            if probes is not None:
+                probes.close()
 
     def _compete(self, conn: psycopg.Connection) -> None:
         while not self.stop_event.is_set():
+            self._liveness.beat()
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()
             if row is not None and row[0]:
                 log.info("scheduler.became_leader")
+                self._set_leading(True)
                 try:
                     self._lead(conn)
                 finally:
+                    self._set_leading(False)
                     if not conn.closed and not conn.broken:
                         conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK_KEY,))
+                        log.info("scheduler.leadership_released")
             else:
                 self.stop_event.wait(2.0)
 
@@ -115,6 +149,7 @@ class Scheduler:
         self._next = {"reap": 0.0, "periodic": 0.0, "sweep": 0.0, "prune": 0.0}
         failures = 0
         while not self.stop_event.is_set():
+            self._liveness.beat()
             try:
                 published = relay_once(
                     self._sessions, self._publisher, batch_size=self._config.batch_size
@@ -140,8 +175,12 @@ class Scheduler:
         """Reaper, republish, periodic jobs, OAuth sweep and pruning, each on its own period."""
         due = self._next
         if now >= due["reap"]:
-            reap_once(self._sessions, stale_s=self._config.stale_s)
-            republish_stuck(self._sessions, older_than_s=self._config.republish_queued_after_s)
+            reaped = reap_once(self._sessions, stale_s=self._config.stale_s)
+            republished = republish_stuck(
+                self._sessions, older_than_s=self._config.republish_queued_after_s
+            )
+            REAPER_ACTIONS.labels("reaped").inc(reaped)
+            REAPER_ACTIONS.labels("republished").inc(republished)
             due["reap"] = now + self._config.reap_every_s
         if self._config.periodic and now >= due["periodic"]:
             self._submit_periodic()
@@ -181,4 +220,10 @@ class Scheduler:
     def _prune(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self._config.retention_s)
         with session_scope(self._sessions) as session:
-            outbox_repo.prune_sent(session, cutoff)
+            deleted = outbox_repo.prune_sent(session, cutoff)
+        RETENTION_RUNS.labels("outbox").inc()
+        RETENTION_DELETED.labels("outbox").inc(deleted)
+
+    def _set_leading(self, leading: bool) -> None:
+        self.leading = leading
+        SCHEDULER_LEADER.set(1 if leading else 0)
