@@ -24,6 +24,7 @@ from workers.ingress.deps import Unauthorized
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
 from workers.ingress.ops_metrics import OperationsCollector
+from workers.ingress.ui import routes as routes_ui
 
 log = structlog.get_logger("ingress")
 
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(routes_jobs.router)
     app.include_router(routes_files.router)
     app.include_router(routes_oauth.router)
+    app.include_router(routes_ui.router)
     _add_error_handlers(app)
     _add_ops_routes(app)
     return app
