@@ -76,13 +76,18 @@ def _follow(factory: sessionmaker[Session], job_id: uuid.UUID) -> Job:
             time.sleep(0.2)
 
 
-def show_job(job_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
+def show_job(
+    job_id: Annotated[uuid.UUID, typer.Argument()],
+    follow: Annotated[bool, typer.Option("--follow", help="progress bar until it ends")] = False,
+) -> None:
     """Show a job and its transitions."""
     with sessions() as factory, session_scope(factory) as session:
         job = jobs_repo.get(session, job_id)
         if job is None:
             console.print(f"[red]no job {job_id}[/red]")
             raise typer.Exit(1)
+        if follow and job.state not in TERMINAL_STATES:
+            job = _follow(factory, job_id)
         _print_job(job)
         table = Table("at", "attempt", "from", "to", "reason")
         for e in jobs_repo.events_of(session, job_id):
@@ -107,9 +112,17 @@ def _print_job(job: Job) -> None:
         console.print(f"  result: {json.dumps(job.result)}")
 
 
-def status() -> None:
+def status(
+    watch: Annotated[bool, typer.Option("--watch", help="live view until Ctrl-C")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="--watch refresh, seconds")] = 2.0,
+) -> None:
     """Queue depth per queue, and job counts per kind and state."""
     settings = settings_or_exit()
+    if watch:
+        from workers.cli.watch import watch_status
+
+        watch_status(settings, interval)
+        return
     if settings.broker_url:
         queues = Table(
             Column("queue", no_wrap=True), "ready", "unacked", "consumers", title="queues"
