@@ -117,8 +117,8 @@ class Settings(BaseSettings):
             if not getattr(self, name):
                 raise ValueError(f"CONVEYOR_{name.upper()} is required in production")
         self._refuse_placeholder_oauth_secrets()
-        token = self.operator_token
-        if token is not None and _is_placeholder(token.get_secret_value()):
+        token = self.operator_token.get_secret_value() if self.operator_token else ""
+        if token and _is_placeholder(token):  # empty means unset
             raise ValueError("CONVEYOR_OPERATOR_TOKEN is a placeholder; set a real one or unset it")
         return self
 

@@ -19,6 +19,7 @@ from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
+OPERATOR_TOKEN = "op-" + "7f3a9c1e5b2d4f60"
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; scripts/services installs it
 CHROMIUM_ARGS = [
     "--headless",
@@ -45,6 +46,7 @@ def ui_url(stack: Stack) -> str:
         "ingress",
         ["ingress", "--host", "127.0.0.1", "--port", str(port)],
         CONVEYOR_UI_REFRESH_S="1",
+        CONVEYOR_OPERATOR_TOKEN=OPERATOR_TOKEN,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -122,3 +124,15 @@ def test_only_admin_keys_get_in_and_bad_job_ids_are_404(
     assert response is not None and response.status == 404
     response = page.goto(f"{ui_url}/ui/jobs/00000000-0000-0000-0000-000000000000")
     assert response is not None and response.status == 404
+
+
+def test_the_operator_token_opens_the_page_without_an_api_key(ui_url: str) -> None:
+    with httpx.Client(base_url=ui_url) as client:
+        refused = client.post("/ui/login", data={"token": "op-wrong"})
+        assert refused.status_code == 401
+        login = client.post("/ui/login", data={"token": OPERATOR_TOKEN})
+        assert login.status_code == 303 and login.headers["location"] == "/ui"
+        cookie = login.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/ui" in cookie
+        page = client.get("/ui")
+        assert page.status_code == 200 and 'id="pools"' in page.text

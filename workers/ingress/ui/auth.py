@@ -21,10 +21,8 @@ def operator_name(session: Session, settings: Settings, token: str | None) -> st
     """The name to show for a valid token; None for anything else."""
     if not token:
         return None
-    expected = settings.operator_token
-    if expected is not None and hmac.compare_digest(
-        token.encode(), expected.get_secret_value().encode()
-    ):
+    expected = settings.operator_token.get_secret_value() if settings.operator_token else ""
+    if expected and hmac.compare_digest(token.encode(), expected.encode()):
         return "operator"
     key = api_keys_repo.authenticate(session, token)
     if key is None or not key.is_admin:
