@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     canary_interval_s: float = 300.0  # a diag.noop every N seconds; 0 disables
     # diag.noop appends start/end lines of each run here (the chaos suite's external count).
     diag_trace_path: Path | None = None
+    # /healthz and /readyz of `conveyor worker` and `conveyor scheduler` (plus the
+    # scheduler's /metrics); 0 = not served. Each process needs its own port on one host.
+    probe_port: int = Field(default=0, ge=0, le=65535)
+    # The status page (/ui) admits admin API keys and, if set, this token.
+    operator_token: SecretStr | None = None
+    ui_refresh_s: float = Field(default=5.0, ge=1)
 
     # OAuth connections (docs/oauth.md). A provider without client id and secret is
     # "not configured". Redirect URI: public_url + /v1/oauth/<provider>/callback.
@@ -151,6 +157,9 @@ class Settings(BaseSettings):
             if not getattr(self, name):
                 raise ValueError(f"CONVEYOR_{name.upper()} is required in production")
         self._refuse_placeholder_oauth_secrets()
+        token = self.operator_token.get_secret_value() if self.operator_token else ""
+        if token and _is_placeholder(token):  # empty means unset
+            raise ValueError("CONVEYOR_OPERATOR_TOKEN is a placeholder; set a real one or unset it")
         return self
 
     def _refuse_placeholder_oauth_secrets(self) -> None:

@@ -5,6 +5,8 @@ unexpectedly (SIGKILL, OOM, a crash) is replaced, with a crash-loop backoff per 
 doubles while children die young and resets once one has lived `healthy_after_s`.
 SIGTERM/SIGINT are passed to the children, which finish in-flight jobs within the grace
 period; whatever is still alive after it is killed (its deliveries return to RabbitMQ).
+With a probe port, `/readyz` answers 503 from the moment SIGTERM arrives (and while no child
+runs), `/healthz` while the supervising loop turns.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
+
+from shared.probes import Liveness, ProbeServer
 
 log = structlog.get_logger("worker")
 
@@ -43,6 +47,7 @@ class Supervisor:
         max_backoff_s: float = 30.0,
         healthy_after_s: float = 60.0,
         on_exit: Callable[[int], None] | None = None,
+        probe_port: int | None = None,
     ) -> None:
         self._command = command
         self._slots = [_Slot(i) for i in range(processes)]
@@ -53,18 +58,46 @@ class Supervisor:
         self._on_exit = on_exit
         self.stop_event = threading.Event()
         self.restarts = 0
+        self._probe_port = probe_port
+        self._liveness = Liveness()
+
+    def ready(self) -> bool:
+        """Takes deliveries: not stopping, and at least one child is running."""
+        if self.stop_event.is_set():
+            return False
+        return any(s.process is not None and s.process.poll() is None for s in self._slots)
 
     def run(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
+        probes = self._start_probes()
         try:
             while not self.stop_event.is_set():
                 now = time.monotonic()
                 for slot in self._slots:
                     self._tend(slot, now)
+                self._liveness.beat()
                 self.stop_event.wait(0.2)
         finally:
             self._stop_all()
+            if probes is not None:
+                probes.close()
+
+    def _start_probes(self) -> ProbeServer | None:
+        port = self._probe_port
+        if port is None:  # `conveyor worker` does not pass one: the setting decides
+            from shared.config import get_settings
+
+            port = get_settings().probe_port
+        if not port:
+            return None
+        # While stopping the loop waits on children, not turning: still alive.
+        return ProbeServer(
+            port,
+            alive=lambda: self.stop_event.is_set() or self._liveness.alive(),
+            ready=self.ready,
+            registry=None,
+        ).start()
 
     def _tend(self, slot: _Slot, now: float) -> None:
         if slot.process is None:

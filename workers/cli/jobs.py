@@ -132,9 +132,13 @@ def _follow(factory: sessionmaker[Session], job_id: uuid.UUID) -> Job:
             time.sleep(0.2)
 
 
-def show_job(job_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
+def show_job(
+    job_id: Annotated[uuid.UUID, typer.Argument()],
+    follow: Annotated[bool, typer.Option("--follow", help="progress bar until it ends")] = False,
+) -> None:
     """Show a job and its transitions (with their messages)."""
     from shared.db.engine import session_scope
+    from shared.db.models.jobs import TERMINAL_STATES
     from shared.db.repos import jobs as jobs_repo
 
     with sessions() as factory, session_scope(factory) as session:
@@ -142,6 +146,8 @@ def show_job(job_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
         if job is None:
             console.print(f"[red]no job {job_id}[/red]")
             raise typer.Exit(1)
+        if follow and job.state not in TERMINAL_STATES:
+            job = _follow(factory, job_id)
         _print_job(job)
         table = Table("at", "attempt", "from", "to", "reason", "message")
         for e in jobs_repo.events_of(session, job_id):
@@ -239,7 +245,10 @@ def cancel(job_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
     console.print(f"{job_id}: {verb}")
 
 
-def status() -> None:
+def status(
+    watch: Annotated[bool, typer.Option("--watch", help="live view until Ctrl-C")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="--watch refresh, seconds")] = 2.0,
+) -> None:
     """Queue depth per queue, and job counts per kind and state."""
     from shared.db.engine import session_scope
     from shared.db.repos import jobs as jobs_repo
@@ -247,6 +256,11 @@ def status() -> None:
     from shared.jobs.retention import RUN_NAME as RETENTION_RUN
 
     settings = settings_or_exit()
+    if watch:
+        from workers.cli.watch import watch_status
+
+        watch_status(settings, interval)
+        return
     if settings.broker_url:
         from shared.messaging.depth import queue_depths
 

@@ -28,6 +28,8 @@ from workers.ingress import (
 from workers.ingress.errors import error_response
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
+from workers.ingress.ops_metrics import OperationsCollector
+from workers.ingress.ui import routes as routes_ui
 
 log = structlog.get_logger("ingress")
 
@@ -89,6 +91,7 @@ def create_app(
         registry.register(
             JobsCollector(app.state.sessions, settings.broker_url, settings.rabbitmq_api_url)
         )
+        registry.register(OperationsCollector(app.state.sessions))
         app.state.registry = registry
         app.state.oauth_http = make_http_client(settings.oauth_http_timeout_s)
         yield
@@ -105,6 +108,7 @@ def create_app(
     app.include_router(routes_backups.router)
     app.include_router(routes_exports.router)
     app.include_router(routes_devices.router)
+    app.include_router(routes_ui.router)
     errors.install(app, STATUS_BY_CODE)
     _add_ops_routes(app)
     return app

@@ -19,9 +19,11 @@ from shared.db.repos import sync as sync_repo
 from shared.jobs.periodic import PeriodicSpec, builtin_schedules, submit_due
 from shared.jobs.retention import RetentionPolicy, purge_once
 from shared.messaging.publisher import Publisher, PublishError
+from shared.metrics import REAPER_ACTIONS, RETENTION_DELETED, RETENTION_RUNS, SCHEDULER_LEADER
 from shared.oauth.clients import idle_lifetimes
 from workers.backups.schedule import submit_due_backups
 from workers.exports.expiry import make_tick as make_export_tick
+from shared.probes import Liveness, ProbeServer
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
@@ -58,6 +60,7 @@ class SchedulerConfig:
     export_tick: Callable[[sessionmaker[Session]], None] | None = None
     sync_retention_s: float = 0.0  # device sync: forget tombstones older than this; 0: never
     sync_prune_every_s: float = 3600.0
+    probe_port: int = 0  # /healthz, /readyz, /metrics; 0: none
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -76,6 +79,7 @@ class SchedulerConfig:
             export_every_s=settings.export_sweep_interval_s,
             export_tick=make_export_tick(settings),
             sync_retention_s=settings.sync_tombstone_retention_s,
+            probe_port=settings.probe_port,
         )
 
 
@@ -93,6 +97,23 @@ class Scheduler:
         self._config = config
         self.stop_event = threading.Event()
         self._next: dict[str, float] = {}
+        self.connected = False
+        self.leading = False
+        self._liveness = Liveness()
+
+    def ready(self) -> bool:
+        """Ready = connected and not stopping (a standby is ready: it is what takes over)."""
+        return self.connected and not self.stop_event.is_set()
+
+    def _probes(self) -> ProbeServer | None:
+        if not self._config.probe_port:
+            return None
+        return ProbeServer(
+            self._config.probe_port,
+            alive=lambda: self.stop_event.is_set() or self._liveness.alive(),
+            ready=self.ready,
+            details=lambda: {"leader": self.leading},
+        ).start()
 
     def run(self) -> None:
         """Block until stopped. A non-leader waits for the lock and stays idle.
@@ -103,26 +124,39 @@ class Scheduler:
         or two of the service's return.
         """
         failures = 0
-        while not self.stop_event.is_set():
-            try:
-                with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
-                    failures = 0
-                    self._compete(conn)
-            except psycopg.Error as exc:
-                failures += 1
-                log.warning("scheduler.database_unreachable", error=str(exc), failures=failures)
-                self.stop_event.wait(_pause(failures))
+        probes = self._probes()
+        try:
+            while not self.stop_event.is_set():
+                self._liveness.beat()
+                try:
+                    with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
+                        failures = 0
+                        self.connected = True
+                        self._compete(conn)
+                except psycopg.Error as exc:
+                    failures += 1
+                    log.warning("scheduler.database_unreachable", error=str(exc), failures=failures)
+                    self.stop_event.wait(_pause(failures))
+                finally:
+                    self.connected = False
+        finally:
+            if probes is not None:
+                probes.close()
 
     def _compete(self, conn: psycopg.Connection) -> None:
         while not self.stop_event.is_set():
+            self._liveness.beat()
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()
             if row is not None and row[0]:
                 log.info("scheduler.became_leader")
+                self._set_leading(True)
                 try:
                     self._lead(conn)
                 finally:
+                    self._set_leading(False)
                     if not conn.closed and not conn.broken:
                         conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK_KEY,))
+                        log.info("scheduler.leadership_released")
             else:
                 self.stop_event.wait(2.0)
 
@@ -138,6 +172,7 @@ class Scheduler:
         }
         failures = 0
         while not self.stop_event.is_set():
+            self._liveness.beat()
             try:
                 published = relay_once(
                     self._sessions, self._publisher, batch_size=self._config.batch_size
@@ -163,8 +198,12 @@ class Scheduler:
         """Reaper, republish, periodic jobs, OAuth sweep and pruning, each on its own period."""
         due = self._next
         if now >= due["reap"]:
-            reap_once(self._sessions, stale_s=self._config.stale_s)
-            republish_stuck(self._sessions, older_than_s=self._config.republish_queued_after_s)
+            reaped = reap_once(self._sessions, stale_s=self._config.stale_s)
+            republished = republish_stuck(
+                self._sessions, older_than_s=self._config.republish_queued_after_s
+            )
+            REAPER_ACTIONS.labels("reaped").inc(reaped)
+            REAPER_ACTIONS.labels("republished").inc(republished)
             due["reap"] = now + self._config.reap_every_s
         if self._config.periodic and now >= due["periodic"]:
             self._submit_periodic()
@@ -184,7 +223,9 @@ class Scheduler:
             self._prune()
             due["prune"] = now + self._config.prune_every_s
         if now >= due["retain"]:
-            purge_once(self._sessions, self._config.retention, now=datetime.now(UTC))
+            purged = purge_once(self._sessions, self._config.retention, now=datetime.now(UTC))
+            RETENTION_RUNS.labels("jobs").inc()
+            RETENTION_DELETED.labels("jobs").inc(purged)
             due["retain"] = now + self._config.retention_every_s
         if self._config.sync_retention_s > 0 and now >= due["sync"]:
             self._prune_sync()
@@ -224,4 +265,10 @@ class Scheduler:
     def _prune(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self._config.retention_s)
         with session_scope(self._sessions) as session:
-            outbox_repo.prune_sent(session, cutoff)
+            deleted = outbox_repo.prune_sent(session, cutoff)
+        RETENTION_RUNS.labels("outbox").inc()
+        RETENTION_DELETED.labels("outbox").inc(deleted)
+
+    def _set_leading(self, leading: bool) -> None:
+        self.leading = leading
+        SCHEDULER_LEADER.set(1 if leading else 0)

@@ -1,0 +1,1 @@
+"""The operator status page (`/ui`): server-rendered, read-only, refreshes itself."""
