@@ -21,9 +21,9 @@ from shared.jobs.retention import RetentionPolicy, purge_once
 from shared.messaging.publisher import Publisher, PublishError
 from shared.metrics import REAPER_ACTIONS, RETENTION_DELETED, RETENTION_RUNS, SCHEDULER_LEADER
 from shared.oauth.clients import idle_lifetimes
+from shared.probes import Liveness, ProbeServer
 from workers.backups.schedule import submit_due_backups
 from workers.exports.expiry import make_tick as make_export_tick
-from shared.probes import Liveness, ProbeServer
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
