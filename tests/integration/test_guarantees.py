@@ -66,8 +66,9 @@ def test_a_relay_crash_after_publishing_republishes_and_the_job_still_runs_once(
     row is still pending, the next relay pass publishes it again, the worker gets two
     deliveries, runs the job once and skips the duplicate.
 
-    Mutation check: with the claim taking a `succeeded` job again (state test removed from
-    CLAIM_SQL), the duplicate ran a second attempt and this test failed."""
+    Mutation check: with `relay_once` marking the rows sent (and committing) before
+    publishing, the crash left the row marked, nothing was republished, and this test
+    failed."""
     stack.stop_schedulers()  # this test is the relay
     with session_scope(stack.sessions) as session:
         [outcome] = submit_jobs(session, [NewJob("diag.noop", "u", {"sleep_ms": 200})])

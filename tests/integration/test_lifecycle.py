@@ -138,11 +138,9 @@ def test_delayed_job_does_not_start_before_run_at(running: Stack) -> None:
 
 
 def test_cancelled_queued_job_never_starts(running: Stack) -> None:
-    """Its delayed message is still published at `run_at`, and the worker skips it.
-
-    Mutation check: with the claim ignoring `cancel_requested` (and the `queued` state)
-    the job ran; with the relay never publishing the message, the wait for `sent_at` and for
-    the skip timed out. Both made this test fail."""
+    """Its delayed message is still published at `run_at` (the outbox row gets `sent_at`)
+    and the worker skips the delivery (its `jobs.delivery_skipped` log line, state
+    `cancelled`): the test sees both instead of trusting a sleep."""
     job = running.submit(run_at=(datetime.now(UTC) + timedelta(seconds=1)).isoformat())
     response = running.client.post(f"/v1/jobs/{job['id']}/cancel", headers=running.headers())
     assert response.status_code == 200

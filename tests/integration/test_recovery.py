@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -67,13 +68,17 @@ def test_connection_loss_loses_no_job(stack: Stack) -> None:
     assert log_events(stack, "worker", event="jobs.delivery_skipped", redelivered=True)
     for job_id in ids:  # a lost ack may rerun an attempt, never a success
         assert [e[2] for e in stack.events(job_id)].count("succeeded") == 1, job_id
+    # The scheduler's publisher lost its connection too: a job submitted now still runs.
+    with session_scope(stack.sessions) as session:
+        [after] = submit_jobs(session, [NewJob("diag.noop", "after-close")])
+    assert stack.wait_state(after.job_id, timeout=60).state == "succeeded"
 
 
 def running_job(
-    stack: Stack, *, heartbeat_age_s: float, cancel_requested: bool = False
+    stack: Stack, *, heartbeat_age_s: float, cancel_requested: bool = False, attempt: int = 1
 ) -> uuid.UUID:
-    """A `running` job (attempt 1) whose worker last heartbeated `heartbeat_age_s` ago by the
-    database's clock, with no message in flight: as if its worker vanished at that moment."""
+    """A `running` job whose worker last heartbeated `heartbeat_age_s` ago by the database's
+    clock, with no message in flight: as if its worker vanished at that moment."""
     job_id = uuid.uuid4()
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     with session_scope(stack.sessions) as session:
@@ -81,11 +86,11 @@ def running_job(
     with session_scope(stack.sessions) as session:
         session.execute(
             text(
-                "UPDATE jobs SET state = 'running', attempt = 1, run_at = now(),"
+                "UPDATE jobs SET state = 'running', attempt = :attempt, run_at = now(),"
                 " worker = 'vanished', cancel_requested = :cancel,"
                 " heartbeat_at = now() - make_interval(secs => :age) WHERE id = :id"
             ),
-            {"id": job_id, "age": heartbeat_age_s, "cancel": cancel_requested},
+            {"id": job_id, "age": heartbeat_age_s, "cancel": cancel_requested, "attempt": attempt},
         )
     return job_id
 
@@ -101,6 +106,7 @@ def test_reaper_requeues_a_job_whose_worker_vanished_without_redelivery(stack: S
     threshold) is left alone. Mutation check: with the heartbeat condition removed from
     `stale_running`, the healthy job was reaped and this test failed."""
     lost = running_job(stack, heartbeat_age_s=600)
+    last_attempt = running_job(stack, heartbeat_age_s=600, attempt=3)  # diag.noop: 3 attempts
     healthy = running_job(stack, heartbeat_age_s=30)
     stack.stop_schedulers()  # the module's scheduler would lead with the stack's defaults
     stack.start_scheduler(CONVEYOR_HEARTBEAT_STALE_S=REAPER_STALE_S)
@@ -109,10 +115,28 @@ def test_reaper_requeues_a_job_whose_worker_vanished_without_redelivery(stack: S
     done = stack.wait_state(lost, "succeeded", timeout=60)
     assert done.attempt == 2
     assert (1, "running", "queued", "worker_lost") in stack.events(lost)
+    # Out of attempts: killed (dead, with a copy in the dead-letter queue), not requeued.
+    dead = stack.wait_state(last_attempt, timeout=60)
+    assert (dead.state, dead.attempt, dead.error_code) == ("dead", 3, "worker_lost")
+    wait_for(lambda: dead_letter_of(stack, last_attempt), timeout=30, what="dead letter")
     # The reaper pass that took `lost` also saw `healthy` (one query) and left it running.
     job = stack.job(healthy)
     assert (job.state, job.attempt, job.worker) == ("running", 1, "vanished")
     assert [e[2] for e in stack.events(healthy)] == ["queued"]  # no reaper transition
+
+
+def dead_letter_of(stack: Stack, job_id: uuid.UUID) -> bool:
+    channel = stack.amqp_channel()
+    try:
+        while True:
+            method, _, body = channel.basic_get("conveyor.default.XQ", auto_ack=False)
+            if method is None:
+                return False
+            if json.loads(body).get("job_id") == str(job_id):
+                channel.basic_ack(method.delivery_tag)
+                return True
+    finally:
+        channel.connection.close()
 
 
 def test_a_cancel_pending_when_the_worker_vanished_ends_cancelled(stack: Stack) -> None:
