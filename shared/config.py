@@ -63,7 +63,13 @@ class Settings(BaseSettings):
     relay_idle_poll_s: float = 1.0
     outbox_retention_s: float = 3600.0
     republish_queued_after_s: float = 120.0
+    # Terminal jobs and their history are deleted this long after finishing (7 days);
+    # per-kind overrides as JSON, e.g. {"export.create": 2592000}.
+    job_retention_s: float = Field(default=7 * 86400, gt=0)
+    job_retention_by_kind: dict[str, float] = Field(default_factory=dict)
     canary_interval_s: float = 300.0  # a diag.noop every N seconds; 0 disables
+    # diag.noop appends start/end lines of each run here (the chaos suite's external count).
+    diag_trace_path: Path | None = None
 
     # OAuth connections (docs/oauth.md). A provider without client id and secret is
     # "not configured". Redirect URI: public_url + /v1/oauth/<provider>/callback.

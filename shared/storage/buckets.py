@@ -15,6 +15,7 @@ class Bucket(StrEnum):
     ATTACHMENTS = "attachments"
     BACKUPS = "backups"
     EXPORTS = "exports"
+    DIAG = "diag"  # diag.noop's store round-trip (chaos suite, smoke tests)
 
 
 def bucket_name(prefix: str, bucket: Bucket) -> str:

@@ -24,6 +24,7 @@ from shared.jobs.submit import NewJob, submit_jobs
 from shared.messaging.contract import JobEnvelope
 from shared.messaging.names import EVENTS_EXCHANGE
 from tests.support.stack import Stack
+from workers.scheduler.reaper import reap_once
 
 pytestmark = pytest.mark.integration
 STALE_S = 30.0
@@ -174,3 +175,23 @@ def test_every_terminal_failure_publishes_a_completion_event(
         ).scalars()
         assert [b for b in bodies if str(job_id).encode() in b]
     assert (attempt, "running", state, failure.code) in stack.events(job_id)
+
+
+def test_the_reaper_kills_a_vanished_job_out_of_attempts_and_dead_letters_it(
+    stack: Stack,
+) -> None:
+    """Same decision as a worker's: the last attempt lost → dead, event and dead letter."""
+    job_id = new_job(stack)
+    with session_scope(stack.sessions) as session:
+        session.execute(update(Job).where(Job.id == job_id).values(attempt=2))
+    assert claim(stack, job_id) is not None  # attempt 3 of 3
+    age_heartbeat(stack, job_id, STALE_S + 5)
+    assert reap_once(stack.sessions, stale_s=STALE_S) >= 1
+    job = stack.job(job_id)
+    assert (job.state, job.error_code) == ("dead", "worker_lost")
+    assert (3, "running", "dead", "worker_lost") in stack.events(job_id)
+    with session_scope(stack.sessions) as session:
+        letters = session.execute(
+            select(OutboxMessage).where(OutboxMessage.routing_key == "conveyor.default.XQ")
+        ).scalars()
+        assert [m for m in letters if str(job_id).encode() in m.body]

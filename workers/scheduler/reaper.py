@@ -4,17 +4,20 @@ republish queued jobs whose message was lost."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.engine import session_scope
+from shared.db.models import Job
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
 from shared.errors import UnknownKind
 from shared.jobs.catalog import DIAG_NOOP, KindSpec, get_spec
-from shared.jobs.lifecycle import Failure, after_failure
-from shared.jobs.messages import event_for, requeue_message
+from shared.jobs.lifecycle import AfterFailure, Failure, after_failure
+from shared.jobs.messages import dead_letter, event_for, requeue_message
+from shared.messaging.names import queue_name
 
 log = structlog.get_logger("scheduler")
 
@@ -62,14 +65,24 @@ def reap_once(sessions: sessionmaker[Session], *, stale_s: float, limit: int = 5
                 to_state=state,
                 reason=WORKER_LOST.code,
             )
-            message = (
-                requeue_message(job, publish_after=outcome.run_at)
-                if state == "queued"
-                else event_for(job, state, error_code=WORKER_LOST.code)
-            )
-            outbox_repo.add_many(session, [message])
+            outbox_repo.add_many(session, _messages_after_reaping(job, spec, state, outcome))
             log.warning("scheduler.job_reaped", job_id=str(job.id), kind=job.kind, next_state=state)
     return len(stale)
+
+
+def _messages_after_reaping(
+    job: Job, spec: KindSpec, state: str, outcome: AfterFailure
+) -> list[dict[str, Any]]:
+    if state == "queued":
+        return [requeue_message(job, publish_after=outcome.run_at)]
+    messages = [event_for(job, state, error_code=WORKER_LOST.code)]
+    if state == "dead":  # as when a worker kills it: a copy in the pool's dead-letter queue
+        body = requeue_message(job)["body"]
+        queue = queue_name(spec.pool)
+        messages.append(
+            dead_letter(queue=queue, body=body, reason=WORKER_LOST.code, detail=WORKER_LOST.message)
+        )
+    return messages
 
 
 def republish_stuck(

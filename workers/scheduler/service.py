@@ -16,6 +16,7 @@ from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
 from shared.jobs.periodic import PeriodicSpec, builtin_schedules, submit_due
+from shared.jobs.retention import RetentionPolicy, purge_once
 from shared.messaging.publisher import Publisher, PublishError
 from shared.oauth.clients import idle_lifetimes
 from workers.scheduler.oauth_sweep import sweep_once
@@ -42,6 +43,8 @@ class SchedulerConfig:
     prune_every_s: float = 60.0
     retention_s: float = 3600.0
     republish_queued_after_s: float = 120.0
+    retention: RetentionPolicy = field(default_factory=lambda: RetentionPolicy(7 * 86400))
+    retention_every_s: float = 60.0
     periodic: tuple[PeriodicSpec, ...] = ()
     periodic_every_s: float = 1.0
     oauth_sweep_every_s: float = 0.0  # 0: no OAuth refresh sweep
@@ -56,6 +59,7 @@ class SchedulerConfig:
             stale_s=settings.heartbeat_stale_s,
             retention_s=settings.outbox_retention_s,
             republish_queued_after_s=settings.republish_queued_after_s,
+            retention=RetentionPolicy(settings.job_retention_s, settings.job_retention_by_kind),
             periodic=tuple(builtin_schedules(canary_interval_s=settings.canary_interval_s)),
             oauth_sweep_every_s=settings.oauth_sweep_interval_s,
             oauth_margin_s=settings.oauth_refresh_margin_s,
@@ -112,7 +116,7 @@ class Scheduler:
 
     def _lead(self, conn: psycopg.Connection) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        self._next = {"reap": 0.0, "periodic": 0.0, "sweep": 0.0, "prune": 0.0}
+        self._next = {"reap": 0.0, "periodic": 0.0, "sweep": 0.0, "prune": 0.0, "retain": 0.0}
         failures = 0
         while not self.stop_event.is_set():
             try:
@@ -152,6 +156,9 @@ class Scheduler:
         if now >= due["prune"]:
             self._prune()
             due["prune"] = now + self._config.prune_every_s
+        if now >= due["retain"]:
+            purge_once(self._sessions, self._config.retention, now=datetime.now(UTC))
+            due["retain"] = now + self._config.retention_every_s
 
     def _wait_for_work(self, conn: psycopg.Connection) -> None:
         with session_scope(self._sessions) as session:

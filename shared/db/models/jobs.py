@@ -54,6 +54,8 @@ class Job(Base):
         Index("ix_jobs_state_kind", "state", "kind"),
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_created_id", "created_at", "id"),
+        # The retention purge: terminal jobs, oldest first.
+        Index("ix_jobs_finished", "finished_at", postgresql_where=text("finished_at IS NOT NULL")),
         Index(
             "ix_jobs_running_heartbeat",
             "heartbeat_at",

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import Job, JobEvent, OutboxMessage
+from shared.db.models.jobs import TERMINAL_STATES
 
 J = cast(Table, Job.__table__)
 E = cast(Table, JobEvent.__table__)
@@ -214,6 +215,30 @@ def stuck_queued(session: Session, *, older_than_s: float, limit: int) -> list[J
         .with_for_update(skip_locked=True)
     )
     return list(session.execute(stmt).scalars())
+
+
+def delete_finished_before(
+    session: Session,
+    cutoff: datetime,
+    *,
+    only_kinds: Sequence[str] | None,
+    except_kinds: Sequence[str],
+    limit: int,
+) -> int:
+    """One batch of terminal jobs finished before `cutoff` (their events cascade)."""
+    doomed = (
+        select(J.c.id)
+        .where(J.c.finished_at < cutoff, J.c.state.in_(TERMINAL_STATES))
+        .order_by(J.c.finished_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if only_kinds is not None:
+        doomed = doomed.where(J.c.kind.in_(only_kinds))
+    if except_kinds:
+        doomed = doomed.where(J.c.kind.not_in(except_kinds))
+    result = session.execute(delete(J).where(J.c.id.in_(doomed.scalar_subquery())))
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def counts_by_kind_state(session: Session) -> list[tuple[str, str, int]]:

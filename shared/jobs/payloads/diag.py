@@ -12,3 +12,6 @@ class NoopPayload(BaseModel):
     sleep_ms: int = Field(default=0, ge=0, le=600_000)
     fail_times: int = Field(default=0, ge=0, le=100, description="fail the first N attempts")
     fail_permanently: bool = Field(default=False, description="raise a PermanentError")
+    store_roundtrip: bool = Field(
+        default=False, description="write then read roundtrip/<job id> in the diag bucket"
+    )
