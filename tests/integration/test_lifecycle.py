@@ -28,6 +28,8 @@ def running(stack: Stack) -> Iterator[Stack]:
 
 
 def test_job_succeeds_and_records_every_transition(running: Stack) -> None:
+    """Mutation check: with the claim's history insert disabled, the `running` row was
+    missing and this test failed."""
     job = running.submit(payload={"sleep_ms": 150})
     assert job["state"] == "queued"
 
@@ -45,6 +47,7 @@ def test_job_succeeds_and_records_every_transition(running: Stack) -> None:
 
 
 def test_completion_event_is_published_on_the_events_exchange(running: Stack) -> None:
+    """Mutation check: with SUCCEED_SQL's outbox insert disabled, no event arrived."""
     channel = running.amqp_channel()
     queue = channel.queue_declare("", exclusive=True).method.queue
     channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key="job.diag.noop.*")
@@ -163,6 +166,8 @@ def test_cancelled_queued_job_never_starts(running: Stack) -> None:
 
 
 def test_running_job_stops_at_its_next_checkpoint(running: Stack) -> None:
+    """Mutation check: with `JobContext.checkpoint` ignoring the cancel flag, the job was
+    still running when the wait below ran out."""
     job = running.submit(payload={"sleep_ms": 20_000})
     running.wait_state(job["id"], "running")
     response = running.client.post(f"/v1/jobs/{job['id']}/cancel", headers=running.headers())

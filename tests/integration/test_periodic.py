@@ -26,7 +26,7 @@ def test_canary_runs_every_period_and_never_twice(stack: Stack) -> None:
     staged at Python time `at_n >= at_1 + 2 (n - 1)` (the `is_due` rule), `periodic_runs`
     keeps `at_n`, and the first job's `created_at` (its transaction's start) precedes `at_1`.
     So `last_run_at - created_at_1 >= 2 (n - 1)` on any machine, however busy; a period
-    submitted twice breaks it."""
+    submitted twice breaks it. Mutation check: with `is_due` at half the period, it did."""
     stack.start_scheduler(CONVEYOR_CANARY_INTERVAL_S="2")
     stack.start_scheduler(CONVEYOR_CANARY_INTERVAL_S="2")
     stack.start_worker("default", processes=1, threads=2)

@@ -175,6 +175,8 @@ def test_jobs_committed_while_no_scheduler_runs_are_published_later(stack: Stack
 
 
 def test_rolled_back_submission_publishes_nothing(stack: Stack) -> None:
+    """Mutation check: with `submit_jobs` committing on its own, the job survived the
+    caller's rollback and this test failed."""
     job_id = uuid.uuid4()
     with pytest.raises(RuntimeError), session_scope(stack.sessions) as session:
         submit_jobs(session, [NewJob("diag.noop", "u", job_id=job_id)])

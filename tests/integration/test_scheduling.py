@@ -62,7 +62,8 @@ def _led(log: Path) -> bool:
 def test_two_schedulers_elect_one_leader_and_fail_over(stack: Stack) -> None:
     """One leader at a time, and no message published twice: every job has exactly one claim
     and no worker skipped a delivery of these jobs (a duplicate publish would show as a
-    `jobs.delivery_skipped` of a job already running or done)."""
+    `jobs.delivery_skipped` of a job already running or done). Mutation check: with the
+    advisory lock always granted, both schedulers led and this test failed."""
     for process in list(stack.processes):
         stack.kill(process)
     schedulers = [stack.start_scheduler(), stack.start_scheduler()]
