@@ -63,12 +63,12 @@ def test_a_relay_crash_after_publishing_republishes_and_the_job_still_runs_once(
     stack: Stack,
 ) -> None:
     """The first publish reached RabbitMQ but the relay died before marking the row sent: the
-    row is still pending, the next relay pass publishes it again, the worker gets two
-    deliveries, runs the job once and skips the duplicate.
+    row is still pending, the job runs from the first message, the next relay pass publishes
+    it again, and the worker skips that duplicate (the job is no longer queued).
 
-    Mutation check: with `relay_once` marking the rows sent (and committing) before
-    publishing, the crash left the row marked, nothing was republished, and this test
-    failed."""
+    Mutation checks: with `relay_once` marking the rows sent (and committing) before
+    publishing, the crash left the row marked and nothing was republished; with CLAIM_SQL
+    accepting a `succeeded` job, the duplicate ran a second attempt. Both failed this test."""
     stack.stop_schedulers()  # this test is the relay
     with session_scope(stack.sessions) as session:
         [outcome] = submit_jobs(session, [NewJob("diag.noop", "u", {"sleep_ms": 200})])
@@ -80,21 +80,24 @@ def test_a_relay_crash_after_publishing_republishes_and_the_job_still_runs_once(
             relay_once(stack.sessions, crashing, batch_size=500)
         assert crashing.published == 1
         assert unsent(stack, job_id) == 1  # the mark rolled back with the crash
-        assert relay_once(stack.sessions, publisher, batch_size=500) == 1
+
+        stack.start_worker("default", processes=1, threads=2)
+        assert stack.wait_state(job_id, timeout=60).state == "succeeded"
+        # Published again, together with the job's completion event.
+        assert relay_once(stack.sessions, publisher, batch_size=500) == 2
         assert unsent(stack, job_id) == 0
     finally:
         publisher.close()
 
-    stack.start_worker("default", processes=1, threads=2)
-    done = stack.wait_state(job_id, timeout=60)
-    assert done.state == "succeeded"
-    assert done.attempt == 1
-    assert [e[2] for e in stack.events(job_id)] == ["queued", "running", "succeeded"]
-    wait_for(
+    skipped = wait_for(
         lambda: log_events(stack, "worker", event="jobs.delivery_skipped", job_id=str(job_id)),
         timeout=30,
         what="the duplicate delivery skipped",
     )
+    assert [e["state"] for e in skipped] == ["succeeded"]  # type: ignore[attr-defined]
+    done = stack.job(job_id)
+    assert (done.state, done.attempt) == ("succeeded", 1)
+    assert [e[2] for e in stack.events(job_id)] == ["queued", "running", "succeeded"]
 
 
 def test_concurrent_requests_with_one_idempotency_key_create_one_job(stack: Stack) -> None:

@@ -112,17 +112,23 @@ def test_reaper_requeues_a_job_whose_worker_vanished_without_redelivery(stack: S
     stack.start_scheduler(CONVEYOR_HEARTBEAT_STALE_S=REAPER_STALE_S)
     stack.start_worker("default", processes=1, threads=2)
 
+    wait_for(
+        lambda: (1, "running", "queued", "worker_lost") in stack.events(lost),
+        timeout=60,
+        what="the reaper taking the lost job",
+    )
+    # The reaper pass that took `lost` also saw `healthy` (one query) and left it running;
+    # checked at once, long before its heartbeat would be 120 s old.
+    job = stack.job(healthy)
+    assert (job.state, job.attempt, job.worker) == ("running", 1, "vanished")
+    assert [e[2] for e in stack.events(healthy)] == ["queued"]  # no reaper transition
+
     done = stack.wait_state(lost, "succeeded", timeout=60)
     assert done.attempt == 2
-    assert (1, "running", "queued", "worker_lost") in stack.events(lost)
     # Out of attempts: killed (dead, with a copy in the dead-letter queue), not requeued.
     dead = stack.wait_state(last_attempt, timeout=60)
     assert (dead.state, dead.attempt, dead.error_code) == ("dead", 3, "worker_lost")
     wait_for(lambda: dead_letter_of(stack, last_attempt), timeout=30, what="dead letter")
-    # The reaper pass that took `lost` also saw `healthy` (one query) and left it running.
-    job = stack.job(healthy)
-    assert (job.state, job.attempt, job.worker) == ("running", 1, "vanished")
-    assert [e[2] for e in stack.events(healthy)] == ["queued"]  # no reaper transition
 
 
 def dead_letter_of(stack: Stack, job_id: uuid.UUID) -> bool:
@@ -220,19 +226,20 @@ def outbox_rows(stack: Stack, job_id: uuid.UUID) -> list[datetime | None]:
 
 
 def test_queued_job_whose_message_was_lost_is_published_again(stack: Stack) -> None:
-    """A due job untouched for 60 s whose message left the outbox is republished under a 30 s
-    threshold (the 120 s default would wait another minute, past the wait below).
+    """A due job untouched for 50 s whose message left the outbox is republished under a 45 s
+    threshold (the 120 s default would wait another 70 s, past the wait below).
 
     Negative controls: a job of the same age whose message still waits in the outbox is
     left to the relay (mutation check: without the outbox NOT EXISTS in `stuck_queued` it
     was republished and this test failed), and a job touched just now is not republished."""
-    lost = queued_job(stack, age_s=60, message_sent=True)
-    waiting = queued_job(stack, age_s=60, message_sent=False)
+    lost = queued_job(stack, age_s=50, message_sent=True)
+    waiting = queued_job(stack, age_s=50, message_sent=False)
     fresh = queued_job(stack, age_s=0, message_sent=True)
     stack.stop_schedulers()  # the module's scheduler would lead with the 120 s default
-    stack.start_scheduler(CONVEYOR_REPUBLISH_QUEUED_AFTER_S="30")
-    # The sweep writes a new outbox row: it ran, and one pass looked at all three jobs.
-    wait_for(lambda: len(outbox_rows(stack, lost)) == 2, timeout=45, what="lost republished")
+    stack.start_scheduler(CONVEYOR_REPUBLISH_QUEUED_AFTER_S="45")
+    # The sweep writes a new outbox row: it ran, and one pass looked at all three jobs
+    # (`fresh` becomes 45 s old only well after this wait has ended).
+    wait_for(lambda: len(outbox_rows(stack, lost)) == 2, timeout=60, what="lost republished")
     assert len(outbox_rows(stack, waiting)) == 1
     assert outbox_rows(stack, waiting) == [None]
     assert len(outbox_rows(stack, fresh)) == 1
