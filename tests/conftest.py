@@ -6,12 +6,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine
 
 from shared.db.engine import make_engine
 from shared.embedded import EmbeddedS3, start_seaweedfs
 from tests.support.services import create_database, drop_database
 from tests.support.stack import Stack
+
+# A busy 2-core CI box makes single examples slow now and then: no per-example deadline
+# (Hypothesis's 200 ms default flakes there), a fixed example count so runs cost the same.
+settings.register_profile(
+    "conveyor",
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("conveyor")
 
 
 @pytest.fixture(scope="session")

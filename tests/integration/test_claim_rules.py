@@ -51,7 +51,8 @@ def age_heartbeat(stack: Stack, job_id: uuid.UUID, seconds: float) -> None:
 
 
 def test_a_healthy_running_job_is_not_taken_over_by_another_worker(stack: Stack) -> None:
-    """Even when its message comes back redelivered: the owner may still be running it."""
+    """Even when its message comes back redelivered: the owner may still be running it.
+    Mutation check: without the heartbeat condition in CLAIM_SQL, w2 took the job over."""
     job_id = new_job(stack)
     assert claim(stack, job_id, "w1") is not None
     assert claim(stack, job_id, "w2") is None
@@ -59,6 +60,7 @@ def test_a_healthy_running_job_is_not_taken_over_by_another_worker(stack: Stack)
 
 
 def test_a_job_whose_owner_stopped_heartbeating_is_taken_over_with_history(stack: Stack) -> None:
+    """Mutation check: with take-over allowed to the owner only, w2 got nothing."""
     job_id = new_job(stack)
     claim(stack, job_id, "w1")
     age_heartbeat(stack, job_id, STALE_S + 5)
@@ -77,7 +79,8 @@ def test_the_owner_itself_may_take_back_a_job_it_knows_it_is_not_running(stack: 
 
 
 def test_a_job_is_never_claimed_before_run_at(stack: Stack) -> None:
-    """Before: the claim allowed one second early."""
+    """Before: the claim allowed one second early (mutation check: `run_at <=
+    clock_timestamp() + interval '1 second'` made this test fail again)."""
     job_id = new_job(stack, run_at=datetime.now(UTC) + timedelta(seconds=30))
     with session_scope(stack.sessions) as session:
         session.execute(
@@ -94,6 +97,7 @@ def test_a_job_is_never_claimed_before_run_at(stack: Stack) -> None:
 
 
 def test_a_job_with_a_cancel_requested_is_never_claimed(stack: Stack) -> None:
+    """Mutation check: without `NOT j.cancel_requested` in CLAIM_SQL the job was claimed."""
     job_id = new_job(stack)
     with session_scope(stack.sessions) as session:
         session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
@@ -102,7 +106,8 @@ def test_a_job_with_a_cancel_requested_is_never_claimed(stack: Stack) -> None:
 
 def test_a_stale_attempt_writes_nothing_after_a_take_over(stack: Stack) -> None:
     """Fencing: attempt 1 finishing after attempt 2 took over changes no state, adds no
-    history and publishes no event."""
+    history and publishes no event. Mutation check: without `j.attempt = i.attempt` in
+    SUCCEED_SQL, the stale success was written."""
     job_id = new_job(stack)
     first = claim(stack, job_id, "w1")
     age_heartbeat(stack, job_id, STALE_S + 5)

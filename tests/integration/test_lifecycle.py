@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
+from shared.db.engine import session_scope
+from shared.db.models import OutboxMessage
 from shared.messaging.names import EVENTS_EXCHANGE, REASON_HEADER
+from tests.support.logs import log_events
 from tests.support.services import wait_for
 from tests.support.stack import Stack
 
@@ -24,6 +28,8 @@ def running(stack: Stack) -> Iterator[Stack]:
 
 
 def test_job_succeeds_and_records_every_transition(running: Stack) -> None:
+    """Mutation check: with the claim's history insert disabled, the `running` row was
+    missing and this test failed."""
     job = running.submit(payload={"sleep_ms": 150})
     assert job["state"] == "queued"
 
@@ -41,6 +47,7 @@ def test_job_succeeds_and_records_every_transition(running: Stack) -> None:
 
 
 def test_completion_event_is_published_on_the_events_exchange(running: Stack) -> None:
+    """Mutation check: with SUCCEED_SQL's outbox insert disabled, no event arrived."""
     channel = running.amqp_channel()
     queue = channel.queue_declare("", exclusive=True).method.queue
     channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key="job.diag.noop.*")
@@ -112,22 +119,46 @@ def test_permanent_error_fails_once_without_retry(running: Stack) -> None:
     assert done.error_code == "injected"
 
 
+def job_messages(stack: Stack, job_id: str) -> list[OutboxMessage]:
+    """The job's own messages in the outbox (completion events are not tied to the job)."""
+    with session_scope(stack.sessions) as session:
+        stmt = select(OutboxMessage).where(OutboxMessage.job_id == uuid.UUID(job_id))
+        rows = list(session.execute(stmt).scalars())
+        session.expunge_all()
+    return rows
+
+
 def test_delayed_job_does_not_start_before_run_at(running: Stack) -> None:
+    """The relay holds the message until `run_at` and the claim (database clock) never starts
+    it earlier. No sleeps: the ordering is read from the rows."""
     run_at = datetime.now(UTC) + timedelta(seconds=2)
     job = running.submit(run_at=run_at.isoformat())
-    time.sleep(1)
-    assert running.job(job["id"]).state == "queued"
+    [message] = job_messages(running, job["id"])
+    assert message.publish_after == run_at  # held in the outbox until then
     done = running.wait_state(job["id"])
     assert done.state == "succeeded"
     assert done.started_at is not None and done.started_at >= run_at
 
 
 def test_cancelled_queued_job_never_starts(running: Stack) -> None:
+    """Its delayed message is still published at `run_at` (the outbox row gets `sent_at`)
+    and the worker skips the delivery (its `jobs.delivery_skipped` log line, state
+    `cancelled`): the test sees both instead of trusting a sleep."""
     job = running.submit(run_at=(datetime.now(UTC) + timedelta(seconds=1)).isoformat())
     response = running.client.post(f"/v1/jobs/{job['id']}/cancel", headers=running.headers())
     assert response.status_code == 200
     assert response.json()["state"] == "cancelled"
-    time.sleep(2.5)  # past run_at: the delayed message was published and must be skipped
+    wait_for(
+        lambda: all(m.sent_at is not None for m in job_messages(running, job["id"])),
+        timeout=30,
+        what="the delayed message published",
+    )
+    skipped = wait_for(
+        lambda: log_events(running, "worker", event="jobs.delivery_skipped", job_id=job["id"]),
+        timeout=30,
+        what="the worker skipping the delivery",
+    )
+    assert [e["state"] for e in skipped] == ["cancelled"]  # type: ignore[attr-defined]
     after = running.job(job["id"])
     assert after.state == "cancelled"
     assert after.attempt == 0
@@ -135,16 +166,17 @@ def test_cancelled_queued_job_never_starts(running: Stack) -> None:
 
 
 def test_running_job_stops_at_its_next_checkpoint(running: Stack) -> None:
+    """Mutation check: with `JobContext.checkpoint` ignoring the cancel flag, the job was
+    still running when the wait below ran out."""
     job = running.submit(payload={"sleep_ms": 20_000})
     running.wait_state(job["id"], "running")
     response = running.client.post(f"/v1/jobs/{job['id']}/cancel", headers=running.headers())
     assert response.status_code == 200
     assert response.json()["cancel_requested"] is True
-    started = time.monotonic()
-    done = running.wait_state(job["id"], timeout=5)
+    # Generous for a busy machine, and still well short of the 20 s it would take to finish.
+    done = running.wait_state(job["id"], timeout=15)
     assert done.state == "cancelled"
-    assert time.monotonic() - started < 2
-    assert done.progress < 0.5
+    assert done.progress < 0.5  # stopped at a checkpoint, not after the work
     conflict = running.client.post(f"/v1/jobs/{job['id']}/cancel", headers=running.headers())
     assert conflict.status_code == 409
     assert conflict.json()["code"] == "not_cancellable"

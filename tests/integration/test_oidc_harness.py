@@ -29,6 +29,9 @@ from tests.oauth_server.harness import (
     start_oidc_server,
 )
 
+# Tests of the test server itself, not of Conveyor: counted (and selectable) apart.
+pytestmark = pytest.mark.oauth_harness
+
 # Port 9 (discard) on loopback: the redirect is only read from the Location header, never sent.
 REDIRECT_URI = "http://127.0.0.1:9/oauth/callback"
 SCOPE = "openid offline_access"

@@ -10,6 +10,7 @@ import pytest
 from shared.db.engine import session_scope
 from shared.jobs.submit import NewJob, submit_jobs
 from shared.messaging.names import Priority
+from tests.support.logs import log_events
 from tests.support.services import wait_for
 from tests.support.stack import Stack
 
@@ -59,6 +60,10 @@ def _led(log: Path) -> bool:
 
 
 def test_two_schedulers_elect_one_leader_and_fail_over(stack: Stack) -> None:
+    """One leader at a time, and no message published twice: every job has exactly one claim
+    and no worker skipped a delivery of these jobs (a duplicate publish would show as a
+    `jobs.delivery_skipped` of a job already running or done). Mutation check: with the
+    advisory lock always granted, both schedulers led and this test failed."""
     for process in list(stack.processes):
         stack.kill(process)
     schedulers = [stack.start_scheduler(), stack.start_scheduler()]
@@ -72,6 +77,9 @@ def test_two_schedulers_elect_one_leader_and_fail_over(stack: Stack) -> None:
         assert stack.wait_state(job_id).state == "succeeded"
         assert [e[2] for e in stack.events(job_id)] == ["queued", "running", "succeeded"]
 
+    skipped = log_events(stack, "worker", event="jobs.delivery_skipped")
+    assert not [e for e in skipped if e.get("job_id") in {str(i) for i in ids}], skipped
+
     leaders = [p for p in schedulers if _led(logs[p.pid])]
     assert len(leaders) == 1  # the other one waits on the advisory lock
     [standby] = [p for p in schedulers if p is not leaders[0]]
@@ -82,3 +90,6 @@ def test_two_schedulers_elect_one_leader_and_fail_over(stack: Stack) -> None:
         more = [s.job_id for s in submit_jobs(session, [NewJob("diag.noop", "u")] * 5)]
     for job_id in more:
         assert stack.wait_state(job_id, timeout=30).state == "succeeded"
+        assert [e[2] for e in stack.events(job_id)] == ["queued", "running", "succeeded"]
+    skipped = log_events(stack, "worker", event="jobs.delivery_skipped")
+    assert not [e for e in skipped if e.get("job_id") in {str(i) for i in ids + more}], skipped

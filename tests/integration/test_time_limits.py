@@ -6,6 +6,7 @@ test-only kind whose limit is one second.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from shared.messaging.actors import declare_actors, job_actor
 from shared.messaging.broker import conveyor_middleware
 from shared.messaging.contract import JobEnvelope
 from shared.messaging.names import Pool
+from tests.support.kinds import restored_registries
 from tests.support.services import wait_for
 from tests.support.stack import Stack
 
@@ -60,9 +62,15 @@ def sleep_handler(ctx: JobContext, session: Session, payload: SleepPayload) -> d
 
 @contextmanager
 def in_process_worker(stack: Stack, spec: KindSpec, handler: Handler) -> Iterator[StubBroker]:
-    """The real runner on PostgreSQL, driven by Dramatiq's StubBroker in this process."""
-    register(spec)
-    job_actor(spec)(handler)
+    """The real runner on PostgreSQL, driven by Dramatiq's StubBroker in this process.
+    The test kind is registered only inside the block."""
+    with restored_registries():
+        register(spec)
+        job_actor(spec)(handler)
+        yield from _run_stub_worker(stack)
+
+
+def _run_stub_worker(stack: Stack) -> Iterator[StubBroker]:
     broker = StubBroker(middleware=conveyor_middleware())
     deps = RunnerDeps(stack.sessions, "test", RunningJobs(), stale_s=60)
     declare_actors(broker, lambda: deps)
@@ -133,20 +141,33 @@ FLAKY = KindSpec(
 )
 
 
+# Set by the test once the cancel is committed: the handler fails only after that, so the
+# failure always meets a pending cancel (the order this test is about, forced).
+CANCEL_COMMITTED = threading.Event()
+
+
 def flaky_handler(ctx: JobContext, session: Session, payload: SleepPayload) -> dict[str, Any]:
-    time.sleep(payload.seconds)  # no checkpoint: the cancel is only seen when it fails
+    # No checkpoint: the cancel is only seen when the attempt fails.
+    if not CANCEL_COMMITTED.wait(timeout=60):
+        raise AssertionError("the test never cancelled the job")
     raise TransientError("dependency down")
 
 
 def test_cancel_requested_before_a_retryable_failure_ends_cancelled(stack: Stack) -> None:
+    """Mutation check: with `lifecycle.after_failure` ignoring `cancel_requested`, this job
+    ended `queued` for a retry (and was never claimed again): the test failed."""
+    CANCEL_COMMITTED.clear()
     with in_process_worker(stack, FLAKY, flaky_handler) as broker:
         job_id = uuid.uuid4()
         with session_scope(stack.sessions) as session:
-            submit_jobs(session, [NewJob("test.flaky", "u", {"seconds": 1.5}, job_id=job_id)])
-        enqueue(broker, 1.5, kind="test.flaky", job_id=job_id)
-        stack.wait_state(job_id, "running", timeout=10)
+            submit_jobs(session, [NewJob("test.flaky", "u", {"seconds": 0}, job_id=job_id)])
+        enqueue(broker, 0, kind="test.flaky", job_id=job_id)
+        stack.wait_state(job_id, "running", timeout=30)
         with session_scope(stack.sessions) as session:
             cancel_job(session, stack.job(job_id))
-        done = stack.wait_state(job_id, timeout=15)
-        assert done.state == "cancelled"  # not queued forever with cancel_requested set
+        assert stack.job(job_id).cancel_requested  # committed while the attempt still runs
+        CANCEL_COMMITTED.set()
+        done = stack.wait_state(job_id, timeout=30)
+        assert done.state == "cancelled"  # not queued for a retry with cancel_requested set
         assert done.attempt == 1
+        assert [e[2] for e in stack.events(job_id)] == ["queued", "running", "cancelled"]
