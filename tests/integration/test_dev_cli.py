@@ -103,7 +103,7 @@ def test_banner_comes_once_every_used_pool_consumes_and_its_example_works(
     assert re.fullmatch(r"\S+:\d+", seen["worker"]), seen  # which worker ran it
     metrics = httpx.get(f"{dev.url}/metrics").text
     assert 'conveyor_queue_consumers{queue="conveyor.default"}' in metrics
-    assert 'queue="conveyor.backup"' not in metrics  # no kinds: no consumers by design
+    assert 'conveyor_queue_consumers{queue="conveyor.backup"}' in metrics  # every pool serves kinds
     output = dev.output()
     assert re.search(r"Conveyor is ready at http://127\.0\.0\.1:\d+ in [\d.]+s", output)
     assert "export CONVEYOR_DATABASE_URL=" in output
