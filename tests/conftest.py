@@ -53,3 +53,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     created = Stack.create(logs)
     yield created
     created.close()
+
+
+@pytest.fixture
+def fresh_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A stack of its own for one test (fault and shutdown tests: no processes or logs shared)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    created = Stack.create(logs)
+    yield created
+    created.close()

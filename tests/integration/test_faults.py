@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import text
 
 from shared.db.engine import session_scope
-from shared.embedded import free_port
 from shared.jobs.submit import NewJob, submit_jobs
+from tests.support.ingress import start_ingress
 from tests.support.outage import database_down
 from tests.support.services import rabbitmqctl, wait_for
 from tests.support.stack import Stack
@@ -67,13 +67,9 @@ def _submit_many(stack: Stack, n: int, payload: dict[str, object]) -> list[uuid.
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack(fresh_stack: Stack) -> Stack:
     """A stack per test: processes and logs of one fault never blur the next test."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    created = Stack.create(logs)
-    yield created
-    created.close()
+    return fresh_stack
 
 
 @pytest.fixture
@@ -108,18 +104,7 @@ def commit_hook(stack: Stack) -> Iterator[None]:
 def ingress_url(stack: Stack) -> str:
     """A real `conveyor ingress` (uvicorn): the response goes out when the server sends it,
     unlike the in-process test client, which returns only after the app has finished."""
-    port = free_port()
-    stack.spawn("ingress", ["ingress", "--host", "127.0.0.1", "--port", str(port)])
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, timeout=60, what="the ingress answering")
-    return url
+    return start_ingress(stack)
 
 
 def test_202_is_sent_only_after_the_commit(

@@ -11,8 +11,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,12 +30,8 @@ GRACE_S = 10.0
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    created = Stack.create(logs)
-    yield created
-    created.close()
+def stack(fresh_stack: Stack) -> Stack:
+    return fresh_stack
 
 
 def _probe(port: int, path: str) -> tuple[int, dict[str, Any]]:
