@@ -40,6 +40,13 @@ def _pause(failures: int) -> float:
 
 
 @dataclass(frozen=True)
+class Chore:
+    name: str
+    every_s: float
+    run: Callable[[], object]
+
+
+@dataclass(frozen=True)
 class SchedulerConfig:
     batch_size: int = 500
     idle_poll_s: float = 1.0
@@ -100,6 +107,7 @@ class Scheduler:
         self.connected = False
         self.leading = False
         self._liveness = Liveness()
+        self.chores = self._chores()
 
     def ready(self) -> bool:
         """Ready = connected and not stopping (a standby is ready: it is what takes over)."""
@@ -162,14 +170,7 @@ class Scheduler:
 
     def _lead(self, conn: psycopg.Connection) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        self._next = {
-            "reap": 0.0,
-            "periodic": 0.0,
-            "sweep": 0.0,
-            "prune": 0.0,
-            "retain": 0.0,
-            "sync": 0.0,
-        }
+        self._next = {}  # chore name → when it is due next (monotonic); all due at once
         failures = 0
         while not self.stop_event.is_set():
             self._liveness.beat()
@@ -194,42 +195,56 @@ class Scheduler:
             if conn.closed or conn.broken:
                 raise psycopg.OperationalError("leader connection lost")
 
+    def _chores(self) -> list[Chore]:
+        """Leader-only housekeeping, each on its own period; disabled ones are left out."""
+        c = self._config
+        chores = [
+            Chore("reap", c.reap_every_s, self._reap),
+            Chore("prune", c.prune_every_s, self._prune),
+            Chore("retain", c.retention_every_s, self._retain),
+        ]
+        if c.periodic:
+            chores.append(Chore("periodic", c.periodic_every_s, self._submit_periodic))
+        if c.oauth_sweep_every_s > 0:
+            chores.append(Chore("oauth_sweep", c.oauth_sweep_every_s, self._sweep_oauth))
+        if c.backup_every_s > 0:
+            chores.append(Chore("backups", c.backup_every_s, self._submit_backups))
+        if c.export_tick is not None and c.export_every_s > 0:
+            tick = c.export_tick  # export expiry sweep + export schedules
+            chores.append(Chore("exports", c.export_every_s, lambda: tick(self._sessions)))
+        if c.sync_retention_s > 0:
+            chores.append(Chore("sync_prune", c.sync_prune_every_s, self._prune_sync))
+        return chores
+
     def _housekeeping(self, now: float) -> None:
-        """Reaper, republish, periodic jobs, OAuth sweep and pruning, each on its own period."""
-        due = self._next
-        if now >= due["reap"]:
-            reaped = reap_once(self._sessions, stale_s=self._config.stale_s)
-            republished = republish_stuck(
-                self._sessions, older_than_s=self._config.republish_queued_after_s
-            )
-            REAPER_ACTIONS.labels("reaped").inc(reaped)
-            REAPER_ACTIONS.labels("republished").inc(republished)
-            due["reap"] = now + self._config.reap_every_s
-        if self._config.periodic and now >= due["periodic"]:
-            self._submit_periodic()
-            due["periodic"] = now + self._config.periodic_every_s
-        if self._config.oauth_sweep_every_s > 0 and now >= due["sweep"]:
-            self._sweep_oauth()
-            due["sweep"] = now + self._config.oauth_sweep_every_s
-        if self._config.backup_every_s > 0 and now >= due.get("backups", 0.0):
-            with session_scope(self._sessions) as session:
-                submit_due_backups(session, now=datetime.now(UTC))
-            due["backups"] = now + self._config.backup_every_s
-        tick = self._config.export_tick
-        if tick and self._config.export_every_s > 0 and now >= due.get("exports", 0.0):
-            tick(self._sessions)  # export expiry sweep + export schedules
-            due["exports"] = now + self._config.export_every_s
-        if now >= due["prune"]:
-            self._prune()
-            due["prune"] = now + self._config.prune_every_s
-        if now >= due["retain"]:
-            purged = purge_once(self._sessions, self._config.retention, now=datetime.now(UTC))
-            RETENTION_RUNS.labels("jobs").inc()
-            RETENTION_DELETED.labels("jobs").inc(purged)
-            due["retain"] = now + self._config.retention_every_s
-        if self._config.sync_retention_s > 0 and now >= due["sync"]:
-            self._prune_sync()
-            due["sync"] = now + self._config.sync_prune_every_s
+        """Run every due chore. Each is isolated: one that fails (S3 down for the export
+        sweep, say) is logged and waits for its next period instead of starving the others
+        or being retried on every iteration."""
+        for chore in self.chores:
+            if now < self._next.get(chore.name, 0.0):
+                continue
+            self._next[chore.name] = now + chore.every_s
+            try:
+                chore.run()
+            except Exception:
+                log.exception("scheduler.chore_failed", chore=chore.name)
+
+    def _reap(self) -> None:
+        reaped = reap_once(self._sessions, stale_s=self._config.stale_s)
+        republished = republish_stuck(
+            self._sessions, older_than_s=self._config.republish_queued_after_s
+        )
+        REAPER_ACTIONS.labels("reaped").inc(reaped)
+        REAPER_ACTIONS.labels("republished").inc(republished)
+
+    def _retain(self) -> None:
+        purged = purge_once(self._sessions, self._config.retention, now=datetime.now(UTC))
+        RETENTION_RUNS.labels("jobs").inc()
+        RETENTION_DELETED.labels("jobs").inc(purged)
+
+    def _submit_backups(self) -> None:
+        with session_scope(self._sessions) as session:
+            submit_due_backups(session, now=datetime.now(UTC))
 
     def _wait_for_work(self, conn: psycopg.Connection) -> None:
         with session_scope(self._sessions) as session:

@@ -1,0 +1,42 @@
+"""The scheduler's housekeeping: every due chore runs, a failing one starves nothing."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import sessionmaker
+
+from shared.messaging.publisher import StubPublisher
+from workers.scheduler.service import Chore, Scheduler, SchedulerConfig
+
+
+def scheduler() -> Scheduler:
+    # Never connects: only the housekeeping loop is exercised here.
+    return Scheduler("postgresql://unused", sessionmaker(), StubPublisher(None), SchedulerConfig())  # type: ignore[arg-type]
+
+
+def test_a_failing_chore_neither_starves_the_others_nor_retries_before_its_period() -> None:
+    runs: list[str] = []
+
+    def boom() -> None:
+        runs.append("boom")
+        raise RuntimeError("S3 is down")
+
+    s = scheduler()
+    s.chores = [Chore("boom", 10, boom), Chore("after", 10, lambda: runs.append("after"))]
+    s._housekeeping(now=100.0)
+    assert runs == ["boom", "after"]  # the one after a failure still ran
+    s._housekeeping(now=105.0)
+    assert runs == ["boom", "after"]  # neither is due again yet; the failure is not hot-retried
+    s._housekeeping(now=110.0)
+    assert runs == ["boom", "after", "boom", "after"]
+
+
+def test_disabled_chores_are_not_scheduled() -> None:
+    names = {c.name for c in scheduler().chores}
+    assert names == {"reap", "prune", "retain"}  # the defaults turn the optional ones off
+    enabled = Scheduler(
+        "postgresql://unused",
+        sessionmaker(),
+        StubPublisher(None),  # type: ignore[arg-type]
+        SchedulerConfig(oauth_sweep_every_s=30, backup_every_s=60, sync_retention_s=3600),
+    )
+    assert {"oauth_sweep", "backups", "sync_prune"} <= {c.name for c in enabled.chores}
