@@ -1,8 +1,13 @@
 """Envelope encryption with a key ring: AES-256-GCM, key id in every ciphertext.
 
-Ciphertext layout: b"v1:" + kid + b":" + nonce(12) + AES-GCM(ciphertext || tag). The caller's
-associated data (e.g. a connection id) binds a ciphertext to its row: copying it elsewhere
-fails to decrypt. Rotation: put a new key first; old keys keep decrypting until re-encrypted.
+Ciphertext layout: version + b":" + kid + b":" + nonce(12) + AES-GCM(ciphertext || tag).
+- v1: the associated data is whatever the caller gives (`encrypt`/`decrypt`): backup key
+  wraps bind "backup-key" + backup id; oauth tokens written before v2 bound the row id alone.
+- v2 (`seal`/`open` with a `Binding`): the associated data names table, column and row, so
+  a ciphertext neither moves to another row nor to another column of the same row (an
+  access token cannot be swapped with its refresh token). `open` still reads v1 values
+  with the binding's legacy associated data until `conveyor keys reencrypt` rewrites them.
+Rotation: put a new key first; old keys keep decrypting until re-encrypted.
 """
 
 from __future__ import annotations
@@ -16,11 +21,25 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 VERSION = b"v1"
+BOUND_VERSION = b"v2"
 NONCE_BYTES = 12
 
 
 class CryptoError(Exception):
     """A ciphertext that cannot be opened: unknown key, tampering, or wrong associated data."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where a v2 ciphertext lives; `legacy` is the associated data its v1 form used."""
+
+    table: str
+    column: str
+    row: bytes
+    legacy: bytes
+
+    def associated_data(self) -> bytes:
+        return b"|".join((b"conveyor:v2", self.table.encode(), self.column.encode(), self.row))
 
 
 @dataclass(frozen=True)
@@ -53,16 +72,41 @@ class KeyRing:
         return self.keys[0][0]
 
     def encrypt(self, plaintext: bytes, *, associated_data: bytes) -> bytes:
+        return self._encrypt(VERSION, plaintext, associated_data)
+
+    def decrypt(self, ciphertext: bytes, *, associated_data: bytes) -> bytes:
+        version, kid, body = _split(ciphertext)
+        if version != VERSION:
+            raise CryptoError("not a v1 Conveyor ciphertext")
+        return self._decrypt(kid, body, associated_data)
+
+    def seal(self, plaintext: bytes, binding: Binding) -> bytes:
+        """A v2 ciphertext bound to table, column and row."""
+        return self._encrypt(BOUND_VERSION, plaintext, binding.associated_data())
+
+    def open(self, ciphertext: bytes, binding: Binding) -> bytes:
+        """Decrypt a v2 ciphertext, or a v1 one written before columns were bound."""
+        version, kid, body = _split(ciphertext)
+        if version == BOUND_VERSION:
+            return self._decrypt(kid, body, binding.associated_data())
+        if version == VERSION:
+            return self._decrypt(kid, body, binding.legacy)
+        raise CryptoError("not a Conveyor ciphertext")
+
+    def is_current(self, ciphertext: bytes) -> bool:
+        """Sealed with the current key in the current (v2) format: nothing to re-encrypt."""
+        return ciphertext.startswith(self.current_prefix())
+
+    def current_prefix(self) -> bytes:
+        return BOUND_VERSION + b":" + self.current_kid.encode() + b":"
+
+    def _encrypt(self, version: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
         kid, key = self.keys[0]
         nonce = os.urandom(NONCE_BYTES)
         sealed = AESGCM(key).encrypt(nonce, plaintext, associated_data)
-        return VERSION + b":" + kid.encode() + b":" + nonce + sealed
+        return version + b":" + kid.encode() + b":" + nonce + sealed
 
-    def decrypt(self, ciphertext: bytes, *, associated_data: bytes) -> bytes:
-        version, _, rest = ciphertext.partition(b":")
-        kid, _, body = rest.partition(b":")
-        if version != VERSION or len(body) < NONCE_BYTES + 16:
-            raise CryptoError("not a Conveyor ciphertext")
+    def _decrypt(self, kid: bytes, body: bytes, associated_data: bytes) -> bytes:
         key = dict(self.keys).get(kid.decode(errors="replace"))
         if key is None:
             raise CryptoError(f"unknown key id {kid.decode(errors='replace')!r}")
@@ -72,4 +116,13 @@ class KeyRing:
             raise CryptoError("ciphertext was tampered with or bound to other data") from None
 
     def needs_rotation(self, ciphertext: bytes) -> bool:
+        """A v1 ciphertext not under the current key (v1 callers: backup key wraps)."""
         return not ciphertext.startswith(VERSION + b":" + self.current_kid.encode() + b":")
+
+
+def _split(ciphertext: bytes) -> tuple[bytes, bytes, bytes]:
+    version, _, rest = ciphertext.partition(b":")
+    kid, _, body = rest.partition(b":")
+    if version not in (VERSION, BOUND_VERSION) or len(body) < NONCE_BYTES + 16:
+        raise CryptoError("not a Conveyor ciphertext")
+    return version, kid, body

@@ -13,7 +13,7 @@ import httpx
 import structlog
 from sqlalchemy.orm import Session
 
-from shared.crypto import KeyRing
+from shared.crypto import Binding, KeyRing
 from shared.db.models import OAuthConnection
 from shared.db.repos import oauth as oauth_repo
 from shared.errors import ConveyorError, PermanentError
@@ -69,6 +69,11 @@ class ProviderUnavailable(ConveyorError):
     code = "provider_error"
 
 
+def verifier_binding(nonce: str) -> Binding:
+    """The PKCE verifier of a pending authorization (v1: bound to the nonce alone)."""
+    return Binding("oauth_states", "code_verifier_enc", nonce.encode(), legacy=nonce.encode())
+
+
 @dataclass(frozen=True)
 class PendingAuthorization:
     provider: str
@@ -91,7 +96,7 @@ def begin_authorization(
     _ensure_owner(session, user_id, client.provider.name.value, api_key_id)
     nonce = new_nonce()
     verifier = new_code_verifier() if client.provider.supports_pkce else None
-    sealed = ring.encrypt(verifier.encode(), associated_data=nonce.encode()) if verifier else None
+    sealed = ring.seal(verifier.encode(), verifier_binding(nonce)) if verifier else None
     oauth_repo.prune_states(session, now)
     oauth_repo.add_state(
         session,
@@ -130,7 +135,7 @@ def take_pending(
         raise InvalidState("state was issued for another provider")
     verifier = None
     if row.code_verifier_enc is not None:
-        verifier = ring.decrypt(row.code_verifier_enc, associated_data=nonce.encode()).decode()
+        verifier = ring.open(row.code_verifier_enc, verifier_binding(nonce)).decode()
     return PendingAuthorization(row.provider, row.user_id, row.api_key_id, verifier)
 
 

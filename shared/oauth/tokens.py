@@ -1,12 +1,14 @@
-"""Sealing tokens into a connection row: AES-256-GCM bound to the connection id."""
+"""Sealing tokens into a connection row: AES-256-GCM bound to table, column and row id
+(shared/crypto.py `Binding`), so the access and refresh tokens cannot be swapped."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
-from shared.crypto import KeyRing
+from shared.crypto import Binding, KeyRing
 from shared.db.models import OAuthConnection
 from shared.db.repos.outbox import outbox_row
 from shared.messaging.names import EVENTS_EXCHANGE
@@ -15,20 +17,28 @@ from shared.oauth.token_response import TokenSet
 NEEDS_REAUTH_ROUTING_KEY = "oauth.connection.needs_reauth"
 
 
-def _aad(connection: OAuthConnection) -> bytes:
-    return connection.id.bytes
+TABLE = "oauth_connections"
+TOKEN_COLUMNS = ("access_token_enc", "refresh_token_enc")
+
+
+def binding(connection_id: uuid.UUID, column: str) -> Binding:
+    """v1 tokens (before columns were bound) used the connection id alone."""
+    return Binding(TABLE, column, connection_id.bytes, legacy=connection_id.bytes)
 
 
 def access_token(ring: KeyRing, connection: OAuthConnection) -> str | None:
     if connection.access_token_enc is None:
         return None
-    return ring.decrypt(connection.access_token_enc, associated_data=_aad(connection)).decode()
+    return ring.open(
+        connection.access_token_enc, binding(connection.id, "access_token_enc")
+    ).decode()
 
 
 def refresh_token(ring: KeyRing, connection: OAuthConnection) -> str | None:
     if connection.refresh_token_enc is None:
         return None
-    return ring.decrypt(connection.refresh_token_enc, associated_data=_aad(connection)).decode()
+    sealed = connection.refresh_token_enc
+    return ring.open(sealed, binding(connection.id, "refresh_token_enc")).decode()
 
 
 def apply_token_set(
@@ -38,10 +48,13 @@ def apply_token_set(
     stored one. Everything is (re-)encrypted with the current key."""
     keep_refresh = refresh_token(ring, connection) if tokens.refresh_token is None else None
     new_refresh = tokens.refresh_token or keep_refresh
-    aad = _aad(connection)
-    connection.access_token_enc = ring.encrypt(tokens.access_token.encode(), associated_data=aad)
+    connection.access_token_enc = ring.seal(
+        tokens.access_token.encode(), binding(connection.id, "access_token_enc")
+    )
     connection.refresh_token_enc = (
-        ring.encrypt(new_refresh.encode(), associated_data=aad) if new_refresh else None
+        ring.seal(new_refresh.encode(), binding(connection.id, "refresh_token_enc"))
+        if new_refresh
+        else None
     )
     connection.token_key_id = ring.current_kid
     connection.expires_at = tokens.expires_at

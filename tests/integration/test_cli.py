@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -24,13 +23,7 @@ def running(stack: Stack) -> Iterator[Stack]:
 
 
 def conveyor(stack: Stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=stack.env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return stack.cli(*args, timeout=timeout)
 
 
 def test_submit_and_wait_follows_the_job_to_success(running: Stack) -> None:

@@ -122,6 +122,16 @@ class Stack:
         self.processes.append(process)
         return process
 
+    def cli(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run `conveyor ARGS` against this stack; stdout and stderr captured as text."""
+        return subprocess.run(
+            [sys.executable, "-m", "workers.cli", *args],
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def start_scheduler(self, **env: str) -> subprocess.Popen[bytes]:
         return self.spawn("scheduler", ["scheduler"], **env)
 
@@ -166,10 +176,12 @@ class Stack:
             self._client.__enter__()
         return self._client
 
-    def new_api_key(self, *, admin: bool = False) -> str:
+    def new_api_key(
+        self, *, admin: bool = False, scopes: list[str] | None = None, **fields: Any
+    ) -> str:
         with session_scope(self.sessions) as session:
             return api_keys_repo.create(
-                session, f"test-{uuid.uuid4().hex[:6]}", is_admin=admin
+                session, f"test-{uuid.uuid4().hex[:6]}", is_admin=admin, scopes=scopes, **fields
             ).token
 
     @property

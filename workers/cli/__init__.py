@@ -6,13 +6,14 @@ from typing import Annotated
 
 import typer
 
-from workers.cli import backups, jobs, ops, run
+from workers.cli import backups, jobs, ops, run, security
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 run.register(app)
 jobs.register(app)
 ops.register(app)
 backups.register(app)
+security.register(app)
 
 
 def _version(value: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -71,36 +72,86 @@ def dlq_replay(
     console.print(f"replayed {report.replayed}, left {report.skipped} in place")
 
 
+def _duration(text: str) -> timedelta:
+    """ "90d", "12h", "1h30m", "3600" (seconds): pytimeparse's grammar."""
+    from pytimeparse.timeparse import timeparse as parse_duration
+
+    seconds = parse_duration(text) if not text.isdigit() else int(text)
+    if seconds is None or seconds < 0:
+        raise typer.BadParameter(f"{text!r} is not a duration like 90d, 12h or 3600")
+    return timedelta(seconds=seconds)
+
+
+def _when(at: datetime | None) -> str:
+    return at.isoformat(timespec="seconds") if at else "-"
+
+
 @apikey_app.command("create")
 def apikey_create(
     name: Annotated[str, typer.Argument()],
-    admin: Annotated[bool, typer.Option("--admin", help="may see every job")] = False,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="read | write (default) | admin | submit:<kind>, repeatable"),
+    ] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="e.g. 90d, 12h: refused with 401 api_key_expired after")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="same as --scope admin")] = False,
 ) -> None:
     """Create an API key; the token is printed once and only its hash is stored."""
     from shared.db.engine import session_scope
     from shared.db.repos import api_keys as api_keys_repo
+    from shared.db.repos import audit as audit_repo
+    from shared.jobs.catalog import all_specs
+    from shared.scopes import InvalidScope, describe, parse_scopes
 
+    public_kinds = [spec.kind for spec in all_specs() if spec.public]
+    try:
+        is_admin, scopes = parse_scopes(
+            [*(scope or []), *(["admin"] if admin else [])], public_kinds
+        )
+    except InvalidScope as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scope") from None
+    expires_at = datetime.now(UTC) + _duration(expires_in) if expires_in else None
     with sessions() as factory, session_scope(factory) as session:
-        issued = api_keys_repo.create(session, name, is_admin=admin)
-    console.print(f"API key [bold]{issued.name}[/bold] ({'admin' if admin else 'user'}):")
+        issued = api_keys_repo.create(
+            session, name, is_admin=is_admin, scopes=scopes, expires_at=expires_at
+        )
+        audit_repo.record(
+            session,
+            action="apikey.created",
+            target=f"apikey:{issued.id}",
+            actor="cli",
+            name=name,
+            prefix=issued.prefix,
+            scopes=describe(is_admin, scopes),
+            expires_at=_when(expires_at),
+        )
+    shown = describe(is_admin, scopes)
+    console.print(f"API key [bold]{issued.name}[/bold] ({shown}, expires {_when(expires_at)}):")
     typer.echo(issued.token)
 
 
 @apikey_app.command("list")
 def apikey_list() -> None:
-    """List API keys (name, prefix, role, created, revoked); secrets are never shown."""
+    """List API keys (prefix, name, scopes, dates); secrets are never shown."""
     from shared.db.engine import session_scope
     from shared.db.repos import api_keys as api_keys_repo
+    from shared.scopes import describe
 
-    table = Table(Column("prefix", no_wrap=True), "name", "role", "created", "revoked")
+    table = Table(
+        Column("prefix", no_wrap=True), "name", "scopes", "created", "expires", "rotated", "revoked"
+    )
     with sessions() as factory, session_scope(factory) as session:
         for key in api_keys_repo.list_keys(session):
             table.add_row(
                 key.prefix,
                 key.name,
-                "admin" if key.is_admin else "user",
-                key.created_at.isoformat(timespec="seconds"),
-                key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-",
+                describe(key.is_admin, key.scopes),
+                _when(key.created_at),
+                _when(key.expires_at),
+                _when(key.rotated_at),
+                _when(key.revoked_at),
             )
     console.print(table)
 
@@ -112,13 +163,57 @@ def apikey_revoke(
     """Revoke a key at once: requests with it get 401 from now on."""
     from shared.db.engine import session_scope
     from shared.db.repos import api_keys as api_keys_repo
+    from shared.db.repos import audit as audit_repo
 
     with sessions() as factory, session_scope(factory) as session:
-        revoked = [k.prefix for k in api_keys_repo.revoke(session, key)]
-    if not revoked:
+        revoked = api_keys_repo.revoke(session, key)
+        for row in revoked:
+            audit_repo.record(
+                session,
+                action="apikey.revoked",
+                target=f"apikey:{row.id}",
+                actor="cli",
+                name=row.name,
+                prefix=row.prefix,
+            )
+        prefixes = [k.prefix for k in revoked]
+    if not prefixes:
         console.print(f"[red]no live key with prefix or name {key!r}[/red]")
         raise typer.Exit(1)
-    console.print(f"revoked {len(revoked)} key(s): {', '.join(revoked)}")
+    console.print(f"revoked {len(prefixes)} key(s): {', '.join(prefixes)}")
+
+
+@apikey_app.command("rotate")
+def apikey_rotate(
+    prefix: Annotated[str, typer.Argument(help="the key's prefix (see `apikey list`)")],
+    grace: Annotated[
+        str, typer.Option(help="how long the old secret keeps working; 0 refuses it at once")
+    ] = "24h",
+) -> None:
+    """Give a key a new secret (same key: its jobs and files stay its own). The new token is
+    printed once; the old one keeps working for --grace (default 24h), then gets 401."""
+    from shared.db.engine import session_scope
+    from shared.db.repos import api_keys as api_keys_repo
+    from shared.db.repos import audit as audit_repo
+
+    period = _duration(grace)
+    with sessions() as factory, session_scope(factory) as session:
+        issued = api_keys_repo.rotate(session, prefix, grace=period)
+        if issued is not None:
+            audit_repo.record(
+                session,
+                action="apikey.rotated",
+                target=f"apikey:{issued.id}",
+                actor="cli",
+                name=issued.name,
+                prefix=prefix,
+                grace_s=int(period.total_seconds()),
+            )
+    if issued is None:
+        console.print(f"[red]no live key with prefix {prefix!r}[/red]")
+        raise typer.Exit(1)
+    console.print(f"rotated [bold]{issued.name}[/bold]; the old secret works for {period} more:")
+    typer.echo(issued.token)
 
 
 def demo_data(

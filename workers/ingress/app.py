@@ -18,6 +18,7 @@ from shared.oauth.token_client import make_http_client
 from shared.storage.base import ObjectStore
 from workers.ingress import (
     errors,
+    routes_audit,
     routes_backups,
     routes_devices,
     routes_exports,
@@ -35,6 +36,8 @@ log = structlog.get_logger("ingress")
 
 STATUS_BY_CODE = {
     "unauthorized": 401,
+    "api_key_expired": 401,
+    "forbidden_scope": 403,
     "not_found": 404,
     "not_cancellable": 409,
     "kind_not_public": 403,
@@ -108,6 +111,7 @@ def create_app(
     app.include_router(routes_backups.router)
     app.include_router(routes_exports.router)
     app.include_router(routes_devices.router)
+    app.include_router(routes_audit.router)
     app.include_router(routes_ui.router)
     errors.install(app, STATUS_BY_CODE)
     _add_ops_routes(app)

@@ -1,4 +1,13 @@
-"""Request dependencies: a DB session per request and the caller's API key."""
+"""Request dependencies: a DB session per request and the caller's API key, with its scopes.
+
+Every route takes one of the key dependencies, which enforce the scopes (shared/scopes.py):
+- `ApiKeyDep`: any live key for safe methods (GET, HEAD); `write` (or admin) for the rest;
+- `SubmitKeyDep`: job submission and cancel routes, which also accept `submit:<kind>` keys;
+  the route checks the kind with `require_kind` once it has parsed the body;
+- `AdminKeyDep`: admin-only routes (the audit log).
+Unknown, revoked → 401 `unauthorized`; expired → 401 `api_key_expired`; a live key without
+the scope → 403 `forbidden_scope`.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +17,25 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
+from shared import scopes
 from shared.db.engine import session_scope
 from shared.db.models import ApiKey
 from shared.db.repos import api_keys as api_keys_repo
 from shared.errors import ConveyorError
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class Unauthorized(ConveyorError):
     code = "unauthorized"
+
+
+class ApiKeyExpired(ConveyorError):
+    code = "api_key_expired"
+
+
+class ForbiddenScope(ConveyorError):
+    code = "forbidden_scope"
 
 
 def db_session(request: Request) -> Iterator[Session]:
@@ -29,13 +49,51 @@ def db_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 
 
-def api_key(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
+def live_key(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
+    """The caller's key, known, not revoked and not expired; no scope checked yet."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("missing bearer API key")
-    key = api_keys_repo.authenticate(session, authorization[7:].strip())
+    key = api_keys_repo.identify(session, authorization[7:].strip())
     if key is None:
         raise Unauthorized("unknown or revoked API key")
+    if api_keys_repo.is_expired(key):
+        assert key.expires_at is not None
+        raise ApiKeyExpired(f"this API key expired at {key.expires_at.isoformat()}")
+    return key
+
+
+LiveKeyDep = Annotated[ApiKey, Depends(live_key)]
+
+
+def api_key(request: Request, key: LiveKeyDep) -> ApiKey:
+    if request.method not in SAFE_METHODS and not scopes.may_write(key.is_admin, key.scopes):
+        raise ForbiddenScope(
+            f"this key's scopes ({scopes.describe(key.is_admin, key.scopes)}) do not allow "
+            f"{request.method} {request.url.path}"
+        )
+    return key
+
+
+def submit_key(key: LiveKeyDep) -> ApiKey:
+    if scopes.may_write(key.is_admin, key.scopes) or scopes.submit_kinds(key.scopes):
+        return key
+    raise ForbiddenScope(
+        f"this key's scopes ({scopes.describe(key.is_admin, key.scopes)}) do not allow submitting"
+    )
+
+
+def require_kind(key: ApiKey, kind: str) -> None:
+    if not scopes.may_submit(key.is_admin, key.scopes, kind):
+        allowed = ", ".join(scopes.submit_kinds(key.scopes))
+        raise ForbiddenScope(f"this key may submit only {allowed}, not {kind}", kind=kind)
+
+
+def admin_key(key: LiveKeyDep) -> ApiKey:
+    if not key.is_admin:
+        raise ForbiddenScope("this route needs an admin key")
     return key
 
 
 ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
+SubmitKeyDep = Annotated[ApiKey, Depends(submit_key)]
+AdminKeyDep = Annotated[ApiKey, Depends(admin_key)]

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query
 
 from shared.db.models import ApiKey, Backup, BackupSettings
+from shared.db.repos import audit as audit_repo
 from shared.db.repos import backups as backups_repo
 from shared.db.repos import jobs as jobs_repo
 from shared.errors import ConveyorError, PermanentError
@@ -137,6 +138,17 @@ def restore(
         raise BackupNotReady("the backup is not completed", backup_id=backup_id)
     job_id = request_restore(
         session, backup, mode=body.mode, dry_run=body.dry_run, api_key_id=key.id
+    )
+    audit_repo.record(
+        session,
+        action="backup.restore_requested",
+        target=f"backup:{backup.id}",
+        actor="api",
+        key=key,
+        user_id=str(backup.user_id),
+        job_id=str(job_id),
+        mode=body.mode,
+        dry_run=body.dry_run,
     )
     return RestoreOut(backup_id=backup.id, job_id=job_id)
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from shared.db.models import ApiKey, Export, Job
+from shared.db.repos import audit as audit_repo
 from shared.db.repos import exports as exports_repo
 from shared.jobs.cancel import cancel_job
 from shared.jobs.payloads.exports import Compression, ExportFormat, ExportRequest, RangeKind
@@ -58,6 +59,23 @@ def _visible(session: SessionDep, key: ApiKey, export_id: uuid.UUID) -> tuple[Ex
 def _out(export: Export, job: Job | None, store: ObjectStore | None) -> ExportOut:
     url = download_url(export, store, now=datetime.now(UTC)) if store else None
     return ExportOut.of(export, job, url)
+
+
+def _out_audited(
+    session: SessionDep, key: ApiKey, export: Export, job: Job | None, store: ObjectStore | None
+) -> ExportOut:
+    """As `_out`, recording `export.link_issued` when a download link is handed out."""
+    out = _out(export, job, store)
+    if out.download_url is not None:
+        audit_repo.record(
+            session,
+            action="export.link_issued",
+            target=f"export:{export.id}",
+            actor="api",
+            key=key,
+            user_id=export.user_id,
+        )
+    return out
 
 
 def _too_many(exc: RateLimited) -> JSONResponse:
@@ -122,14 +140,14 @@ def list_exports(
     rows = exports_repo.list_for_user(
         session, user_id, api_key_id=None if key.is_admin else key.id, limit=limit
     )
-    return ExportPage(exports=[_out(e, j, store) for e, j in rows])
+    return ExportPage(exports=[_out_audited(session, key, e, j, store) for e, j in rows])
 
 
 @router.get("/v1/exports/{export_id}", response_model=ExportOut)
 def get_export(
     export_id: uuid.UUID, session: SessionDep, key: ApiKeyDep, store: StoreDep
 ) -> ExportOut:
-    return _out(*_visible(session, key, export_id), store)
+    return _out_audited(session, key, *_visible(session, key, export_id), store)
 
 
 @router.post("/v1/exports/{export_id}/cancel", response_model=ExportOut)

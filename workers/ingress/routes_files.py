@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from shared.config import Settings
 from shared.db.models import ApiKey, StoredFile, Upload
+from shared.db.repos import audit as audit_repo
 from shared.db.repos import files as files_repo
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.submit import NewJob, submit_jobs
@@ -197,6 +198,16 @@ def delete_file(file_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> Dele
         idempotency_key=f"file.delete:{file.id}",
     )
     [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
+    if outcome.created:  # a repeated DELETE answers with the same job and records nothing
+        audit_repo.record(
+            session,
+            action="file.delete_requested",
+            target=f"file:{file.id}",
+            actor="api",
+            key=key,
+            user_id=file.user_id,
+            job_id=str(outcome.job_id),
+        )
     return DeleteOut(file_id=file.id, job_id=outcome.job_id)
 
 

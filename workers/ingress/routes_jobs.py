@@ -15,7 +15,7 @@ from shared.jobs.cancel import cancel_job
 from shared.jobs.catalog import get_spec
 from shared.jobs.submit import NewJob, submit_jobs
 from workers.ingress.cursors import decode_cursor, encode_cursor
-from workers.ingress.deps import ApiKeyDep, SessionDep
+from workers.ingress.deps import ApiKeyDep, SessionDep, SubmitKeyDep, require_kind
 from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -33,9 +33,10 @@ class KindNotPublic(PermanentError):
     code = "kind_not_public"
 
 
-def _new_job(body: JobIn, idempotency_key: str | None = None) -> NewJob:
+def _new_job(key: ApiKey, body: JobIn, idempotency_key: str | None = None) -> NewJob:
     if not get_spec(body.kind).public:
         raise KindNotPublic(f"{body.kind} is internal: use its own API", kind=body.kind)
+    require_kind(key, body.kind)
     return NewJob(
         kind=body.kind,
         user_id=body.user_id,
@@ -47,9 +48,9 @@ def _new_job(body: JobIn, idempotency_key: str | None = None) -> NewJob:
     )
 
 
-def _batch_job(index: int, body: JobIn) -> NewJob:
+def _batch_job(key: ApiKey, index: int, body: JobIn) -> NewJob:
     try:
-        return _new_job(body)
+        return _new_job(key, body)
     except ConveyorError as exc:
         exc.message = f"jobs[{index}]: {exc.message}"
         raise
@@ -66,12 +67,12 @@ def _visible(session: SessionDep, key: ApiKey, job_id: uuid.UUID) -> Job:
 def submit(
     body: JobIn,
     session: SessionDep,
-    key: ApiKeyDep,
+    key: SubmitKeyDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
     [outcome] = submit_jobs(
-        session, [_new_job(body, idempotency_key)], source="ingress", api_key_id=key.id
+        session, [_new_job(key, body, idempotency_key)], source="ingress", api_key_id=key.id
     )
     if not outcome.created:
         response.status_code = 200
@@ -81,13 +82,15 @@ def submit(
 
 
 @router.post(":batch", status_code=202, response_model=BatchOut)
-def submit_batch(body: BatchIn, session: SessionDep, key: ApiKeyDep, request: Request) -> BatchOut:
+def submit_batch(
+    body: BatchIn, session: SessionDep, key: SubmitKeyDep, request: Request
+) -> BatchOut:
     limit = request.app.state.settings.max_batch_jobs
     if len(body.jobs) > limit:
         raise BadRequest(f"at most {limit} jobs per batch", code="batch_too_large")
     outcomes = submit_jobs(
         session,
-        [_batch_job(i, j) for i, j in enumerate(body.jobs)],
+        [_batch_job(key, i, j) for i, j in enumerate(body.jobs)],
         source="ingress",
         api_key_id=key.id,
     )
@@ -134,6 +137,8 @@ def list_jobs(
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
-def cancel(job_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> JobOut:
-    job = cancel_job(session, _visible(session, key, job_id))
+def cancel(job_id: uuid.UUID, session: SessionDep, key: SubmitKeyDep) -> JobOut:
+    visible = _visible(session, key, job_id)
+    require_kind(key, visible.kind)
+    job = cancel_job(session, visible)
     return JobOut.of(job)

@@ -16,6 +16,7 @@ from shared.config import Settings
 from shared.crypto import KeyRing
 from shared.db.engine import session_scope
 from shared.db.models import ApiKey, OAuthConnection
+from shared.db.repos import audit as audit_repo
 from shared.db.repos import oauth as oauth_repo
 from shared.errors import ConveyorError
 from shared.oauth import connect, tokens
@@ -124,6 +125,15 @@ def callback(provider: str, request: Request) -> ConnectionOut | JSONResponse:
         connection = connect.complete_authorization(
             session, ring, _http(request), client, pending, code=params["code"], clock=_now
         )
+        audit_repo.record(
+            session,
+            action="oauth.connected",
+            target=f"connection:{connection.id}",
+            actor="callback",
+            actor_key_id=pending.api_key_id,
+            user_id=connection.user_id,
+            provider=connection.provider,
+        )
         return ConnectionOut.of(connection)
 
 
@@ -172,6 +182,16 @@ def delete_connection(
         session, _ring(request), _http(request), client, connection_id
     )
     assert revoked is not None
+    audit_repo.record(
+        session,
+        action="oauth.revoked",
+        target=f"connection:{connection_id}",
+        actor="api",
+        key=key,
+        user_id=revoked.user_id,
+        provider=revoked.provider,
+        provider_confirmed=confirmed,
+    )
     return ConnectionOut.of(revoked, provider_revoked=confirmed)
 
 
@@ -201,6 +221,16 @@ def access_token(
         token = tokens.access_token(deps.ring, connection)
         client = deps.client_for(connection)
         if token is not None:
+            audit_repo.record(
+                session,
+                action="oauth.token_read",
+                target=f"connection:{connection_id}",
+                actor="api",
+                key=key,
+                user_id=connection.user_id,
+                provider=connection.provider,
+                refreshed=outcome.status == "refreshed",
+            )
             return TokenOut.of(connection, token, scheme=client.provider.api_auth_scheme)
     return _refresh_error(outcome)
 

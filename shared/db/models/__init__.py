@@ -1,5 +1,6 @@
 """All tables, imported here so Alembic and tests see one complete metadata."""
 
+from shared.db.models.audit import AuditEvent
 from shared.db.models.backups import Backup, BackupSettings
 from shared.db.models.exports import Export, ExportSchedule
 from shared.db.models.files import StoredFile, Upload, UserStorage
@@ -25,6 +26,7 @@ from shared.db.models.sync import (
 
 __all__ = [
     "ApiKey",
+    "AuditEvent",
     "Backup",
     "BackupSettings",
     "Channel",

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -40,10 +41,19 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
     secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # shared/scopes.py: "write" (the default), "read", "submit:<kind>"...; admin is is_admin.
+    scopes: Mapped[list[str]] = mapped_column(
+        ARRAY(String(120)), nullable=False, default=lambda: ["write"], server_default="{write}"
+    )
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # `apikey rotate`: the secret it replaced keeps working until previous_valid_until.
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    previous_secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    previous_valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Job(Base):

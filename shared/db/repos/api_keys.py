@@ -1,4 +1,8 @@
-"""API keys: only a SHA-256 of the secret is stored; the prefix finds the row."""
+"""API keys: only a SHA-256 of the secret is stored; the prefix finds the row.
+
+Rotation keeps the key's id and prefix (its jobs, files and connections stay its own) and
+replaces the secret; the replaced secret keeps working until `previous_valid_until`.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import ApiKey
+from shared.scopes import DEFAULT_SCOPES
 
 KEY_PREFIX = "cvk"
 
@@ -22,6 +28,7 @@ class IssuedKey:
     name: str
     token: str  # shown once, never stored
     is_admin: bool
+    prefix: str = ""
 
 
 def _hash(secret: str) -> bytes:
@@ -29,18 +36,37 @@ def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def create(session: Session, name: str, *, is_admin: bool = False) -> IssuedKey:
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create(
+    session: Session,
+    name: str,
+    *,
+    is_admin: bool = False,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedKey:
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = ApiKey(
-        id=uuid.uuid4(), name=name, prefix=prefix, secret_hash=_hash(secret), is_admin=is_admin
+        id=uuid.uuid4(),
+        name=name,
+        prefix=prefix,
+        secret_hash=_hash(secret),
+        is_admin=is_admin,
+        scopes=[] if is_admin else list(scopes or DEFAULT_SCOPES),
+        expires_at=expires_at,
     )
     session.add(key)
     session.flush()
-    return IssuedKey(key.id, name, f"{KEY_PREFIX}_{prefix}_{secret}", is_admin)
+    return IssuedKey(key.id, name, f"{KEY_PREFIX}_{prefix}_{secret}", is_admin, prefix)
 
 
-def authenticate(session: Session, token: str) -> ApiKey | None:
+def identify(session: Session, token: str, *, now: datetime | None = None) -> ApiKey | None:
+    """The live (not revoked) key whose current or still-valid previous secret this is.
+    Expiry is not checked here: the caller tells an expired key apart (401 api_key_expired)."""
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
@@ -48,9 +74,25 @@ def authenticate(session: Session, token: str) -> ApiKey | None:
     key = session.execute(
         select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
     ).scalar_one_or_none()
-    if key is None or not hmac.compare_digest(key.secret_hash, _hash(secret)):
+    if key is None:
         return None
-    return key
+    digest = _hash(secret)
+    if hmac.compare_digest(key.secret_hash, digest):
+        return key
+    grace = key.previous_valid_until is not None and key.previous_valid_until > (now or _now())
+    if grace and key.previous_secret_hash and hmac.compare_digest(key.previous_secret_hash, digest):
+        return key
+    return None
+
+
+def is_expired(key: ApiKey, now: datetime | None = None) -> bool:
+    return key.expires_at is not None and key.expires_at <= (now or _now())
+
+
+def authenticate(session: Session, token: str) -> ApiKey | None:
+    """A key that may be used now: known, not revoked, not expired."""
+    key = identify(session, token)
+    return None if key is None or is_expired(key) else key
 
 
 def list_keys(session: Session) -> list[ApiKey]:
@@ -68,6 +110,28 @@ def revoke(session: Session, prefix_or_name: str) -> list[ApiKey]:
         key.revoked_at = func.now()
     session.flush()
     return keys
+
+
+def rotate(
+    session: Session, prefix: str, *, grace: timedelta, now: datetime | None = None
+) -> IssuedKey | None:
+    """A new secret for the live key with this prefix; the old one stays valid for `grace`
+    (zero: refused at once). A second rotation ends the first one's grace period."""
+    key = session.execute(
+        select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)).with_for_update()
+    ).scalar_one_or_none()
+    if key is None:
+        return None
+    at = now or _now()
+    secret = secrets.token_urlsafe(32)
+    if grace > timedelta(0):
+        key.previous_secret_hash, key.previous_valid_until = key.secret_hash, at + grace
+    else:
+        key.previous_secret_hash, key.previous_valid_until = None, None
+    key.secret_hash = _hash(secret)
+    key.rotated_at = at
+    session.flush()
+    return IssuedKey(key.id, key.name, f"{KEY_PREFIX}_{prefix}_{secret}", key.is_admin, prefix)
 
 
 def internal_key(session: Session, name: str) -> uuid.UUID:

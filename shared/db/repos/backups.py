@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.models import Backup, BackupSettings
@@ -130,3 +130,8 @@ def incrementals_since_full(session: Session, user_id: uuid.UUID, data_types: li
             break
         count += 1
     return count
+
+
+def count_needing_rewrap(session: Session, current_kid: str) -> int:
+    query = select(func.count()).where(Backup.status == "completed", Backup.key_id != current_kid)
+    return int(session.execute(query).scalar_one())
