@@ -16,10 +16,13 @@ import pytest
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from shared.crypto import CryptoError
 from shared.db.engine import session_scope
+from shared.db.models import AuditEvent
 from shared.messaging.names import EVENTS_EXCHANGE
+from shared.oauth import tokens
 from shared.oauth.clients import OAuthClient, configured_client
 from shared.oauth.providers import zoho
 from shared.oauth.refresh import RefreshDeps, refresh_connection
@@ -418,3 +421,58 @@ def test_another_api_key_cannot_take_over_a_users_connection(oauth: OAuthStack) 
     # ...and the owner's connection is untouched.
     assert oauth.row(mine["id"]).api_key_id is not None
     assert oauth.connect(user)["id"] == mine["id"]  # the owner can still reconnect
+
+
+def audit_actions(oauth: OAuthStack, connection_id: str) -> list[str]:
+    with session_scope(oauth.stack.sessions) as session:
+        stmt = (
+            select(AuditEvent.action)
+            .where(AuditEvent.target == f"connection:{connection_id}")
+            .order_by(AuditEvent.id)
+        )
+        return list(session.execute(stmt).scalars())
+
+
+def test_connect_token_read_and_revoke_leave_one_audit_event_each(oauth: OAuthStack) -> None:
+    connection = oauth.connect()
+    access, refresh = oauth.tokens_of(connection["id"])
+    assert access and refresh
+    assert audit_actions(oauth, connection["id"]) == ["oauth.connected"]
+    assert token_api(oauth, connection["id"]).status_code == 200
+    assert audit_actions(oauth, connection["id"]) == ["oauth.connected", "oauth.token_read"]
+    deleted = oauth.client.delete(
+        f"/v1/connections/{connection['id']}", headers=oauth.stack.headers()
+    )
+    assert deleted.status_code == 200
+    assert audit_actions(oauth, connection["id"]) == [
+        "oauth.connected",
+        "oauth.token_read",
+        "oauth.revoked",
+    ]
+    with session_scope(oauth.stack.sessions) as session:
+        stmt = select(AuditEvent.details).where(
+            AuditEvent.target == f"connection:{connection['id']}"
+        )
+        logged = json.dumps(list(session.execute(stmt).scalars()))
+    assert access not in logged and refresh not in logged
+
+
+def test_swapping_access_and_refresh_ciphertexts_makes_decryption_fail(oauth: OAuthStack) -> None:
+    """Someone with write access to the database swaps the two token columns of one row: the
+    tokens no longer decrypt (v2 associated data names the column). (Broken on purpose once
+    by binding only the row id, as v1 did: both tokens decrypted, swapped, and this failed.)"""
+    connection = oauth.connect()
+    assert all(oauth.tokens_of(connection["id"]))
+    with session_scope(oauth.stack.sessions) as session:
+        session.execute(
+            text(
+                "UPDATE oauth_connections SET access_token_enc = refresh_token_enc, "
+                "refresh_token_enc = access_token_enc WHERE id = :id"
+            ),
+            {"id": connection["id"]},
+        )
+    row = oauth.row(connection["id"])
+    with pytest.raises(CryptoError):
+        tokens.access_token(oauth.ring, row)
+    with pytest.raises(CryptoError):
+        tokens.refresh_token(oauth.ring, row)
