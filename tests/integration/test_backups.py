@@ -341,6 +341,15 @@ def test_rotated_master_key_still_restores_and_rewrap_moves_it(world: World) -> 
     only_new = KeyRing.parse(new_first)  # the old master key is retired
     assert _restore_with(world, made["id"], only_new)["chain"][-1] == made["id"]
 
+    # `conveyor keys reencrypt` folds the rewrap in: the next rotation moves it to k3.
+    newest = f"k3:{new_key()}"
+    walked = world.stack.cli(
+        "keys", "reencrypt", timeout=120, CONVEYOR_MASTER_KEYS=f"{newest},{new_first},{KEYS}"
+    )
+    assert walked.returncode == 0, walked.stdout + walked.stderr
+    assert api(world, "GET", f"/v1/backups/{made['id']}").json()["key_id"] == "k3"
+    assert _restore_with(world, made["id"], KeyRing.parse(newest))["chain"][-1] == made["id"]
+
 
 def test_api_refuses_bad_input_and_guards_chains(world: World) -> None:
     bad = api(
