@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+from typing import cast
 
 import pytest
+from sqlalchemy.orm import Session
 
 from shared.crypto import Binding, CryptoError, KeyRing
+from shared.db.repos import audit as audit_repo
 from shared.scopes import InvalidScope, may_submit, may_write, parse_scopes
 
 KINDS = ["diag.noop", "export.create"]
@@ -78,3 +81,12 @@ def test_v1_ciphertexts_still_open_until_reencrypted() -> None:
     fresh = rotated.seal(b"token", binding("refresh_token_enc", row))
     assert rotated.is_current(fresh) and fresh.startswith(b"v2:k2:")
     assert not old.is_current(fresh)
+
+
+@pytest.mark.parametrize("name", ["access_token", "client_secret", "password", "code"])
+def test_audit_details_refuse_anything_named_like_a_secret(name: str) -> None:
+    """The check runs before the session is touched, so no database is needed here."""
+    with pytest.raises(ValueError, match="secrets stay out"):
+        audit_repo.record(
+            cast(Session, object()), action="x", target="y", actor="cli", **{name: "s3cr3t"}
+        )
