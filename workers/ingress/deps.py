@@ -12,6 +12,7 @@ from shared.db.engine import session_scope
 from shared.db.models import ApiKey
 from shared.db.repos import api_keys as api_keys_repo
 from shared.errors import ConveyorError
+from workers.ingress.quotas import enforce_rate_limit
 
 
 class Unauthorized(ConveyorError):
@@ -29,12 +30,16 @@ def db_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 
 
-def api_key(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
+def api_key(
+    request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None
+) -> ApiKey:
+    """The caller's key, after spending one token of its rate-limit bucket (429 if empty)."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("missing bearer API key")
     key = api_keys_repo.authenticate(session, authorization[7:].strip())
     if key is None:
         raise Unauthorized("unknown or revoked API key")
+    enforce_rate_limit(request, key)
     return key
 
 

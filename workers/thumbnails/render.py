@@ -6,6 +6,7 @@ import io
 
 from PIL import Image, ImageCms, ImageOps
 
+from workers.thumbnails.decoding import decode_slot
 from workers.uploads.errors import Reason, Rejected
 from workers.uploads.metadata import open_image_header
 
@@ -13,14 +14,19 @@ WEBP_QUALITY = 80
 
 
 def render_thumbnails(data: bytes, sizes: tuple[int, ...], *, max_pixels: int) -> dict[int, bytes]:
-    """WebP thumbnails fitting each `sizes` box (largest first), from a single decode."""
-    image = _decode(data, largest=max(sizes), max_pixels=max_pixels)
+    """WebP thumbnails fitting each `sizes` box (largest first), from a single decode.
+
+    One decode per process at a time (workers/thumbnails/decoding.py): the decoded pixels
+    are freed before the slot is given back."""
     out: dict[int, bytes] = {}
-    current = image
-    for size in sorted(sizes, reverse=True):
-        current = current.copy()
-        current.thumbnail((size, size), Image.Resampling.LANCZOS)
-        out[size] = encode_webp(current)
+    with decode_slot():
+        image = _decode(data, largest=max(sizes), max_pixels=max_pixels)
+        current = image
+        for size in sorted(sizes, reverse=True):
+            current = current.copy()
+            current.thumbnail((size, size), Image.Resampling.LANCZOS)
+            out[size] = encode_webp(current)
+        del image, current
     return out
 
 
