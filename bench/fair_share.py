@@ -1,7 +1,7 @@
 """Fair share under a flood: tenant B's single job latency while tenant A floods the API.
 
 Tenant A submits `--flood` `diag.noop` jobs (sleep `--sleep-ms` each) through the real HTTP
-routes in batches of 500, retrying after each 429's Retry-After (shortened to 0.5 s); once
+routes in batches of 100, retrying after each 429's Retry-After (shortened to 0.5 s); once
 A's first batch is in, tenant B submits ONE job. Latency: B's `finished_at - created_at`
 from PostgreSQL. One `default` worker (1 process x `--threads`) and the scheduler run as
 real processes; the ingress runs in this process.
@@ -39,6 +39,8 @@ from tests.support.stack import Stack
 from workers.ingress import quotas
 from workers.ingress.app import create_app
 
+BATCH = 100  # jobs per flood request (under the cap: a batch over it is refused whole)
+
 
 def _emulate_tenants_by_key() -> None:
     def tenant_of(key: ApiKey) -> str:
@@ -68,7 +70,7 @@ def _flood(
     job = {"kind": "diag.noop", "user_id": "tenant-a", "payload": {"sleep_ms": sleep_ms}}
     sent = 0
     while sent < total:
-        n = min(500, total - sent)
+        n = min(BATCH, total - sent)
         r = client.post(
             "/v1/jobs:batch", json={"jobs": [job] * n}, headers={"Authorization": f"Bearer {token}"}
         )
@@ -114,7 +116,7 @@ def run(stack: Stack, *, flood: int, sleep_ms: int, cap: int | None) -> tuple[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--flood", type=int, default=5000)
-    parser.add_argument("--cap", type=int, default=200)
+    parser.add_argument("--cap", type=int, default=200)  # >= BATCH
     parser.add_argument("--sleep-ms", type=int, default=20)
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
