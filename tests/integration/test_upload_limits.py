@@ -128,3 +128,15 @@ def test_an_object_waiting_for_its_job_is_kept_however_old(files: Stack) -> None
         row.job_id = outcome.job_id
     sweep(files, later_s=10 * 86400)
     assert incoming_has(files, started["upload_id"])
+
+
+def test_migrate_sets_the_incoming_lifecycle_backstop(files: Stack) -> None:
+    from workers.cli.run import expire_abandoned_uploads
+
+    expire_abandoned_uploads(files.settings())
+    bucket = bucket_name(files.bucket_prefix, Bucket.INCOMING)
+    config = files.store._client.get_bucket_lifecycle(bucket)
+    assert config is not None
+    [rule] = config.rules
+    assert rule.rule_filter is not None and rule.rule_filter.prefix == "uploads/"
+    assert rule.expiration is not None and rule.expiration.days == 2
