@@ -10,10 +10,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from shared.db.models import Backup, Job, RateLimitBucket
-from shared.db.models.jobs import TERMINAL_STATES
+from shared.db.models.jobs import JOB_STATES, TERMINAL_STATES
 
-UNFINISHED = tuple(sorted({"queued", "running"}))
-assert not set(UNFINISHED) & TERMINAL_STATES
+UNFINISHED = tuple(s for s in JOB_STATES if s not in TERMINAL_STATES)  # queued, running
 
 # GCRA (the "generic cell rate algorithm", a token bucket kept as one timestamp): admit when
 # the new theoretical arrival time is within `burst` intervals of now. One statement under
