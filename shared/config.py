@@ -52,6 +52,19 @@ class Settings(BaseSettings):
     ingress_port: int = 8000
     max_body_bytes: int = 1_048_576
     max_batch_jobs: int = 1000
+    # Limits (docs/api.md#limits). Per-API-key token bucket shared by every ingress replica
+    # (kept in PostgreSQL): `rate_limit_per_s` tokens a second, bursts of `rate_limit_burst`;
+    # a key's own `rate_limit_per_s`/`rate_limit_burst` columns override these.
+    rate_limit_per_s: float = Field(default=20.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    # Unfinished (queued or running) jobs per tenant and kind; per-kind overrides as JSON,
+    # e.g. {"diag.noop": 50000}. A submission (or a whole batch) over the cap is a 429.
+    queue_cap_per_kind: int = Field(default=10_000, ge=1)
+    queue_caps_by_kind: dict[str, int] = Field(default_factory=dict)
+    # Declared work (e.g. diag.noop sleep_ms) one batch may carry, in seconds of worker time.
+    max_batch_work_s: float = Field(default=600.0, gt=0)
+    # Concurrent backups (queued or running `backup.create`) per user.
+    backup_max_concurrent_per_user: int = Field(default=1, ge=1)
 
     # Uploads (issue #3). Per-category size overrides as JSON: {"video": 524288000}.
     upload_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
@@ -59,7 +72,13 @@ class Settings(BaseSettings):
     user_quota_bytes: int = Field(default=5 * 1024**3, ge=0)
     upload_url_ttl_s: int = Field(default=900, ge=1, le=7 * 24 * 3600)
     download_url_ttl_s: int = Field(default=900, ge=1, le=7 * 24 * 3600)
-    image_max_pixels: int = Field(default=100_000_000, ge=1)
+    image_max_pixels: int = Field(default=40_000_000, ge=1)
+    # Image decodes at once per process (a semaphore): peak memory ~ this x one decode.
+    image_decode_concurrency: int = Field(default=1, ge=1)
+    # Incoming objects no pending upload needs (abandoned, refused, or sent after processing)
+    # are removed by the scheduler this long after their last write; 0 = no sweep.
+    incoming_sweep_interval_s: float = Field(default=300.0, ge=0)
+    incoming_grace_s: float = Field(default=3600.0, ge=0)
     archive_max_entries: int = Field(default=10_000, ge=1)
     archive_max_uncompressed_bytes: int = Field(default=1024**3, ge=1)
     archive_max_ratio: float = Field(default=100.0, gt=1)

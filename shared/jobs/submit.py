@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from shared.db.models import Job
@@ -56,7 +56,7 @@ class Submitted:
     created: bool  # False: an existing job was returned for the idempotency key
 
 
-def validate_payload(spec: KindSpec, payload: dict[str, Any]) -> dict[str, Any]:
+def _model(spec: KindSpec, payload: dict[str, Any]) -> BaseModel:
     try:
         model = spec.payload_model.model_validate(payload)
     except ValidationError as exc:
@@ -66,7 +66,32 @@ def validate_payload(spec: KindSpec, payload: dict[str, Any]) -> dict[str, Any]:
     version = getattr(model, "version", 1)
     if version not in spec.supported_versions:
         raise PermanentError(f"payload version {version} not supported", code="unknown_version")
+    return model
+
+
+def _work_of(model: BaseModel) -> float:
+    """Seconds of work a payload declares (e.g. diag.noop's sleep_ms); 0 if it declares none."""
+    declared = getattr(model, "declared_work_s", None)
+    return float(declared()) if callable(declared) else 0.0
+
+
+def validate_payload(spec: KindSpec, payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload, normalized; refused if invalid or if the work it declares could not
+    finish within the kind's time limit (it would only be killed and retried)."""
+    model = _model(spec, payload)
+    work = _work_of(model)
+    if work >= spec.time_limit_s:
+        raise PermanentError(
+            f"payload declares {work:g} s of work, at or over {spec.kind}'s time limit of "
+            f"{spec.time_limit_s:g} s",
+            code="invalid_payload",
+        )
     return model.model_dump(mode="json")
+
+
+def declared_work_s(kind: str, payload: dict[str, Any]) -> float:
+    """Seconds of worker time a job declares (0 for kinds whose payload declares none)."""
+    return _work_of(_model(get_spec(kind), payload))
 
 
 def job_row(

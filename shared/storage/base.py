@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import BinaryIO, Protocol
 
 
@@ -15,6 +15,21 @@ class ObjectInfo:
     size: int
     etag: str
     content_type: str | None
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    """A browser-style POST upload: send `fields` then the file (form field `file`, last) as
+    multipart/form-data to `url`. The signed policy binds the key, type and exact size."""
+
+    url: str
+    fields: dict[str, str]
 
 
 class ObjectNotFound(LookupError):
@@ -70,3 +85,12 @@ class ObjectStore(Protocol):
     def presigned_get(self, bucket: str, key: str, expires: timedelta) -> str: ...
 
     def presigned_put(self, bucket: str, key: str, expires: timedelta) -> str: ...
+
+    def presigned_post(
+        self, bucket: str, key: str, expires: timedelta, *, content_type: str, size: int
+    ) -> PresignedPost:
+        """An upload the store itself refuses unless it is exactly `size` bytes of
+        `content_type` at `key` (S3 POST policy: content-length-range, Content-Type)."""
+        ...
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]: ...

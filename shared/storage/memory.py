@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
-from shared.storage.base import ObjectInfo, ObjectNotFound
+from shared.storage.base import ListedObject, ObjectInfo, ObjectNotFound, PresignedPost
 
 
 class MemoryStore:
     def __init__(self) -> None:
         self.buckets: dict[str, dict[str, tuple[bytes, str]]] = {}
+        self.modified: dict[tuple[str, str], datetime] = {}
 
     def ensure_bucket(self, bucket: str) -> None:
         self.buckets.setdefault(bucket, {})
@@ -36,6 +37,7 @@ class MemoryStore:
         self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> ObjectInfo:
         self._bucket(bucket, key)[key] = (data, content_type)
+        self.modified[(bucket, key)] = datetime.now(UTC)
         return self.stat(bucket, key)
 
     def put_stream(
@@ -87,3 +89,14 @@ class MemoryStore:
 
     def presigned_put(self, bucket: str, key: str, expires: timedelta) -> str:
         return self.presigned_get(bucket, key, expires)
+
+    def presigned_post(
+        self, bucket: str, key: str, expires: timedelta, *, content_type: str, size: int
+    ) -> PresignedPost:
+        fields = {"key": key, "Content-Type": content_type, "size": str(size)}
+        return PresignedPost(f"memory://{bucket}", fields)
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        for key in sorted(self.buckets.get(bucket, {})):
+            if key.startswith(prefix):
+                yield ListedObject(key, self.modified[(bucket, key)])

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from minio import Minio
-from minio.commonconfig import CopySource
+from minio.commonconfig import ENABLED, CopySource, Filter
+from minio.datatypes import PostPolicy
 from minio.error import S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from shared.config import Settings
-from shared.storage.base import ObjectInfo, ObjectNotFound
+from shared.storage.base import ListedObject, ObjectInfo, ObjectNotFound, PresignedPost
 
 MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
 
 
 class S3Store:
-    def __init__(self, client: Minio) -> None:
+    def __init__(self, client: Minio, endpoint: str) -> None:
         self._client = client
+        self._endpoint = endpoint.rstrip("/")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
@@ -45,7 +48,7 @@ class S3Store:
             secure=parts.scheme == "https",
             region=region,
         )
-        return cls(client)
+        return cls(client, endpoint)
 
     def ensure_bucket(self, bucket: str) -> None:
         if not self._client.bucket_exists(bucket):
@@ -142,6 +145,33 @@ class S3Store:
 
     def presigned_put(self, bucket: str, key: str, expires: timedelta) -> str:
         return str(self._client.presigned_put_object(bucket, key, expires=expires))
+
+    def presigned_post(
+        self, bucket: str, key: str, expires: timedelta, *, content_type: str, size: int
+    ) -> PresignedPost:
+        policy = PostPolicy(bucket, datetime.now(UTC) + expires)
+        policy.add_equals_condition("key", key)
+        policy.add_equals_condition("Content-Type", content_type)
+        policy.add_content_length_range_condition(size, size)
+        fields = dict(self._client.presigned_post_policy(policy))
+        return PresignedPost(
+            f"{self._endpoint}/{bucket}", {**fields, "key": key, "Content-Type": content_type}
+        )
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        for item in self._client.list_objects(bucket, prefix=prefix, recursive=True):
+            if item.object_name is not None and item.last_modified is not None:
+                yield ListedObject(item.object_name, item.last_modified)
+
+    def set_expiry(self, bucket: str, prefix: str, days: int) -> None:
+        """A lifecycle rule: objects under `prefix` expire `days` after their last write."""
+        rule = Rule(
+            ENABLED,
+            rule_filter=Filter(prefix=prefix),
+            rule_id=f"expire-{prefix.strip('/') or 'all'}",
+            expiration=Expiration(days=days),
+        )
+        self._client.set_bucket_lifecycle(bucket, LifecycleConfig([rule]))
 
     @staticmethod
     def _translate(exc: S3Error, bucket: str, key: str) -> Exception:

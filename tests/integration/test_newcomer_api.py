@@ -140,7 +140,7 @@ def test_an_unreachable_database_is_a_json_503_with_retry_after(stack: Stack) ->
 class BrokenStore:
     """An object store with a bug: what an unexpected exception looks like to a client."""
 
-    def presigned_put(self, bucket: str, key: str, ttl: timedelta) -> str:
+    def presigned_post(self, bucket: str, key: str, ttl: timedelta, **binding: object) -> str:
         raise RuntimeError("secret internal detail /srv/conveyor")
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:

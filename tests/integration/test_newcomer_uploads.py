@@ -6,14 +6,13 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from shared.embedded import EmbeddedS3
 from tests.integration.test_newcomer_api import assert_error
 from tests.support import media
 from tests.support.stack import Stack
-from tests.support.uploads import upload
+from tests.support.uploads import post_upload, upload
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +51,8 @@ def test_complete_before_the_put_is_a_retryable_409(files: Stack) -> None:
     assert started.status_code == 201, started.text
     upload_id = started.json()["upload_id"]
     early = files.client.post(f"/v1/uploads/{upload_id}/complete", headers=files.headers())
-    assert_error(early, 409, "not_uploaded", "PUT")
-    assert httpx.put(started.json()["url"], content=data, timeout=60).status_code == 200
+    assert_error(early, 409, "not_uploaded", "finish the upload")
+    assert post_upload(started.json(), data).status_code == 204
     done = files.client.post(f"/v1/uploads/{upload_id}/complete", headers=files.headers())
     assert done.status_code == 202, done.text
     assert files.job(done.json()["job_id"]).kind == "upload.process"

@@ -120,8 +120,10 @@ def test_rejections_leave_nothing_behind(
         body = {"user_id": who, "filename": name, "content_type": content_type, "size": len(data)}
         early = files.client.post("/v1/uploads", json=body, headers=files.headers())
         assert (early.status_code, early.json()["code"]) == (413, "too_large")
-    # Declare a small size: the worker must check the real object, not the declaration.
-    sent = upload(files, who, name, content_type, data, declared_size=min(len(data), 1024))
+    # Too large: declare a small size and put the bytes past the store's POST policy (which
+    # would refuse them): the worker must check the real object, not the declaration.
+    declared = len(data) if len(data) <= 50 * 1024 * 1024 else 1024
+    sent = upload(files, who, name, content_type, data, declared_size=declared)
     job = files.wait_state(sent.job_id)
     assert (job.state, job.error_code) == ("failed", reason)
     assert file_row(files, sent.upload_id) is None

@@ -38,6 +38,10 @@ from workers.ingress.app import create_app
 TERMINAL = {"succeeded", "failed", "cancelled", "dead"}
 
 
+TEST_RATE_PER_S = 10_000.0
+TEST_RATE_BURST = 100_000
+
+
 @dataclass
 class Stack:
     db_url: str
@@ -94,13 +98,22 @@ class Stack:
             CONVEYOR_HEARTBEAT_STALE_S="10",
             CONVEYOR_RELAY_IDLE_POLL_S="0.5",
             CONVEYOR_CANARY_INTERVAL_S="0",
+            # Tests hammer one key; the rate-limit tests set their own (tests/integration/
+            # test_limits.py).
+            CONVEYOR_RATE_LIMIT_PER_S=str(TEST_RATE_PER_S),
+            CONVEYOR_RATE_LIMIT_BURST=str(TEST_RATE_BURST),
         )
         env.update(self._s3_env())
         env.update(extra)
         return env
 
     def settings(self, **overrides: Any) -> Settings:
-        fields: dict[str, Any] = {"database_url": self.db_url, "broker_url": self.amqp_url}
+        fields: dict[str, Any] = {
+            "database_url": self.db_url,
+            "broker_url": self.amqp_url,
+            "rate_limit_per_s": TEST_RATE_PER_S,
+            "rate_limit_burst": TEST_RATE_BURST,
+        }
         if self.s3 is not None:
             fields.update(
                 s3_endpoint=self.s3.endpoint,

@@ -31,16 +31,28 @@ def upload(
     *,
     declared_size: int | None = None,
 ) -> Uploaded:
+    """Declaring another size than `len(data)` plays a client that got past the S3 policy:
+    the bytes go straight into the incoming bucket, and the worker must catch the lie."""
     size = len(data) if declared_size is None else declared_size
     body = {"user_id": user, "filename": filename, "content_type": content_type, "size": size}
     started = stack.client.post("/v1/uploads", json=body, headers=stack.headers())
     assert started.status_code == 201, started.text
-    put = httpx.put(started.json()["url"], content=data, timeout=60)
-    assert put.status_code == 200, put.text
     upload_id = started.json()["upload_id"]
+    if size == len(data):
+        sent = post_upload(started.json(), data)
+        assert sent.status_code in (200, 201, 204), sent.text
+    else:
+        incoming = bucket_name(stack.bucket_prefix, Bucket.INCOMING)
+        stack.store.put_bytes(incoming, f"uploads/{upload_id}", data, content_type)
     done = stack.client.post(f"/v1/uploads/{upload_id}/complete", headers=stack.headers())
     assert done.status_code == 202, done.text
     return Uploaded(upload_id, done.json()["job_id"])
+
+
+def post_upload(started: dict[str, Any], data: bytes, **fields: str) -> httpx.Response:
+    """What a client does with POST /v1/uploads' answer (form fields, then the file)."""
+    form = {**started["fields"], **fields}
+    return httpx.post(started["url"], data=form, files={"file": ("f", data)}, timeout=120)
 
 
 def exists(stack: Stack, bucket: Bucket, key: str) -> bool:

@@ -40,3 +40,13 @@ def test_disabled_chores_are_not_scheduled() -> None:
         SchedulerConfig(oauth_sweep_every_s=30, backup_every_s=60, sync_retention_s=3600),
     )
     assert {"oauth_sweep", "backups", "sync_prune"} <= {c.name for c in enabled.chores}
+
+
+def test_the_incoming_sweep_is_a_chore_when_configured() -> None:
+    swept: list[object] = []
+    config = SchedulerConfig(incoming_every_s=300, incoming_sweep=swept.append)
+    s = Scheduler("postgresql://unused", sessionmaker(), StubPublisher(None), config)  # type: ignore[arg-type]
+    [chore] = [c for c in s.chores if c.name == "incoming"]
+    assert chore.every_s == 300
+    chore.run()
+    assert len(swept) == 1  # called with the scheduler's session factory

@@ -12,7 +12,7 @@ from typing import Annotated
 import structlog
 import typer
 
-from shared.config import get_settings
+from shared.config import Settings, get_settings
 from shared.logging import configure_logging
 from shared.messaging.names import Pool, queue_name
 
@@ -38,7 +38,26 @@ def migrate() -> None:
     upgrade_to_head(settings.require_database_url())
     if settings.broker_url:
         declare_broker_topology(settings.broker_url)
+    if settings.s3_endpoint:
+        expire_abandoned_uploads(settings)
     typer.echo("migrations applied")
+
+
+def expire_abandoned_uploads(settings: Settings) -> None:
+    """The incoming bucket's lifecycle rule: a backstop for the scheduler's sweep."""
+    from minio.error import S3Error
+
+    from shared.storage.buckets import Bucket, bucket_name
+    from shared.storage.s3 import S3Store
+    from workers.uploads.sweep import INCOMING_EXPIRY_DAYS, PREFIX
+
+    store = S3Store.from_settings(settings)
+    bucket = bucket_name(settings.bucket_prefix, Bucket.INCOMING)
+    store.ensure_bucket(bucket)
+    try:
+        store.set_expiry(bucket, PREFIX, INCOMING_EXPIRY_DAYS)
+    except S3Error as exc:  # a store without lifecycle support: the sweep still runs
+        typer.echo(f"warning: no lifecycle rule on {bucket} ({exc.code})", err=True)
 
 
 def declare_broker_topology(broker_url: str) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import structlog
 from fastapi import FastAPI, Request
@@ -68,6 +69,10 @@ STATUS_BY_CODE = {
     "unknown_user": 404,
     "anonymization_unavailable": 409,
     "rate_limited": 429,
+    "queue_full": 429,
+    "batch_too_much_work": 422,
+    "too_many_backups": 429,
+    "quota_exceeded": 409,
     "device_revoked": 403,
     "invalid_cursor": 422,
     "batch_not_uploaded": 409,
@@ -78,6 +83,7 @@ def create_app(
     settings: Settings,
     sessions: sessionmaker[Session] | None = None,
     store: ObjectStore | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -104,6 +110,7 @@ def create_app(
 
     app = FastAPI(title="Conveyor ingress", version="1", lifespan=lifespan)
     app.state.settings = settings
+    app.state.clock = clock or (lambda: datetime.now(UTC))  # tests inject one (rate limits)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(routes_jobs.router)
     app.include_router(routes_files.router)

@@ -22,6 +22,7 @@ from shared.db.engine import session_scope
 from shared.db.models import ApiKey
 from shared.db.repos import api_keys as api_keys_repo
 from shared.errors import ConveyorError
+from workers.ingress.quotas import enforce_rate_limit
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -49,8 +50,11 @@ def db_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 
 
-def live_key(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
-    """The caller's key, known, not revoked and not expired; no scope checked yet."""
+def live_key(
+    request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None
+) -> ApiKey:
+    """The caller's key, known, not revoked and not expired, after spending one token of its
+    rate-limit bucket (429 if empty); no scope checked yet."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("missing bearer API key")
     key = api_keys_repo.identify(session, authorization[7:].strip())
@@ -59,6 +63,7 @@ def live_key(session: SessionDep, authorization: Annotated[str | None, Header()]
     if api_keys_repo.is_expired(key):
         assert key.expires_at is not None
         raise ApiKeyExpired(f"this API key expired at {key.expires_at.isoformat()}")
+    enforce_rate_limit(request, key)
     return key
 
 

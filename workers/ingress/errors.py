@@ -7,6 +7,7 @@ Retry-After) and, last, anything unexpected (500 `internal_error`, details only 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,7 +97,9 @@ def install(app: FastAPI, status_by_code: dict[str, int]) -> None:
     @app.exception_handler(ConveyorError)
     async def conveyor_error(request: Request, exc: ConveyorError) -> JSONResponse:
         status = status_by_code.get(exc.code, 400 if isinstance(exc, PermanentError) else 500)
-        return error_response(status, exc.code, exc.message)
+        retry_after = getattr(exc, "retry_after", None)  # 429s and 503s say when to retry
+        headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else None
+        return error_response(status, exc.code, exc.message, headers)
 
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from workers.backups.requests import request_backup, request_restore
 from workers.backups.retention import delete_objects, delete_rows, plan_delete
 from workers.backups.tables import normalize
 from workers.ingress.deps import ApiKeyDep, SessionDep
+from workers.ingress.quotas import check_concurrent_backups
 from workers.ingress.routes_files import NotFound, SettingsDep, StoreDep
 from workers.ingress.schemas_backups import (
     BackupIn,
@@ -59,7 +60,8 @@ def _out(session: SessionDep, backup: Backup) -> BackupOut:
 
 
 @router.post("/v1/backups", status_code=202, response_model=BackupOut)
-def create(body: BackupIn, session: SessionDep, key: ApiKeyDep) -> BackupOut:
+def create(body: BackupIn, session: SessionDep, key: ApiKeyDep, settings: SettingsDep) -> BackupOut:
+    check_concurrent_backups(session, settings, body.user_id)
     backup = request_backup(
         session,
         body.user_id,

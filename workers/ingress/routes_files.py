@@ -90,6 +90,12 @@ def start_upload(
     largest = max([settings.upload_max_bytes, *settings.upload_category_max_bytes.values()])
     if body.size > largest:  # a courtesy: the worker checks the real object again
         raise PermanentError(f"declared size {body.size} > {largest}", code="too_large")
+    used = files_repo.storage_of(session, body.user_id)
+    if used is not None and used.bytes_used + body.size > settings.user_quota_bytes:
+        raise PermanentError(  # again a courtesy: the worker checks under the user's lock
+            f"{used.bytes_used} bytes stored + {body.size} > quota {settings.user_quota_bytes}",
+            code="quota_exceeded",
+        )
     upload_id = uuid.uuid4()
     upload = Upload(
         id=upload_id,
@@ -103,8 +109,13 @@ def start_upload(
     files_repo.add_upload(session, upload)
     ttl = timedelta(seconds=settings.upload_url_ttl_s)
     bucket = bucket_name(settings.bucket_prefix, Bucket.INCOMING)
-    url = store.presigned_put(bucket, upload.incoming_key, ttl)
-    return UploadOut(upload_id=upload_id, url=url, expires_at=datetime.now(UTC) + ttl)
+    # The store refuses another size or type (S3 POST policy); the worker checks both again.
+    post = store.presigned_post(
+        bucket, upload.incoming_key, ttl, content_type=body.content_type, size=body.size
+    )
+    return UploadOut(
+        upload_id=upload_id, url=post.url, fields=post.fields, expires_at=datetime.now(UTC) + ttl
+    )
 
 
 @router.post("/v1/uploads/{upload_id}/complete", status_code=202, response_model=CompleteOut)
@@ -130,7 +141,7 @@ def _require_uploaded(store: ObjectStore, settings: Settings, upload: Upload) ->
         store.stat(bucket_name(settings.bucket_prefix, Bucket.INCOMING), upload.incoming_key)
     except ObjectNotFound:
         raise NotUploaded(
-            "the object is not uploaded yet: finish the PUT, then call complete again",
+            "the object is not uploaded yet: finish the upload (POST), then call complete again",
             upload_id=upload.id,
         ) from None
 

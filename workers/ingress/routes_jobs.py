@@ -16,6 +16,7 @@ from shared.jobs.catalog import get_spec
 from shared.jobs.submit import NewJob, submit_jobs
 from workers.ingress.cursors import decode_cursor, encode_cursor
 from workers.ingress.deps import ApiKeyDep, SessionDep, SubmitKeyDep, require_kind
+from workers.ingress.quotas import check_batch_work, check_queue_caps
 from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -69,11 +70,12 @@ def submit(
     session: SessionDep,
     key: SubmitKeyDep,
     response: Response,
+    request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
-    [outcome] = submit_jobs(
-        session, [_new_job(key, body, idempotency_key)], source="ingress", api_key_id=key.id
-    )
+    new = _new_job(key, body, idempotency_key)
+    check_queue_caps(session, request.app.state.settings, key, [new])
+    [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
     if not outcome.created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -85,15 +87,15 @@ def submit(
 def submit_batch(
     body: BatchIn, session: SessionDep, key: SubmitKeyDep, request: Request
 ) -> BatchOut:
-    limit = request.app.state.settings.max_batch_jobs
-    if len(body.jobs) > limit:
-        raise BadRequest(f"at most {limit} jobs per batch", code="batch_too_large")
-    outcomes = submit_jobs(
-        session,
-        [_batch_job(key, i, j) for i, j in enumerate(body.jobs)],
-        source="ingress",
-        api_key_id=key.id,
-    )
+    settings = request.app.state.settings
+    if len(body.jobs) > settings.max_batch_jobs:
+        raise BadRequest(
+            f"at most {settings.max_batch_jobs} jobs per batch", code="batch_too_large"
+        )
+    new = [_batch_job(key, i, j) for i, j in enumerate(body.jobs)]
+    check_batch_work(settings, new)
+    check_queue_caps(session, settings, key, new)  # all or nothing: the batch as a whole
+    outcomes = submit_jobs(session, new, source="ingress", api_key_id=key.id)
     session.flush()
     jobs = {j.id: j for j in _by_ids(session, [o.job_id for o in outcomes])}
     return BatchOut(jobs=[JobOut.of(jobs[o.job_id]) for o in outcomes])

@@ -22,9 +22,13 @@ class UploadIn(BaseModel):
 
 
 class UploadOut(BaseModel):
+    """POST `fields`, then the file as form field `file` (last), as multipart/form-data to
+    `url`. S3 refuses any other size than the declared one, or another content type."""
+
     upload_id: uuid.UUID
-    method: str = "PUT"
+    method: str = "POST"
     url: str
+    fields: dict[str, str]
     expires_at: datetime
 
 

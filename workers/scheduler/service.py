@@ -27,6 +27,7 @@ from workers.exports.expiry import make_tick as make_export_tick
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
+from workers.uploads.sweep import make_sweep as make_incoming_sweep
 
 log = structlog.get_logger("scheduler")
 
@@ -65,6 +66,8 @@ class SchedulerConfig:
     backup_every_s: float = 0.0  # 0: no scheduled backups
     export_every_s: float = 0.0  # 0: no export expiry sweep or export schedules
     export_tick: Callable[[sessionmaker[Session]], None] | None = None
+    incoming_every_s: float = 0.0  # 0: no sweep of abandoned incoming uploads
+    incoming_sweep: Callable[[sessionmaker[Session]], None] | None = None
     sync_retention_s: float = 0.0  # device sync: forget tombstones older than this; 0: never
     sync_prune_every_s: float = 3600.0
     probe_port: int = 0  # /healthz, /readyz, /metrics; 0: none
@@ -85,6 +88,8 @@ class SchedulerConfig:
             backup_every_s=settings.backup_schedule_every_s,
             export_every_s=settings.export_sweep_interval_s,
             export_tick=make_export_tick(settings),
+            incoming_every_s=settings.incoming_sweep_interval_s,
+            incoming_sweep=make_incoming_sweep(settings),
             sync_retention_s=settings.sync_tombstone_retention_s,
             probe_port=settings.probe_port,
         )
@@ -212,6 +217,9 @@ class Scheduler:
         if c.export_tick is not None and c.export_every_s > 0:
             tick = c.export_tick  # export expiry sweep + export schedules
             chores.append(Chore("exports", c.export_every_s, lambda: tick(self._sessions)))
+        if c.incoming_sweep is not None and c.incoming_every_s > 0:
+            sweep = c.incoming_sweep
+            chores.append(Chore("incoming", c.incoming_every_s, lambda: sweep(self._sessions)))
         if c.sync_retention_s > 0:
             chores.append(Chore("sync_prune", c.sync_prune_every_s, self._prune_sync))
         return chores

@@ -13,6 +13,7 @@ from shared.jobs.payloads.files import ThumbnailPayload
 from shared.messaging.actors import job_actor
 from shared.storage.buckets import Bucket, bucket_name
 from workers.thumbnails import service
+from workers.thumbnails.decoding import set_decode_concurrency
 
 
 @job_actor(IMAGE_THUMBNAIL)
@@ -20,6 +21,7 @@ def generate_thumbnails(
     ctx: JobContext, session: Session, payload: ThumbnailPayload
 ) -> dict[str, Any]:
     settings = get_settings()
+    set_decode_concurrency(settings.image_decode_concurrency)
     return service.generate_thumbnails(
         session,
         ctx.store,

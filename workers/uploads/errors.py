@@ -11,6 +11,7 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"
     TYPE_NOT_ALLOWED = "type_not_allowed"
     TYPE_MISMATCH = "type_mismatch"
+    SIZE_MISMATCH = "size_mismatch"
     QUOTA_EXCEEDED = "quota_exceeded"
     CORRUPT = "corrupt"
     BOMB = "bomb"

@@ -17,7 +17,7 @@ class UploadPolicy:
     max_bytes: int = 50 * 1024 * 1024
     category_max_bytes: Mapping[str, int] = field(default_factory=dict)
     quota_bytes: int = 5 * 1024**3
-    max_pixels: int = 100_000_000
+    max_pixels: int = 40_000_000
     archives: ArchiveLimits = field(default_factory=ArchiveLimits)
 
     @classmethod

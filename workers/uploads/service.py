@@ -87,6 +87,10 @@ def _ingest(
     data = store.get_bytes(source.bucket, source.key, max_bytes=policy.largest_limit + 1)
     if storage.bytes_used + len(data) > policy.quota_bytes:  # the object may have grown since stat
         raise Rejected(Reason.QUOTA_EXCEEDED, f"{len(data)} bytes read exceed the quota")
+    if len(data) != upload.declared_size:  # the POST policy binds it; a lying client anyway
+        raise Rejected(
+            Reason.SIZE_MISMATCH, f"{len(data)} bytes uploaded, {upload.declared_size} declared"
+        )
     name = sanitize_filename(upload.filename)
     allowed = _check_type(data, upload.declared_type, name)
     if len(data) > policy.limit_for(allowed.category):

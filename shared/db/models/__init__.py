@@ -4,7 +4,14 @@ from shared.db.models.audit import AuditEvent
 from shared.db.models.backups import Backup, BackupSettings
 from shared.db.models.exports import Export, ExportSchedule
 from shared.db.models.files import StoredFile, Upload, UserStorage
-from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage, PeriodicRun
+from shared.db.models.jobs import (
+    ApiKey,
+    Job,
+    JobEvent,
+    OutboxMessage,
+    PeriodicRun,
+    RateLimitBucket,
+)
 from shared.db.models.oauth import OAuthConnection, OAuthState
 from shared.db.models.product import (
     Channel,
@@ -42,6 +49,7 @@ __all__ = [
     "OAuthState",
     "OutboxMessage",
     "PeriodicRun",
+    "RateLimitBucket",
     "StoredFile",
     "SyncBatch",
     "SyncConflict",

@@ -54,6 +54,22 @@ class ApiKey(Base):
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     previous_secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     previous_valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Per-key overrides of CONVEYOR_RATE_LIMIT_PER_S / _BURST; NULL: the configured default.
+    rate_limit_per_s: Mapped[float | None] = mapped_column(Float)
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
+
+
+class RateLimitBucket(Base):
+    """One GCRA bucket per API key, shared by every ingress replica (docs/api.md#limits)."""
+
+    __tablename__ = "rate_limit_buckets"
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The "theoretical arrival time": the bucket is full again at tat; a request is admitted
+    # while tat + one interval - now <= burst x interval.
+    tat: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class Job(Base):

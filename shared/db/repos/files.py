@@ -115,3 +115,13 @@ def job_states(
         select(Job.id, Job.state, Job.error_code).where(Job.id.in_(list(job_ids)))
     )
     return {job_id: (state, error) for job_id, state, error in rows}
+
+
+def upload_job_states(session: Session, upload_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """Per upload: its processing job's state, or None when `complete` was never called."""
+    rows = session.execute(
+        select(Upload.id, Job.state)
+        .outerjoin(Job, Job.id == Upload.job_id)
+        .where(Upload.id.in_(upload_ids))
+    ).all()
+    return {upload_id: state for upload_id, state in rows}

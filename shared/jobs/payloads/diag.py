@@ -15,3 +15,7 @@ class NoopPayload(BaseModel):
     store_roundtrip: bool = Field(
         default=False, description="write then read roundtrip/<job id> in the diag bucket"
     )
+
+    def declared_work_s(self) -> float:
+        """Worker time the payload asks for; must stay below the kind's time limit."""
+        return self.sleep_ms / 1000

@@ -1,0 +1,223 @@
+"""Limits on the HTTP API (issue #12, deliverable 3), on real PostgreSQL.
+
+Each guarantee was broken on purpose once (the check commented out) to see its test fail.
+The rate-limit tests drive an injected clock: a bucket refills when the clock moves, so
+nothing here waits on real time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from shared.db.engine import session_scope
+from shared.db.models import ApiKey
+from shared.db.repos import limits as limits_repo
+from shared.storage.memory import MemoryStore
+from tests.integration.test_newcomer_api import assert_error
+from tests.support.stack import Stack
+from workers.ingress.app import create_app
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def client(stack: Stack, clock: Clock | None = None, **settings: Any) -> Iterator[TestClient]:
+    app = create_app(stack.settings(**settings), stack.sessions, MemoryStore(), clock=clock)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def limited(stack: Stack, clock: Clock) -> Iterator[TestClient]:
+    """1 request/s, bursts of 3."""
+    yield from client(stack, clock, rate_limit_per_s=1.0, rate_limit_burst=3)
+
+
+def test_a_key_gets_its_burst_then_429_with_retry_after_then_refills(
+    stack: Stack, limited: TestClient, clock: Clock
+) -> None:
+    """Broken on purpose (enforce_rate_limit not called): the 4th request was a 200."""
+    headers = stack.headers(stack.new_api_key())
+    assert [limited.get("/v1/jobs", headers=headers).status_code for _ in range(3)] == [200] * 3
+    refused = limited.get("/v1/jobs", headers=headers)
+    assert_error(refused, 429, "rate_limited", "1 requests/s")
+    assert refused.headers["Retry-After"] == "1"
+    clock.advance(0.5)  # half a token: still refused, and told to wait the other half
+    assert limited.get("/v1/jobs", headers=headers).status_code == 429
+    clock.advance(0.5)
+    assert limited.get("/v1/jobs", headers=headers).status_code == 200
+    assert limited.get("/v1/jobs", headers=headers).status_code == 429
+    clock.advance(3600)  # a long pause refills to the burst, not beyond
+    assert [limited.get("/v1/jobs", headers=headers).status_code for _ in range(4)] == [
+        200,
+        200,
+        200,
+        429,
+    ]
+
+
+def test_buckets_are_per_key_and_refused_requests_cost_nothing(
+    stack: Stack, limited: TestClient, clock: Clock
+) -> None:
+    first, second = stack.headers(stack.new_api_key()), stack.headers(stack.new_api_key())
+    for _ in range(3):
+        limited.get("/v1/jobs", headers=first)
+    assert limited.get("/v1/jobs", headers=first).status_code == 429
+    assert limited.get("/v1/jobs", headers=second).status_code == 200
+    for _ in range(20):  # hammering while limited does not push the refill further away
+        limited.get("/v1/jobs", headers=first)
+    clock.advance(1)
+    assert limited.get("/v1/jobs", headers=first).status_code == 200
+
+
+def test_failed_requests_spend_tokens_too(stack: Stack, limited: TestClient) -> None:
+    """A 4xx rolls the request's transaction back; the token is spent in its own."""
+    headers = stack.headers(stack.new_api_key())
+    for _ in range(3):
+        bad = limited.post("/v1/jobs", json={"kind": "no.such", "user_id": "u"}, headers=headers)
+        assert bad.status_code == 422
+    assert limited.get("/v1/jobs", headers=headers).status_code == 429
+
+
+def test_the_bucket_is_shared_by_every_ingress_replica(stack: Stack, clock: Clock) -> None:
+    """Two apps (two replicas) over one database drain one bucket per key."""
+    headers = stack.headers(stack.new_api_key())
+    replicas = [client(stack, clock, rate_limit_per_s=1.0, rate_limit_burst=3) for _ in range(2)]
+    a, b = (next(r) for r in replicas)
+    assert [c.get("/v1/jobs", headers=headers).status_code for c in (a, b, a)] == [200] * 3
+    assert b.get("/v1/jobs", headers=headers).status_code == 429
+    for r in replicas:
+        r.close()
+
+
+def test_a_key_can_have_its_own_limit(stack: Stack, limited: TestClient) -> None:
+    token = stack.new_api_key()
+    with session_scope(stack.sessions) as session:
+        prefix = token.split("_")[1]
+        session.execute(update(ApiKey).where(ApiKey.prefix == prefix).values(rate_limit_burst=1))
+    headers = stack.headers(token)
+    assert limited.get("/v1/jobs", headers=headers).status_code == 200
+    assert limited.get("/v1/jobs", headers=headers).status_code == 429
+
+
+def test_concurrent_takes_never_admit_more_than_the_burst(stack: Stack) -> None:
+    """Eight threads race on one key's empty bucket: exactly `burst` are admitted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key_id = _key_id(stack, stack.new_api_key())
+    now = datetime(2031, 1, 1, tzinfo=UTC)
+
+    def take(_: int) -> float:
+        with session_scope(stack.sessions) as session:
+            return limits_repo.take_token(session, key_id, now=now, per_s=0.001, burst=5)
+
+    with ThreadPoolExecutor(8) as pool:
+        waits = list(pool.map(take, range(40)))
+    assert sum(1 for w in waits if w == 0) == 5
+
+
+def _key_id(stack: Stack, token: str) -> uuid.UUID:
+    from sqlalchemy import select
+
+    with session_scope(stack.sessions) as session:
+        return session.execute(
+            select(ApiKey.id).where(ApiKey.prefix == token.split("_")[1])
+        ).scalar_one()
+
+
+def _unfinished(stack: Stack, kind: str) -> int:
+    with session_scope(stack.sessions) as session:
+        return limits_repo.unfinished_by_kind(session, "default", [kind]).get(kind, 0)
+
+
+def test_queued_jobs_are_capped_per_kind_and_a_batch_is_refused_whole(stack: Stack) -> None:
+    """No worker runs here, so submitted jobs stay queued. Broken on purpose (no
+    check_queue_caps in the batch route): the batch was accepted past the cap."""
+    cap = _unfinished(stack, "diag.noop") + 3
+    user = f"cap-{uuid.uuid4().hex[:6]}"
+    job = {"kind": "diag.noop", "user_id": user}
+    for capped in client(stack, queue_caps_by_kind={"diag.noop": cap}):
+        headers = stack.headers()
+        batch = capped.post("/v1/jobs:batch", json={"jobs": [job] * 2}, headers=headers)
+        assert batch.status_code == 202, batch.text
+        too_many = capped.post("/v1/jobs:batch", json={"jobs": [job] * 2}, headers=headers)
+        assert_error(too_many, 429, "queue_full", "diag.noop", f"cap {cap}")
+        assert int(too_many.headers["Retry-After"]) > 0
+        assert capped.post("/v1/jobs", json=job, headers=headers).status_code == 202
+        refused = capped.post("/v1/jobs", json=job, headers=headers)
+        assert_error(refused, 429, "queue_full")
+        listed = capped.get("/v1/jobs", params={"user_id": user}, headers=headers).json()
+        assert len(listed["jobs"]) == 3  # nothing of the refused batch was written
+
+
+@pytest.mark.parametrize(("sleep_ms", "status"), [(59_999, 202), (60_000, 422), (600_000, 422)])
+def test_declared_work_must_fit_the_kinds_time_limit(
+    stack: Stack, sleep_ms: int, status: int
+) -> None:
+    """diag.noop's time limit is 60 s: sleep_ms=600000 used to be accepted."""
+    body = {"kind": "diag.noop", "user_id": "u", "payload": {"sleep_ms": sleep_ms}}
+    response = stack.client.post("/v1/jobs", json=body, headers=stack.headers())
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert_error(response, 422, "invalid_payload", "time limit of 60 s")
+
+
+def test_a_batchs_total_declared_work_is_bounded(stack: Stack) -> None:
+    job = {"kind": "diag.noop", "user_id": "u", "payload": {"sleep_ms": 50_000}}
+    for bounded in client(stack, max_batch_work_s=100):
+        ok = bounded.post("/v1/jobs:batch", json={"jobs": [job] * 2}, headers=stack.headers())
+        assert ok.status_code == 202, ok.text
+        over = bounded.post("/v1/jobs:batch", json={"jobs": [job] * 3}, headers=stack.headers())
+        assert_error(over, 422, "batch_too_much_work", "150 s", "100 s")
+
+
+def test_one_backup_at_a_time_per_user(stack: Stack) -> None:
+    """Broken on purpose (no check_concurrent_backups): the second was a 202."""
+    user = str(uuid.uuid4())
+    first = stack.client.post("/v1/backups", json={"user_id": user}, headers=stack.headers())
+    assert first.status_code == 202, first.text
+    second = stack.client.post("/v1/backups", json={"user_id": user}, headers=stack.headers())
+    assert_error(second, 429, "too_many_backups")
+    assert int(second.headers["Retry-After"]) > 0
+    other = stack.client.post(
+        "/v1/backups", json={"user_id": str(uuid.uuid4())}, headers=stack.headers()
+    )
+    assert other.status_code == 202
+
+
+def test_an_upload_past_the_users_quota_is_refused_up_front(stack: Stack) -> None:
+    from shared.db.repos import files as files_repo
+
+    user = f"quota-{uuid.uuid4().hex[:6]}"
+    with session_scope(stack.sessions) as session:
+        files_repo.lock_storage(session, user)
+        files_repo.add_usage(session, user, size=900, files=1)
+    body = {"user_id": user, "filename": "a.png", "content_type": "image/png", "size": 101}
+    for small in client(stack, user_quota_bytes=1000):
+        refused = small.post("/v1/uploads", json=body, headers=stack.headers())
+        assert_error(refused, 409, "quota_exceeded", "quota 1000")
+        fits = small.post("/v1/uploads", json={**body, "size": 100}, headers=stack.headers())
+        assert fits.status_code == 201, fits.text
+        assert fits.json()["method"] == "POST"
