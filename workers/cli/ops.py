@@ -1,4 +1,4 @@
-"""Operator commands: dlq, apikey, demo-data."""
+"""Operator commands: dlq, apikey, tenant, demo-data."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from workers.cli.common import console, sessions, settings_or_exit
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead-letter queues.")
 apikey_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+tenant_app = typer.Typer(no_args_is_help=True, help="Manage tenants (isolated customers).")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(apikey_app, name="apikey")
+    app.add_typer(tenant_app, name="tenant")
     app.command(name="demo-data")(demo_data)
 
 
@@ -74,15 +76,23 @@ def dlq_replay(
 @apikey_app.command("create")
 def apikey_create(
     name: Annotated[str, typer.Argument()],
-    admin: Annotated[bool, typer.Option("--admin", help="may see every job")] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="may see every job of its tenant")] = False,
+    tenant: Annotated[str, typer.Option(help="the tenant the key acts for")] = "default",
 ) -> None:
     """Create an API key; the token is printed once and only its hash is stored."""
     from shared.db.engine import session_scope
     from shared.db.repos import api_keys as api_keys_repo
+    from shared.db.repos import tenants as tenants_repo
 
     with sessions() as factory, session_scope(factory) as session:
-        issued = api_keys_repo.create(session, name, is_admin=admin)
-    console.print(f"API key [bold]{issued.name}[/bold] ({'admin' if admin else 'user'}):")
+        if tenants_repo.get(session, tenant) is None:
+            console.print(
+                f"[red]no tenant {tenant!r}[/red]: create it with `conveyor tenant create`"
+            )
+            raise typer.Exit(1)
+        issued = api_keys_repo.create(session, name, is_admin=admin, tenant_id=tenant)
+    role = "admin" if admin else "user"
+    console.print(f"API key [bold]{issued.name}[/bold] ({role}, tenant {tenant}):")
     typer.echo(issued.token)
 
 
@@ -92,11 +102,12 @@ def apikey_list() -> None:
     from shared.db.engine import session_scope
     from shared.db.repos import api_keys as api_keys_repo
 
-    table = Table(Column("prefix", no_wrap=True), "name", "role", "created", "revoked")
+    table = Table(Column("prefix", no_wrap=True), "tenant", "name", "role", "created", "revoked")
     with sessions() as factory, session_scope(factory) as session:
         for key in api_keys_repo.list_keys(session):
             table.add_row(
                 key.prefix,
+                key.tenant_id,
                 key.name,
                 "admin" if key.is_admin else "user",
                 key.created_at.isoformat(timespec="seconds"),
@@ -119,6 +130,44 @@ def apikey_revoke(
         console.print(f"[red]no live key with prefix or name {key!r}[/red]")
         raise typer.Exit(1)
     console.print(f"revoked {len(revoked)} key(s): {', '.join(revoked)}")
+
+
+@tenant_app.command("create")
+def tenant_create(
+    tenant_id: Annotated[str, typer.Argument(help="lower-case id: letters, digits, - and _")],
+    name: Annotated[str | None, typer.Option(help="display name (default: the id)")] = None,
+) -> None:
+    """Create a tenant; its keys (`apikey create --tenant ID`) see only its data."""
+    from shared.db.engine import session_scope
+    from shared.db.repos import tenants as tenants_repo
+
+    try:
+        with sessions() as factory, session_scope(factory) as session:
+            created = tenants_repo.create(session, tenant_id, name or tenant_id)
+    except tenants_repo.InvalidTenant as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"tenant {tenant_id} {'created' if created else 'exists already'}")
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """List tenants with their number of live API keys."""
+    from shared.db.engine import session_scope
+    from shared.db.repos import api_keys as api_keys_repo
+    from shared.db.repos import tenants as tenants_repo
+
+    table = Table(
+        Column("id", no_wrap=True), "name", Column("live keys", justify="right"), "created"
+    )
+    with sessions() as factory, session_scope(factory) as session:
+        keys = api_keys_repo.list_keys(session)
+        for tenant in tenants_repo.list_tenants(session):
+            live = sum(1 for k in keys if k.tenant_id == tenant.id and k.revoked_at is None)
+            table.add_row(
+                tenant.id, tenant.name, str(live), tenant.created_at.isoformat(timespec="seconds")
+            )
+    console.print(table)
 
 
 def demo_data(

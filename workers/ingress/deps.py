@@ -1,4 +1,9 @@
-"""Request dependencies: a DB session per request and the caller's API key."""
+"""Request dependencies: a DB session per request and the caller's API key.
+
+Authentication runs as the owner (a key is found by its prefix across tenants); from then on
+the request's session acts as the key's tenant (shared/db/tenancy.py): every transaction of
+the request runs as the RLS-bound app role with `conveyor.tenant_id` set.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from sqlalchemy.orm import Session
 from shared.db.engine import session_scope
 from shared.db.models import ApiKey
 from shared.db.repos import api_keys as api_keys_repo
+from shared.db.tenancy import bind_tenant
 from shared.errors import ConveyorError
 
 
@@ -35,6 +41,8 @@ def api_key(session: SessionDep, authorization: Annotated[str | None, Header()] 
     key = api_keys_repo.authenticate(session, authorization[7:].strip())
     if key is None:
         raise Unauthorized("unknown or revoked API key")
+    tenant_id = key.tenant_id  # read before the switch: api_keys is tenant-scoped too
+    bind_tenant(session, tenant_id)
     return key
 
 

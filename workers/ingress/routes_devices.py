@@ -16,6 +16,7 @@ from shared.db.models import SyncDevice, User
 from shared.db.models.sync import SYNC_TYPES
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import sync as sync_repo
+from shared.db.tenancy import bind_tenant
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.submit import NewJob, submit_jobs
 from shared.storage.base import ObjectNotFound
@@ -75,6 +76,7 @@ def device_auth(
         raise Unauthorized("missing or wrong device secret")
     if device.revoked_at is not None:
         raise DeviceRevoked("this device was revoked", device_id=device_id)
+    bind_tenant(session, device.tenant_id)  # from now on the request acts as the device's tenant
     return device
 
 

@@ -17,6 +17,7 @@ from shared.crypto import KeyRing
 from shared.db.engine import session_scope
 from shared.db.models import ApiKey, OAuthConnection
 from shared.db.repos import oauth as oauth_repo
+from shared.db.tenancy import tenant_sessions
 from shared.errors import ConveyorError
 from shared.oauth import connect, tokens
 from shared.oauth.clients import (
@@ -120,7 +121,8 @@ def callback(provider: str, request: Request) -> ConnectionOut | JSONResponse:
         except ProviderConfigError:
             return _error(400, "untrusted_accounts_server", "unknown Zoho accounts server")
     client = configured_client(_settings(request), name.value, accounts_server=accounts_server)
-    with session_scope(sessions) as session:
+    # The state named the tenant (it was stored by a key of that tenant): act as it now.
+    with session_scope(tenant_sessions(sessions, pending.tenant_id)) as session:
         connection = connect.complete_authorization(
             session, ring, _http(request), client, pending, code=params["code"], clock=_now
         )

@@ -3,7 +3,7 @@
 from shared.db.models.backups import Backup, BackupSettings
 from shared.db.models.exports import Export, ExportSchedule
 from shared.db.models.files import StoredFile, Upload, UserStorage
-from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage, PeriodicRun
+from shared.db.models.jobs import ApiKey, Job, JobEvent, OutboxMessage, PeriodicRun, Tenant
 from shared.db.models.oauth import OAuthConnection, OAuthState
 from shared.db.models.product import (
     Channel,
@@ -47,6 +47,7 @@ __all__ = [
     "SyncFieldVersion",
     "SyncSettings",
     "Task",
+    "Tenant",
     "Upload",
     "User",
     "UserSetting",

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import ApiKey
+from shared.db.tenancy import DEFAULT_TENANT
 
 KEY_PREFIX = "cvk"
 
@@ -22,6 +23,7 @@ class IssuedKey:
     name: str
     token: str  # shown once, never stored
     is_admin: bool
+    tenant_id: str = DEFAULT_TENANT
 
 
 def _hash(secret: str) -> bytes:
@@ -29,18 +31,28 @@ def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def create(session: Session, name: str, *, is_admin: bool = False) -> IssuedKey:
+def create(
+    session: Session, name: str, *, is_admin: bool = False, tenant_id: str = DEFAULT_TENANT
+) -> IssuedKey:
+    """A key of `tenant_id` (which must exist); an admin key is admin within its tenant only."""
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = ApiKey(
-        id=uuid.uuid4(), name=name, prefix=prefix, secret_hash=_hash(secret), is_admin=is_admin
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        name=name,
+        prefix=prefix,
+        secret_hash=_hash(secret),
+        is_admin=is_admin,
     )
     session.add(key)
     session.flush()
-    return IssuedKey(key.id, name, f"{KEY_PREFIX}_{prefix}_{secret}", is_admin)
+    return IssuedKey(key.id, name, f"{KEY_PREFIX}_{prefix}_{secret}", is_admin, tenant_id)
 
 
 def authenticate(session: Session, token: str) -> ApiKey | None:
+    """Find the live key for `token` across tenants: runs before the caller's tenant is known
+    (as the owner); the caller then binds the session to `key.tenant_id`."""
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
