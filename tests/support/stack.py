@@ -21,6 +21,7 @@ from shared.db.engine import make_engine, make_session_factory, session_scope
 from shared.db.models import Job
 from shared.db.repos import api_keys as api_keys_repo
 from shared.db.repos import jobs as jobs_repo
+from shared.db.repos import tenants as tenants_repo
 from shared.embedded import EmbeddedS3
 from shared.jobs.submit import NewJob, submit_jobs
 from shared.storage.buckets import all_bucket_names
@@ -166,10 +167,12 @@ class Stack:
             self._client.__enter__()
         return self._client
 
-    def new_api_key(self, *, admin: bool = False) -> str:
+    def new_api_key(self, *, admin: bool = False, tenant: str = "default") -> str:
+        """A key of `tenant` (created on first use)."""
         with session_scope(self.sessions) as session:
+            tenants_repo.create(session, tenant, f"Tenant {tenant}")
             return api_keys_repo.create(
-                session, f"test-{uuid.uuid4().hex[:6]}", is_admin=admin
+                session, f"test-{uuid.uuid4().hex[:6]}", is_admin=admin, tenant_id=tenant
             ).token
 
     @property
