@@ -7,8 +7,9 @@ the request runs as the RLS-bound app role with `conveyor.tenant_id` set.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
@@ -47,3 +48,14 @@ def api_key(session: SessionDep, authorization: Annotated[str | None, Header()] 
 
 
 ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
+
+
+class KeyedRow(Protocol):
+    tenant_id: str
+    api_key_id: uuid.UUID | None
+
+
+def may_see(key: ApiKey, row: KeyedRow) -> bool:
+    """A row is the key's if it is of the key's tenant (checked here as well as by RLS) and
+    the key made it, or the key is an admin of that tenant."""
+    return row.tenant_id == key.tenant_id and (key.is_admin or row.api_key_id == key.id)

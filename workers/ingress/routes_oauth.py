@@ -32,7 +32,7 @@ from shared.oauth.providers import (
     zoho_accounts_server_from_callback,
 )
 from shared.oauth.refresh import RefreshDeps, RefreshOutcome, valid_access_token
-from workers.ingress.deps import ApiKeyDep, SessionDep
+from workers.ingress.deps import ApiKeyDep, SessionDep, may_see
 from workers.ingress.schemas_oauth import ConnectionOut, ConnectionPage, TokenOut
 
 router = APIRouter(tags=["oauth"])
@@ -131,7 +131,7 @@ def callback(provider: str, request: Request) -> ConnectionOut | JSONResponse:
 
 def _visible(session: Session, key: ApiKey, connection_id: uuid.UUID) -> OAuthConnection:
     connection = oauth_repo.get(session, connection_id)
-    if connection is None or (not key.is_admin and connection.api_key_id != key.id):
+    if connection is None or not may_see(key, connection):
         raise ConnectionNotFound("no such connection", connection_id=connection_id)
     return connection
 
