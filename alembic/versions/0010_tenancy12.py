@@ -8,7 +8,8 @@ Revises: 0009_sync
   then becomes the acting tenant of the transaction, see shared/db/base.py).
 - Per-user uniqueness becomes per (tenant, user): OAuth connections, storage totals, emails.
 - The role `conveyor_app` (NOLOGIN, no BYPASSRLS) that tenant-scoped transactions switch to
-  (shared/db/tenancy.py), with DML on the tables and default privileges for later ones.
+  (shared/db/tenancy.py), with DML on the tables and default privileges for later ones; it
+  may only read `tenants`, only append to `outbox`, and not touch `periodic_runs`.
 - ENABLE + FORCE ROW LEVEL SECURITY and one policy per tenant-data table:
   `tenant_id = current_setting('conveyor.tenant_id', true)` (unset: no rows). job_events has
   no tenant column (the spine's claim/succeed statements write it): its policy shows the
@@ -100,6 +101,9 @@ def upgrade() -> None:
     op.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
     op.execute(f"REVOKE ALL ON {', '.join(OWNER_ONLY)} FROM {APP_ROLE}")
     op.execute(f"REVOKE INSERT, UPDATE, DELETE ON tenants FROM {APP_ROLE}")
+    # The outbox holds every tenant's envelopes: requests and handlers only append to it.
+    op.execute(f"REVOKE SELECT, UPDATE, DELETE ON outbox FROM {APP_ROLE}")
+    op.execute(f"GRANT SELECT (id) ON outbox TO {APP_ROLE}")  # INSERT ... RETURNING id
     op.execute(
         "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {APP_ROLE}"

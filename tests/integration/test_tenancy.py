@@ -137,6 +137,15 @@ def test_a_row_cannot_be_written_into_another_tenant(stack: Stack) -> None:
         )
 
 
+def test_the_outbox_of_all_tenants_is_append_only_for_tenant_sessions(stack: Stack) -> None:
+    """Envelopes of every tenant wait there: a tenant session may add, never read them."""
+    from sqlalchemy.exc import ProgrammingError
+
+    _job_for(stack, "acme", SAME_USER)  # submitting (which appends to the outbox) works
+    with pytest.raises(ProgrammingError, match="permission denied"), as_tenant(stack, "acme") as s:
+        s.execute(text("SELECT body FROM outbox")).all()
+
+
 def test_jobs_of_the_same_user_id_are_per_tenant(stack: Stack, keys: dict[str, str]) -> None:
     user = f"u-{uuid.uuid4().hex[:8]}"
     mine = stack.client.post(
