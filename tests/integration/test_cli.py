@@ -111,6 +111,9 @@ def test_tenant_create_and_a_tenant_key_sees_only_its_tenant(running: Stack) -> 
     # The default tenant's key does not see it.
     other = running.client.get(f"/v1/jobs/{mine.json()['id']}", headers=running.headers())
     assert other.status_code == 404
+    # The operator's `conveyor jobs` (the owner) lists across tenants.
+    short = mine.json()["id"][:8]
+    assert short in conveyor(running, "jobs", "--user", "cli-user").stdout
     listed = conveyor(running, "tenant", "list").stdout
     assert "cli-tenant" in listed and "CLI Tenant" in listed and "default" in listed
     assert "cli-tenant" in conveyor(running, "apikey", "list").stdout
