@@ -11,9 +11,7 @@ Runs, same stack, queue drained between them:
 1. baseline, plain FIFO: no cap (A's whole flood is queued ahead of B's job);
 2. caps: `diag.noop` capped at `--cap` unfinished jobs per tenant.
 
-Until tenancy (#12) lands every key is tenant 'default'; this bench emulates two tenants by
-making each API key its own tenant (`tenant_of` and the unfinished count keyed by the key),
-which is what the caps do per tenant after the merge. Prints figures; asserts nothing.
+A and B are two real tenants (an API key each). Prints figures; asserts nothing.
 
     .venv/bin/python -m bench.fair_share --flood 5000 --cap 200
 """
@@ -25,44 +23,19 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from shared.db.engine import session_scope
-from shared.db.models import ApiKey, Job
+from shared.db.models import Job
 from shared.db.repos import limits as limits_repo
 from tests.support.services import wait_for
 from tests.support.stack import Stack
-from workers.ingress import quotas
 from workers.ingress.app import create_app
 
 BATCH = 100  # jobs per flood request (under the cap: a batch over it is refused whole)
-
-
-def _emulate_tenants_by_key() -> None:
-    def tenant_of(key: ApiKey) -> str:
-        return str(key.id)
-
-    def unfinished_by_kind(
-        session: Session, tenant_id: str, kinds: Iterable[str]
-    ) -> dict[str, int]:
-        rows = session.execute(
-            select(Job.kind, func.count())
-            .where(
-                Job.state.in_(limits_repo.UNFINISHED),
-                Job.kind.in_(list(kinds)),
-                Job.api_key_id == uuid.UUID(tenant_id),
-            )
-            .group_by(Job.kind)
-        ).all()
-        return {kind: count for kind, count in rows}
-
-    quotas.tenant_of = tenant_of  # type: ignore[assignment]
-    limits_repo.unfinished_by_kind = unfinished_by_kind  # type: ignore[assignment]
 
 
 def _flood(
@@ -97,7 +70,9 @@ def run(stack: Stack, *, flood: int, sleep_ms: int, cap: int | None) -> tuple[fl
     """Returns (B's latency, A's flood drain time), in seconds."""
     caps = {"diag.noop": cap} if cap else {}
     settings = stack.settings(queue_caps_by_kind=caps, queue_cap_per_kind=10**9)
-    a, b = stack.new_api_key(), stack.new_api_key()
+    run_id = uuid.uuid4().hex[:6]
+    a = stack.new_api_key(tenant=f"flooder-{run_id}")
+    b = stack.new_api_key(tenant=f"single-{run_id}")
     started = threading.Event()
     t0 = time.monotonic()
     with TestClient(create_app(settings, stack.sessions)) as client:
@@ -122,7 +97,6 @@ def main() -> None:
     parser.add_argument("--sleep-ms", type=int, default=20)
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
-    _emulate_tenants_by_key()
     stack = Stack.create(Path(tempfile.mkdtemp(prefix="bench-fair-")))
     try:
         stack.start_scheduler()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import DateTime, MetaData, Text, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Deterministic constraint names keep Alembic migrations reviewable.
@@ -40,3 +40,16 @@ class Timestamps:
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# Rows written inside a tenant-scoped transaction default to its tenant; rows written as the
+# owner with no tenant set default to 'default' (migration 0010 backfilled existing rows).
+TENANT_DEFAULT_SQL = "coalesce(nullif(current_setting('conveyor.tenant_id', true), ''), 'default')"
+
+
+class TenantOwned:
+    """A row of one tenant: RLS (migration 0010_tenancy) shows it only to that tenant."""
+
+    tenant_id: Mapped[str] = mapped_column(
+        Text, nullable=False, server_default=text(TENANT_DEFAULT_SQL)
+    )

@@ -8,6 +8,9 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+# Imported for its effect: every session bound to a tenant starts its transactions scoped.
+from shared.db import tenancy as _tenancy  # noqa: F401
+
 
 def normalize_url(url: str) -> str:
     """Accept plain `postgresql://` URLs (as other tools print them) and use psycopg 3."""

@@ -42,6 +42,7 @@ def adopt_foreign(
             source="wire",
             api_key_id=None,
             now=now,
+            tenant_id=envelope.tenant_id,
         )
         row.update(state="failed", error_code=exc.code, error_message=exc.message, finished_at=now)
         if jobs_repo.insert_jobs(session, [row]):
@@ -73,7 +74,14 @@ def adopt_foreign(
         log.warning("jobs.rejected_payload", code=exc.code, detail=exc.message)
         return False
     row = job_row(
-        spec, new, job_id=envelope.job_id, payload=payload, source="wire", api_key_id=None, now=now
+        spec,
+        new,
+        job_id=envelope.job_id,
+        payload=payload,
+        source="wire",
+        api_key_id=None,
+        now=now,
+        tenant_id=envelope.tenant_id,
     )
     if jobs_repo.insert_jobs(session, [row]):
         jobs_repo.add_event(
@@ -95,6 +103,7 @@ def adopt_foreign(
                         payload=payload,
                         priority=envelope.priority,
                         publish_after=row["run_at"],
+                        tenant_id=envelope.tenant_id,
                     )
                 ],
             )

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
+from shared.db.tenancy import DEFAULT_TENANT
 from shared.errors import JobCancelled
 from shared.storage.base import ObjectStore
 
@@ -26,8 +27,9 @@ class JobContext:
     user_id: str
     attempt: int
     max_attempts: int
-    sessions: sessionmaker[Session]
+    sessions: sessionmaker[Session]  # scoped to the job's tenant (RLS) by the runner
     store_factory: Callable[[], ObjectStore] | None = None
+    tenant_id: str = DEFAULT_TENANT
 
     @property
     def store(self) -> ObjectStore:
@@ -52,4 +54,9 @@ class JobContext:
             raise JobCancelled("cancelled at checkpoint", job_id=self.job_id)
 
     def log_fields(self) -> dict[str, Any]:
-        return {"job_id": str(self.job_id), "kind": self.kind, "user_id": self.user_id}
+        return {
+            "job_id": str(self.job_id),
+            "kind": self.kind,
+            "user_id": self.user_id,
+            "tenant_id": self.tenant_id,
+        }

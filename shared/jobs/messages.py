@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.db.models import Job
 from shared.db.repos.outbox import outbox_row
+from shared.db.tenancy import DEFAULT_TENANT
 from shared.messaging.contract import JobEnvelope
 from shared.messaging.names import (
     DETAIL_HEADER,
@@ -32,9 +33,16 @@ def job_message(
     payload: dict[str, Any],
     priority: Priority,
     publish_after: datetime | None = None,
+    tenant_id: str = DEFAULT_TENANT,
 ) -> dict[str, Any]:
     envelope = JobEnvelope(
-        version=1, job_id=job_id, kind=kind, user_id=user_id, payload=payload, priority=priority
+        version=1,
+        job_id=job_id,
+        kind=kind,
+        user_id=user_id,
+        tenant_id=tenant_id,
+        payload=payload,
+        priority=priority,
     )
     return outbox_row(
         exchange=JOBS_EXCHANGE,
@@ -91,6 +99,7 @@ def requeue_message(job: Job, *, publish_after: datetime | None = None) -> dict[
         payload=job.payload,
         priority=priority_from_amqp(job.priority),
         publish_after=publish_after,
+        tenant_id=job.tenant_id,
     )
 
 

@@ -110,6 +110,7 @@ def _failure_messages(
                 payload=envelope.payload,
                 priority=envelope.priority,
                 publish_after=run_at,
+                tenant_id=envelope.tenant_id,
             )
         ]
     messages = [

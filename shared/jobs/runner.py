@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos.job_transitions import Claim, Success, claim_in_session, succeed_in_session
+from shared.db.tenancy import act_as_owner, tenant_sessions
 from shared.errors import PermanentError
 from shared.jobs.adopt import adopt_foreign
 from shared.jobs.catalog import KindSpec
@@ -102,7 +103,10 @@ def execute(
     assert envelope.job_id is not None, "the consumer assigns ids to id-less messages"
     job_id = envelope.job_id
     with structlog.contextvars.bound_contextvars(
-        job_id=str(job_id), kind=envelope.kind, user_id=envelope.user_id
+        job_id=str(job_id),
+        kind=envelope.kind,
+        user_id=envelope.user_id,
+        tenant_id=envelope.tenant_id,
     ):
         if not deps.running.reserve(job_id):
             log.info("jobs.delivery_skipped", state="running_here", redelivered=redelivered)
@@ -157,14 +161,18 @@ def _run_claimed(
     *,
     queue: str,
 ) -> str:
+    # The handler's transactions act as the job's tenant (RLS); the bookkeeping around it
+    # (claim, success, failure) runs as the owner. A forged envelope naming another tenant
+    # than the job row's fails closed: the handler cannot see the job's resources.
     ctx = JobContext(
         claim.job_id,
         claim.kind,
         claim.user_id,
         claim.attempt,
         claim.max_attempts,
-        deps.sessions,
+        tenant_sessions(deps.sessions, envelope.tenant_id),
         store_factory=deps.store,
+        tenant_id=envelope.tenant_id,
     )
     log.debug("jobs.started", attempt=claim.attempt)
     started = time.perf_counter()
@@ -192,7 +200,7 @@ def _run_claimed(
 def _run_and_commit(
     deps: RunnerDeps, ctx: JobContext, handler: Handler, payload: BaseModel
 ) -> None:
-    with session_scope(deps.sessions) as session:
+    with session_scope(ctx.sessions) as session:
         result = handler(ctx, session, payload)
         event = event_message(
             job_id=ctx.job_id,
@@ -211,6 +219,7 @@ def _run_and_commit(
             # The handler wrote nothing here: its success can join the group commit.
             succeeded = deps.writer.succeed(success)
         else:
+            act_as_owner(session)  # the success is the spine's write, in the same transaction
             succeeded = succeed_in_session(session, success, exchange=EVENTS_EXCHANGE)
         if not succeeded:
             raise LostOwnership(str(ctx.job_id))

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from shared.db.models import Job
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
+from shared.db.tenancy import DEFAULT_TENANT, tenant_of
 from shared.errors import PermanentError
 from shared.jobs.catalog import KindSpec, get_spec
 from shared.jobs.messages import job_message
@@ -103,6 +104,7 @@ def job_row(
     source: str,
     api_key_id: uuid.UUID | None,
     now: datetime,
+    tenant_id: str = DEFAULT_TENANT,
 ) -> dict[str, Any]:
     priority = new.priority or spec.default_priority
     run_at = new.run_at or now
@@ -110,6 +112,7 @@ def job_row(
         run_at = now + timedelta(seconds=new.delay_s)
     return {
         "id": job_id,
+        "tenant_id": tenant_id,
         "kind": spec.kind,
         "pool": spec.pool.value,
         "user_id": new.user_id,
@@ -135,13 +138,17 @@ def submit_jobs(
     source: str = "api",
     api_key_id: uuid.UUID | None = None,
     now: datetime | None = None,
+    tenant_id: str | None = None,
 ) -> list[Submitted]:
     """Validate and stage jobs in `session`; the caller's commit makes them real and due.
 
     All-or-nothing: one invalid job raises before anything is written; in a batch its
     message starts with its index (`jobs[3]: ...`).
+    The jobs belong to `tenant_id`, by default the tenant the session acts for (the
+    owner's sessions, e.g. scheduler chores, pass the tenant of the row they act on).
     """
     now = now or datetime.now(UTC)
+    tenant = tenant_id or tenant_of(session) or DEFAULT_TENANT
     staged: list[tuple[NewJob, dict[str, Any]]] = []
     for index, new in enumerate(jobs):
         try:
@@ -154,7 +161,14 @@ def submit_jobs(
             raise
         job_id = new.job_id or uuid.uuid4()
         row = job_row(
-            spec, new, job_id=job_id, payload=payload, source=source, api_key_id=api_key_id, now=now
+            spec,
+            new,
+            job_id=job_id,
+            payload=payload,
+            source=source,
+            api_key_id=api_key_id,
+            now=now,
+            tenant_id=tenant,
         )
         staged.append((new, row))
     inserted = _write(session, staged, now)
@@ -209,6 +223,7 @@ def _write(
                 payload=row["payload"],
                 priority=new.priority or get_spec(new.kind).default_priority,
                 publish_after=delayed,
+                tenant_id=row["tenant_id"],
             )
         )
     jobs_repo.add_events(session, events)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from shared.crypto import Binding, KeyRing
 from shared.db.models import OAuthConnection
 from shared.db.repos import oauth as oauth_repo
+from shared.db.tenancy import DEFAULT_TENANT
 from shared.errors import ConveyorError, PermanentError
 from shared.oauth import tokens
 from shared.oauth.clients import OAuthClient
@@ -80,6 +81,7 @@ class PendingAuthorization:
     user_id: str
     api_key_id: uuid.UUID | None
     code_verifier: str | None = field(repr=False)
+    tenant_id: str = DEFAULT_TENANT  # the callback completes the authorization as this tenant
 
 
 def begin_authorization(
@@ -136,7 +138,7 @@ def take_pending(
     verifier = None
     if row.code_verifier_enc is not None:
         verifier = ring.open(row.code_verifier_enc, verifier_binding(nonce)).decode()
-    return PendingAuthorization(row.provider, row.user_id, row.api_key_id, verifier)
+    return PendingAuthorization(row.provider, row.user_id, row.api_key_id, verifier, row.tenant_id)
 
 
 def complete_authorization(

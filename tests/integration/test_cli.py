@@ -87,6 +87,32 @@ def test_apikey_create_prints_a_working_token(running: Stack) -> None:
     assert response.status_code == 200
 
 
+def test_tenant_create_and_a_tenant_key_sees_only_its_tenant(running: Stack) -> None:
+    created = conveyor(running, "tenant", "create", "cli-tenant", "--name", "CLI Tenant")
+    assert "tenant cli-tenant created" in created.stdout
+    assert "exists already" in conveyor(running, "tenant", "create", "cli-tenant").stdout
+    assert conveyor(running, "tenant", "create", "Bad Id").returncode == 2
+    result = conveyor(running, "apikey", "create", "tenant-key", "--tenant", "cli-tenant")
+    token = result.stdout.strip().splitlines()[-1]
+    mine = running.client.post(
+        "/v1/jobs",
+        json={"kind": "diag.noop", "user_id": "cli-user"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert mine.status_code == 202, mine.text
+    assert running.job(mine.json()["id"]).tenant_id == "cli-tenant"
+    # The default tenant's key does not see it.
+    other = running.client.get(f"/v1/jobs/{mine.json()['id']}", headers=running.headers())
+    assert other.status_code == 404
+    # The operator's `conveyor jobs` (the owner) lists across tenants.
+    short = mine.json()["id"][:8]
+    assert short in conveyor(running, "jobs", "--user", "cli-user").stdout
+    listed = conveyor(running, "tenant", "list").stdout
+    assert "cli-tenant" in listed and "CLI Tenant" in listed and "default" in listed
+    assert "cli-tenant" in conveyor(running, "apikey", "list").stdout
+    assert conveyor(running, "apikey", "create", "x", "--tenant", "nope").returncode == 1
+
+
 def test_dlq_list_and_replay_bring_a_dead_job_back(running: Stack) -> None:
     job = running.submit(payload={"fail_times": 3})  # 3 attempts allowed: dies
     assert running.wait_state(job["id"]).state == "dead"

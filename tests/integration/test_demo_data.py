@@ -277,7 +277,7 @@ def test_email_is_unique_among_live_users_only(db_engine: Engine, demo: DemoData
         leaving, staying = conn.execute(text(live), {"run": demo.run}).scalars()
         conn.execute(text("UPDATE users SET deleted_at = now() WHERE email = :e"), {"e": leaving})
         conn.execute(insert, {"email": leaving})  # a tombstoned user frees the address
-        with pytest.raises(IntegrityError, match="uq_users_email_live"), conn.begin_nested():
+        with pytest.raises(IntegrityError, match="uq_users_tenant_email_live"), conn.begin_nested():
             conn.execute(insert, {"email": staying})
         tx.rollback()
 

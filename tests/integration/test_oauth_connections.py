@@ -476,3 +476,27 @@ def test_swapping_access_and_refresh_ciphertexts_makes_decryption_fail(oauth: OA
         tokens.access_token(oauth.ring, row)
     with pytest.raises(CryptoError):
         tokens.refresh_token(oauth.ring, row)
+
+
+def test_the_same_user_id_in_another_tenant_is_another_person(oauth: OAuthStack) -> None:
+    """No 409 across tenants (it would leak that the connection exists), and no sharing.
+    Mutation check: with the unique key back on (user_id, provider) this failed with 409."""
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    mine = oauth.connect(user)
+    other_tenant = oauth.stack.new_api_key(tenant="other-oauth")
+    theirs = oauth.connect(user, other_tenant)
+    assert theirs["id"] != mine["id"]
+    assert (oauth.row(mine["id"]).tenant_id, oauth.row(theirs["id"]).tenant_id) == (
+        "default",
+        "other-oauth",
+    )
+    listed = oauth.client.get(
+        "/v1/connections", params={"user_id": user}, headers=oauth.stack.headers(other_tenant)
+    ).json()
+    assert [c["id"] for c in listed["connections"]] == [theirs["id"]]
+    foreign = oauth.client.get(
+        f"/v1/connections/{mine['id']}", headers=oauth.stack.headers(other_tenant)
+    )
+    assert foreign.status_code == 404
+    # The default tenant's owner still sees and keeps its own connection.
+    assert oauth.connect(user)["id"] == mine["id"]

@@ -21,6 +21,7 @@ from shared.db.engine import make_engine, make_session_factory, session_scope
 from shared.db.models import Job
 from shared.db.repos import api_keys as api_keys_repo
 from shared.db.repos import jobs as jobs_repo
+from shared.db.repos import tenants as tenants_repo
 from shared.embedded import EmbeddedS3
 from shared.jobs.submit import NewJob, submit_jobs
 from shared.storage.buckets import all_bucket_names
@@ -190,11 +191,23 @@ class Stack:
         return self._client
 
     def new_api_key(
-        self, *, admin: bool = False, scopes: list[str] | None = None, **fields: Any
+        self,
+        *,
+        admin: bool = False,
+        scopes: list[str] | None = None,
+        tenant: str = "default",
+        **fields: Any,
     ) -> str:
+        """A key of `tenant` (created on first use)."""
         with session_scope(self.sessions) as session:
+            tenants_repo.create(session, tenant, f"Tenant {tenant}")
             return api_keys_repo.create(
-                session, f"test-{uuid.uuid4().hex[:6]}", is_admin=admin, scopes=scopes, **fields
+                session,
+                f"test-{uuid.uuid4().hex[:6]}",
+                is_admin=admin,
+                scopes=scopes,
+                tenant_id=tenant,
+                **fields,
             ).token
 
     @property

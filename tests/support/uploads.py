@@ -10,7 +10,8 @@ import httpx
 from sqlalchemy import select
 
 from shared.db.engine import session_scope
-from shared.db.models import Job, StoredFile, UserStorage
+from shared.db.models import Job, StoredFile
+from shared.db.repos import files as files_repo
 from shared.storage.base import ObjectNotFound
 from shared.storage.buckets import THUMBNAIL_SIZES, Bucket, bucket_name, file_key, thumbnail_key
 from tests.support.stack import Stack
@@ -78,7 +79,7 @@ def file_row(stack: Stack, file_id: str) -> StoredFile | None:
 
 def storage(stack: Stack, user: str) -> tuple[int, int]:
     with session_scope(stack.sessions) as session:
-        row = session.get(UserStorage, user)
+        row = files_repo.storage_of(session, user)  # the default tenant's (owner session)
         return (row.bytes_used, row.file_count) if row else (0, 0)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Backup
 from shared.db.repos import backups as backups_repo
+from shared.db.tenancy import DEFAULT_TENANT, tenant_of
 from shared.jobs.submit import NewJob, submit_jobs
 from workers.backups.tables import normalize
 
@@ -24,11 +25,15 @@ def request_backup(
     api_key_id: uuid.UUID | None,
     scheduled: bool = False,
     source: str = "ingress",
+    tenant_id: str | None = None,
 ) -> Backup:
+    """`tenant_id`: by default the session's (a request); the scheduler passes the settings'."""
+    tenant = tenant_id or tenant_of(session) or DEFAULT_TENANT
     backup = backups_repo.add(
         session,
         Backup(
             id=uuid.uuid4(),
+            tenant_id=tenant,
             user_id=user_id,
             api_key_id=api_key_id,
             requested_type=type,
@@ -40,7 +45,7 @@ def request_backup(
         ),
     )
     new = NewJob("backup.create", str(user_id), {"backup_id": str(backup.id)})
-    [outcome] = submit_jobs(session, [new], source=source, api_key_id=api_key_id)
+    [outcome] = submit_jobs(session, [new], source=source, api_key_id=api_key_id, tenant_id=tenant)
     backup.job_id = outcome.job_id
     return backup
 
@@ -55,6 +60,8 @@ def request_restore(
 ) -> uuid.UUID:
     payload = {"backup_id": str(backup.id), "mode": mode, "dry_run": dry_run}
     new = NewJob("backup.restore", str(backup.user_id), payload)
-    [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=api_key_id)
+    [outcome] = submit_jobs(
+        session, [new], source="ingress", api_key_id=api_key_id, tenant_id=backup.tenant_id
+    )
     backups_repo.add_restore_job(session, backup.id, outcome.job_id)
     return outcome.job_id

@@ -36,6 +36,7 @@ def submit_due_backups(session: Session, *, now: datetime, limit: int = 100) -> 
             api_key_id=settings.api_key_id,
             scheduled=True,
             source="scheduler",
+            tenant_id=settings.tenant_id,
         )
         settings.next_run_at = now + timedelta(seconds=settings.interval_s)
     if due:

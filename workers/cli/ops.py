@@ -1,4 +1,4 @@
-"""Operator commands: dlq, apikey, demo-data."""
+"""Operator commands: dlq, apikey, tenant, demo-data."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from workers.cli.common import console, sessions, settings_or_exit
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead-letter queues.")
 apikey_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+tenant_app = typer.Typer(no_args_is_help=True, help="Manage tenants (isolated customers).")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(apikey_app, name="apikey")
+    app.add_typer(tenant_app, name="tenant")
     app.command(name="demo-data")(demo_data)
 
 
@@ -97,11 +99,13 @@ def apikey_create(
         str | None, typer.Option(help="e.g. 90d, 12h: refused with 401 api_key_expired after")
     ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="same as --scope admin")] = False,
+    tenant: Annotated[str, typer.Option(help="the tenant the key acts for")] = "default",
 ) -> None:
     """Create an API key; the token is printed once and only its hash is stored."""
     from shared.db.engine import session_scope
     from shared.db.repos import api_keys as api_keys_repo
     from shared.db.repos import audit as audit_repo
+    from shared.db.repos import tenants as tenants_repo
     from shared.jobs.catalog import all_specs
     from shared.scopes import InvalidScope, describe, parse_scopes
 
@@ -114,21 +118,30 @@ def apikey_create(
         raise typer.BadParameter(str(exc), param_hint="--scope") from None
     expires_at = datetime.now(UTC) + _duration(expires_in) if expires_in else None
     with sessions() as factory, session_scope(factory) as session:
+        if tenants_repo.get(session, tenant) is None:
+            console.print(
+                f"[red]no tenant {tenant!r}[/red]: create it with `conveyor tenant create`"
+            )
+            raise typer.Exit(1)
         issued = api_keys_repo.create(
-            session, name, is_admin=is_admin, scopes=scopes, expires_at=expires_at
+            session, name, is_admin=is_admin, scopes=scopes, expires_at=expires_at, tenant_id=tenant
         )
         audit_repo.record(
             session,
             action="apikey.created",
             target=f"apikey:{issued.id}",
             actor="cli",
+            tenant_id=tenant,
             name=name,
             prefix=issued.prefix,
             scopes=describe(is_admin, scopes),
             expires_at=_when(expires_at),
         )
     shown = describe(is_admin, scopes)
-    console.print(f"API key [bold]{issued.name}[/bold] ({shown}, expires {_when(expires_at)}):")
+    console.print(
+        f"API key [bold]{issued.name}[/bold] ({shown}, tenant {tenant}, "
+        f"expires {_when(expires_at)}):"
+    )
     typer.echo(issued.token)
 
 
@@ -140,12 +153,20 @@ def apikey_list() -> None:
     from shared.scopes import describe
 
     table = Table(
-        Column("prefix", no_wrap=True), "name", "scopes", "created", "expires", "rotated", "revoked"
+        Column("prefix", no_wrap=True),
+        "tenant",
+        "name",
+        "scopes",
+        "created",
+        "expires",
+        "rotated",
+        "revoked",
     )
     with sessions() as factory, session_scope(factory) as session:
         for key in api_keys_repo.list_keys(session):
             table.add_row(
                 key.prefix,
+                key.tenant_id,
                 key.name,
                 describe(key.is_admin, key.scopes),
                 _when(key.created_at),
@@ -173,6 +194,7 @@ def apikey_revoke(
                 action="apikey.revoked",
                 target=f"apikey:{row.id}",
                 actor="cli",
+                tenant_id=row.tenant_id,
                 name=row.name,
                 prefix=row.prefix,
             )
@@ -205,6 +227,7 @@ def apikey_rotate(
                 action="apikey.rotated",
                 target=f"apikey:{issued.id}",
                 actor="cli",
+                tenant_id=issued.tenant_id,
                 name=issued.name,
                 prefix=prefix,
                 grace_s=int(period.total_seconds()),
@@ -214,6 +237,44 @@ def apikey_rotate(
         raise typer.Exit(1)
     console.print(f"rotated [bold]{issued.name}[/bold]; the old secret works for {period} more:")
     typer.echo(issued.token)
+
+
+@tenant_app.command("create")
+def tenant_create(
+    tenant_id: Annotated[str, typer.Argument(help="lower-case id: letters, digits, - and _")],
+    name: Annotated[str | None, typer.Option(help="display name (default: the id)")] = None,
+) -> None:
+    """Create a tenant; its keys (`apikey create --tenant ID`) see only its data."""
+    from shared.db.engine import session_scope
+    from shared.db.repos import tenants as tenants_repo
+
+    try:
+        with sessions() as factory, session_scope(factory) as session:
+            created = tenants_repo.create(session, tenant_id, name or tenant_id)
+    except tenants_repo.InvalidTenant as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"tenant {tenant_id} {'created' if created else 'exists already'}")
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """List tenants with their number of live API keys."""
+    from shared.db.engine import session_scope
+    from shared.db.repos import api_keys as api_keys_repo
+    from shared.db.repos import tenants as tenants_repo
+
+    table = Table(
+        Column("id", no_wrap=True), "name", Column("live keys", justify="right"), "created"
+    )
+    with sessions() as factory, session_scope(factory) as session:
+        keys = api_keys_repo.list_keys(session)
+        for tenant in tenants_repo.list_tenants(session):
+            live = sum(1 for k in keys if k.tenant_id == tenant.id and k.revoked_at is None)
+            table.add_row(
+                tenant.id, tenant.name, str(live), tenant.created_at.isoformat(timespec="seconds")
+            )
+    console.print(table)
 
 
 def demo_data(

@@ -67,6 +67,7 @@ def fire_due(session: Session, now: datetime, *, limit: int = 100) -> int:
             api_key_id=schedule.api_key_id,
             schedule_id=schedule.id,
             source="scheduler",
+            tenant_id=schedule.tenant_id,
         )
         schedule.last_run_at = now
         schedule.next_run_at = next_run(schedule.cron, schedule.timezone, now)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Export
 from shared.db.repos import exports as exports_repo
+from shared.db.tenancy import DEFAULT_TENANT, tenant_of
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.payloads.exports import ExportRequest
 from shared.jobs.submit import NewJob, submit_jobs
@@ -85,12 +86,16 @@ def submit_export(
     api_key_id: uuid.UUID | None,
     schedule_id: uuid.UUID | None = None,
     source: str = "ingress",
+    tenant_id: str | None = None,
 ) -> Export:
+    """`tenant_id`: by default the session's (a request); the scheduler passes the schedule's."""
+    tenant = tenant_id or tenant_of(session) or DEFAULT_TENANT
     export_id = uuid.uuid4()
     export = exports_repo.add(
         session,
         Export(
             id=export_id,
+            tenant_id=tenant,
             user_id=user_id,
             api_key_id=api_key_id,
             schedule_id=schedule_id,
@@ -99,7 +104,7 @@ def submit_export(
         ),
     )
     new = NewJob("export.create", user_id, {"export_id": str(export_id)})
-    [outcome] = submit_jobs(session, [new], source=source, api_key_id=api_key_id)
+    [outcome] = submit_jobs(session, [new], source=source, api_key_id=api_key_id, tenant_id=tenant)
     export.job_id = outcome.job_id
     session.flush()
     return export

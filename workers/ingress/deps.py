@@ -7,12 +7,17 @@ Every route takes one of the key dependencies, which enforce the scopes (shared/
 - `AdminKeyDep`: admin-only routes (the audit log).
 Unknown, revoked → 401 `unauthorized`; expired → 401 `api_key_expired`; a live key without
 the scope → 403 `forbidden_scope`.
+
+Authentication runs as the owner (a key is found by its prefix across tenants); from then on
+the request's session acts as the key's tenant (shared/db/tenancy.py): every transaction of
+the request runs as the RLS-bound app role with `conveyor.tenant_id` set.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
@@ -21,6 +26,7 @@ from shared import scopes
 from shared.db.engine import session_scope
 from shared.db.models import ApiKey
 from shared.db.repos import api_keys as api_keys_repo
+from shared.db.tenancy import bind_tenant
 from shared.errors import ConveyorError
 from workers.ingress.quotas import enforce_rate_limit
 
@@ -64,6 +70,8 @@ def live_key(
         assert key.expires_at is not None
         raise ApiKeyExpired(f"this API key expired at {key.expires_at.isoformat()}")
     enforce_rate_limit(request, key)
+    tenant_id = key.tenant_id  # read before the switch: api_keys is tenant-scoped too
+    bind_tenant(session, tenant_id)
     return key
 
 
@@ -102,3 +110,14 @@ def admin_key(key: LiveKeyDep) -> ApiKey:
 ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
 SubmitKeyDep = Annotated[ApiKey, Depends(submit_key)]
 AdminKeyDep = Annotated[ApiKey, Depends(admin_key)]
+
+
+class KeyedRow(Protocol):
+    tenant_id: str
+    api_key_id: uuid.UUID | None
+
+
+def may_see(key: ApiKey, row: KeyedRow) -> bool:
+    """A row is the key's if it is of the key's tenant (checked here as well as by RLS) and
+    the key made it, or the key is an admin of that tenant."""
+    return row.tenant_id == key.tenant_id and (key.is_admin or row.api_key_id == key.id)

@@ -51,11 +51,6 @@ class BatchTooMuchWork(ConveyorError):
     code = "batch_too_much_work"
 
 
-def tenant_of(key: ApiKey) -> str:
-    """The tenant a key acts for: the one place to switch to `key.tenant_id` (#12)."""
-    return DEFAULT_TENANT
-
-
 def enforce_rate_limit(request: Request, key: ApiKey) -> None:
     """Spend one token of the key's bucket, in a transaction of its own: a request that
     fails later (a 4xx, a rollback) has still cost its token."""
@@ -82,7 +77,7 @@ def check_queue_caps(
 ) -> None:
     """Refuse the submission as a whole if any kind would exceed the tenant's cap of
     unfinished jobs. Holds a per-(tenant, kind) lock until the caller's commit."""
-    tenant = tenant_of(key)
+    tenant = key.tenant_id
     wanted = Counter(job.kind for job in jobs)
     for kind in sorted(wanted):
         limits_repo.lock_queue(session, tenant, kind)

@@ -18,7 +18,7 @@ from shared.storage.buckets import Bucket, bucket_name
 from workers.backups.requests import request_backup, request_restore
 from workers.backups.retention import delete_objects, delete_rows, plan_delete
 from workers.backups.tables import normalize
-from workers.ingress.deps import ApiKeyDep, SessionDep
+from workers.ingress.deps import ApiKeyDep, SessionDep, may_see
 from workers.ingress.quotas import check_concurrent_backups
 from workers.ingress.routes_files import NotFound, SettingsDep, StoreDep
 from workers.ingress.schemas_backups import (
@@ -49,7 +49,7 @@ def _data_types(requested: list[str] | None) -> list[str]:
 
 def _visible(session: SessionDep, key: ApiKey, backup_id: uuid.UUID) -> Backup:
     backup = backups_repo.get(session, backup_id)
-    if backup is None or (not key.is_admin and backup.api_key_id != key.id):
+    if backup is None or not may_see(key, backup):
         raise NotFound("no such backup", backup_id=backup_id)
     return backup
 
@@ -80,7 +80,7 @@ def list_backups(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> BackupPage:
     rows = backups_repo.of_user(session, user_id, limit=limit)
-    visible = [b for b in rows if key.is_admin or b.api_key_id == key.id]
+    visible = [b for b in rows if may_see(key, b)]
     return BackupPage(backups=[_out(session, b) for b in visible])
 
 
@@ -158,7 +158,7 @@ def restore(
 @router.get("/v1/backup-settings/{user_id}", response_model=SettingsOut)
 def get_settings(user_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> SettingsOut:
     row = backups_repo.get_settings(session, user_id)
-    if row is None or (not key.is_admin and row.api_key_id != key.id):
+    if row is None or not may_see(key, row):
         raise NotFound("no backup settings for this user", user_id=user_id)
     return SettingsOut.of(row)
 
@@ -168,7 +168,7 @@ def put_settings(
     user_id: uuid.UUID, body: SettingsIn, session: SessionDep, key: ApiKeyDep
 ) -> SettingsOut:
     existing = backups_repo.get_settings(session, user_id)
-    if existing is not None and not key.is_admin and existing.api_key_id != key.id:
+    if existing is not None and not may_see(key, existing):
         raise NotFound("no backup settings for this user", user_id=user_id)
     row = backups_repo.put_settings(
         session,

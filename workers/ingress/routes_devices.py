@@ -16,6 +16,7 @@ from shared.db.models import SyncDevice, User
 from shared.db.models.sync import SYNC_TYPES
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import sync as sync_repo
+from shared.db.tenancy import bind_tenant, current_tenant
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.submit import NewJob, submit_jobs
 from shared.storage.base import ObjectNotFound
@@ -49,14 +50,14 @@ class DeviceRevoked(ConveyorError):
 
 def _user(session: SessionDep, user_id: uuid.UUID) -> User:
     user = session.get(User, user_id)
-    if user is None or user.deleted_at is not None:
+    if user is None or user.deleted_at is not None or user.tenant_id != current_tenant(session):
         raise NotFound("no such user", user_id=user_id)
     return user
 
 
 def _device(session: SessionDep, device_id: uuid.UUID) -> SyncDevice:
     device = sync_repo.get_device(session, device_id)
-    if device is None:
+    if device is None or device.tenant_id != current_tenant(session):
         raise NotFound("no such device", device_id=device_id)
     return device
 
@@ -75,6 +76,7 @@ def device_auth(
         raise Unauthorized("missing or wrong device secret")
     if device.revoked_at is not None:
         raise DeviceRevoked("this device was revoked", device_id=device_id)
+    bind_tenant(session, device.tenant_id)  # from now on the request acts as the device's tenant
     return device
 
 

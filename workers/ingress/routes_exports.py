@@ -24,7 +24,7 @@ from workers.exports.datasets import DATASETS
 from workers.exports.service import download_url
 from workers.exports.submit import Limits, RateLimited, check_limits, submit_export, validate
 from workers.exports.templates import TEMPLATES, template_columns
-from workers.ingress.deps import ApiKeyDep, SessionDep
+from workers.ingress.deps import ApiKeyDep, SessionDep, may_see
 from workers.ingress.routes_files import NotFound, SettingsDep, StoreDep
 from workers.ingress.schemas_exports import (
     ExportIn,
@@ -51,7 +51,7 @@ def _limits(settings: SettingsDep) -> Limits:
 
 def _visible(session: SessionDep, key: ApiKey, export_id: uuid.UUID) -> tuple[Export, Job | None]:
     found = exports_repo.with_job(session, export_id)
-    if found is None or (not key.is_admin and found[0].api_key_id != key.id):
+    if found is None or not may_see(key, found[0]):
         raise NotFound("no such export", export_id=export_id)
     return found
 
@@ -194,7 +194,7 @@ def list_schedules(session: SessionDep, key: ApiKeyDep, user_id: str) -> list[Sc
 @router.delete("/v1/export-schedules/{schedule_id}", status_code=204)
 def delete_schedule(schedule_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> Response:
     schedule = exports_repo.get_schedule(session, schedule_id)
-    if schedule is None or (not key.is_admin and schedule.api_key_id != key.id):
+    if schedule is None or not may_see(key, schedule):
         raise NotFound("no such schedule", schedule_id=schedule_id)
     exports_repo.delete_schedule(session, schedule)
     return Response(status_code=204)

@@ -20,7 +20,7 @@ from shared.jobs.submit import NewJob, submit_jobs
 from shared.storage.base import ObjectNotFound, ObjectStore
 from shared.storage.buckets import Bucket, bucket_name, incoming_key
 from workers.ingress.cursors import decode_cursor, encode_cursor
-from workers.ingress.deps import ApiKeyDep, SessionDep
+from workers.ingress.deps import ApiKeyDep, SessionDep, may_see
 from workers.ingress.schemas_files import (
     CompleteOut,
     DeleteOut,
@@ -66,14 +66,14 @@ SettingsDep = Annotated[Settings, Depends(settings_of)]
 
 def _visible_upload(session: SessionDep, key: ApiKey, upload_id: uuid.UUID) -> Upload:
     upload = files_repo.get_upload(session, upload_id)
-    if upload is None or (not key.is_admin and upload.api_key_id != key.id):
+    if upload is None or not may_see(key, upload):
         raise NotFound("no such upload", upload_id=upload_id)
     return upload
 
 
 def _visible_file(session: SessionDep, key: ApiKey, file_id: uuid.UUID) -> StoredFile:
     file = files_repo.get_file(session, file_id)
-    hidden = file is None or (not key.is_admin and file.api_key_id != key.id)
+    hidden = file is None or not may_see(key, file)
     if file is None or hidden or file.deleted_at is not None:
         raise NotFound("no such file", file_id=file_id)
     return file

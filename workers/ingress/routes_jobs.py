@@ -15,7 +15,7 @@ from shared.jobs.cancel import cancel_job
 from shared.jobs.catalog import get_spec
 from shared.jobs.submit import NewJob, submit_jobs
 from workers.ingress.cursors import decode_cursor, encode_cursor
-from workers.ingress.deps import ApiKeyDep, SessionDep, SubmitKeyDep, require_kind
+from workers.ingress.deps import ApiKeyDep, SessionDep, SubmitKeyDep, may_see, require_kind
 from workers.ingress.quotas import check_batch_work, check_queue_caps
 from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage
 
@@ -59,7 +59,7 @@ def _batch_job(key: ApiKey, index: int, body: JobIn) -> NewJob:
 
 def _visible(session: SessionDep, key: ApiKey, job_id: uuid.UUID) -> Job:
     job = jobs_repo.get(session, job_id)
-    if job is None or (not key.is_admin and job.api_key_id != key.id):
+    if job is None or not may_see(key, job):
         raise JobNotFound("no such job", job_id=job_id)
     return job
 

@@ -18,6 +18,7 @@ from shared.db.engine import session_scope
 from shared.db.models import ApiKey, OAuthConnection
 from shared.db.repos import audit as audit_repo
 from shared.db.repos import oauth as oauth_repo
+from shared.db.tenancy import tenant_sessions
 from shared.errors import ConveyorError
 from shared.oauth import connect, tokens
 from shared.oauth.clients import (
@@ -32,7 +33,7 @@ from shared.oauth.providers import (
     zoho_accounts_server_from_callback,
 )
 from shared.oauth.refresh import RefreshDeps, RefreshOutcome, valid_access_token
-from workers.ingress.deps import ApiKeyDep, SessionDep
+from workers.ingress.deps import ApiKeyDep, SessionDep, may_see
 from workers.ingress.schemas_oauth import ConnectionOut, ConnectionPage, TokenOut
 
 router = APIRouter(tags=["oauth"])
@@ -121,7 +122,8 @@ def callback(provider: str, request: Request) -> ConnectionOut | JSONResponse:
         except ProviderConfigError:
             return _error(400, "untrusted_accounts_server", "unknown Zoho accounts server")
     client = configured_client(_settings(request), name.value, accounts_server=accounts_server)
-    with session_scope(sessions) as session:
+    # The state named the tenant (it was stored by a key of that tenant): act as it now.
+    with session_scope(tenant_sessions(sessions, pending.tenant_id)) as session:
         connection = connect.complete_authorization(
             session, ring, _http(request), client, pending, code=params["code"], clock=_now
         )
@@ -139,7 +141,7 @@ def callback(provider: str, request: Request) -> ConnectionOut | JSONResponse:
 
 def _visible(session: Session, key: ApiKey, connection_id: uuid.UUID) -> OAuthConnection:
     connection = oauth_repo.get(session, connection_id)
-    if connection is None or (not key.is_admin and connection.api_key_id != key.id):
+    if connection is None or not may_see(key, connection):
         raise ConnectionNotFound("no such connection", connection_id=connection_id)
     return connection
 

@@ -39,7 +39,8 @@ def sweep_once(
             idle_margin={p: idle_margin(lifetime) for p, lifetime in idle_lifetimes.items()},
             limit=limit,
         )
-        if due:
+        for tenant_id in sorted({tenant for _, _, tenant in due}):
+            # Crosses tenants on purpose (the owner's chore); each job under its connection's.
             submit_jobs(
                 session,
                 [
@@ -48,10 +49,12 @@ def sweep_once(
                         user_id=user_id,
                         payload={"connection_id": str(connection_id)},
                     )
-                    for connection_id, user_id in due
+                    for connection_id, user_id, tenant in due
+                    if tenant == tenant_id
                 ],
                 source="scheduler",
                 now=now,
+                tenant_id=tenant_id,
             )
     if due:
         log.info("scheduler.oauth_refreshes_submitted", count=len(due))

@@ -11,6 +11,7 @@ from shared.db.models.jobs import (
     OutboxMessage,
     PeriodicRun,
     RateLimitBucket,
+    Tenant,
 )
 from shared.db.models.oauth import OAuthConnection, OAuthState
 from shared.db.models.product import (
@@ -57,6 +58,7 @@ __all__ = [
     "SyncFieldVersion",
     "SyncSettings",
     "Task",
+    "Tenant",
     "Upload",
     "User",
     "UserSetting",

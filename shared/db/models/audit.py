@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, DateTime, Identity, Index, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.base import Base
+from shared.db.base import TENANT_DEFAULT_SQL, Base
 
 
 class AuditEvent(Base):
@@ -24,7 +24,9 @@ class AuditEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'default'"))
+    tenant_id: Mapped[str] = mapped_column(
+        Text, nullable=False, server_default=text(TENANT_DEFAULT_SQL)
+    )
     at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.clock_timestamp(), nullable=False
     )

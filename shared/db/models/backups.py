@@ -26,13 +26,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.base import Base, new_uuid
+from shared.db.base import Base, TenantOwned, new_uuid
 
 BACKUP_TYPES = ("full", "incremental")
 BACKUP_STATUSES = ("pending", "completed")
 
 
-class Backup(Base):
+class Backup(TenantOwned, Base):
     __tablename__ = "backups"
     __table_args__ = (
         CheckConstraint("type IN ('full', 'incremental')", name="type"),
@@ -72,7 +72,7 @@ class Backup(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class BackupSettings(Base):
+class BackupSettings(TenantOwned, Base):
     """A user's schedule: every `interval_s`, a backup of `data_types`; keep `keep_last`."""
 
     __tablename__ = "backup_settings"

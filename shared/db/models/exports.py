@@ -24,14 +24,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.base import Base
+from shared.db.base import Base, TenantOwned
 
 # pending: no file yet (see the job for queued/running/failed/cancelled); ready: downloadable;
 # expired: the sweep removed the file; deleted: the user removed it.
 EXPORT_STATUSES = ("pending", "ready", "expired", "deleted")
 
 
-class Export(Base):
+class Export(TenantOwned, Base):
     __tablename__ = "exports"
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'ready', 'expired', 'deleted')", name="status"),
@@ -70,7 +70,7 @@ class Export(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class ExportSchedule(Base):
+class ExportSchedule(TenantOwned, Base):
     """A recurring export: a cron expression in the user's time zone and the request to run."""
 
     __tablename__ = "export_schedules"

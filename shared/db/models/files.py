@@ -10,14 +10,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.base import Base
+from shared.db.base import TENANT_DEFAULT_SQL, Base, TenantOwned
 
 
-class Upload(Base):
+class Upload(TenantOwned, Base):
     __tablename__ = "uploads"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -33,9 +33,11 @@ class Upload(Base):
     )
 
 
-class StoredFile(Base):
+class StoredFile(TenantOwned, Base):
     __tablename__ = "files"
-    __table_args__ = (Index("ix_files_user_id_created_at", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_files_tenant_user_created_at", "tenant_id", "user_id", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)  # = upload id
     user_id: Mapped[str] = mapped_column(String(200), nullable=False)
@@ -55,9 +57,13 @@ class StoredFile(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-class UserStorage(Base):
+class UserStorage(TenantOwned, Base):
     __tablename__ = "user_storage"
 
+    # Totals are per (tenant, user): the same user id in two tenants is two people.
+    tenant_id: Mapped[str] = mapped_column(
+        Text, primary_key=True, server_default=text(TENANT_DEFAULT_SQL)
+    )
     user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     bytes_used: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     file_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -1,4 +1,4 @@
-"""Job state (the source of truth), its transition log, the outbox and API keys."""
+"""Job state (the source of truth), its transition log, the outbox, tenants and API keys."""
 
 from __future__ import annotations
 
@@ -27,16 +27,31 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.base import Base
+from shared.db.base import Base, TenantOwned
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "dead")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "dead"})
+
+
+class Tenant(Base):
+    """An isolated customer: its keys, users and every row they own (see docs/security.md)."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
 
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("tenants.id"), nullable=False, server_default="default"
+    )
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     prefix: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
     secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
@@ -72,13 +87,13 @@ class RateLimitBucket(Base):
     tat: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class Job(Base):
+class Job(TenantOwned, Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint(f"state IN {JOB_STATES!r}", name="state"),
         UniqueConstraint("api_key_id", "idempotency_key", name="uq_jobs_idempotency"),
         Index("ix_jobs_state_kind", "state", "kind"),
-        Index("ix_jobs_user_created", "user_id", "created_at"),
+        Index("ix_jobs_tenant_user_created", "tenant_id", "user_id", "created_at"),
         Index("ix_jobs_created_id", "created_at", "id"),
         # The retention purge: terminal jobs, oldest first.
         Index("ix_jobs_finished", "finished_at", postgresql_where=text("finished_at IS NOT NULL")),

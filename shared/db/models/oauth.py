@@ -21,18 +21,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.base import Base
+from shared.db.base import Base, TenantOwned
 
 CONNECTION_STATUSES = ("active", "needs_reauth", "revoked", "error")
 
 
-class OAuthConnection(Base):
+class OAuthConnection(TenantOwned, Base):
     """One user's grant at one provider. Tokens are AES-GCM ciphertexts bound to `id`."""
 
     __tablename__ = "oauth_connections"
     __table_args__ = (
         CheckConstraint(f"status IN {CONNECTION_STATUSES!r}", name="status"),
-        UniqueConstraint("user_id", "provider", name="uq_oauth_connections_user_provider"),
+        # Per (tenant, user): another tenant's user of the same id is another person.
+        UniqueConstraint(
+            "tenant_id", "user_id", "provider", name="uq_oauth_connections_tenant_user_provider"
+        ),
         Index("ix_oauth_connections_status_expires", "status", "expires_at"),
     )
 
@@ -65,7 +68,7 @@ class OAuthConnection(Base):
     )
 
 
-class OAuthState(Base):
+class OAuthState(TenantOwned, Base):
     """A pending authorization: single use (deleted on callback), short-lived."""
 
     __tablename__ = "oauth_states"

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.base import Base, Timestamps, new_uuid
+from shared.db.base import Base, TenantOwned, Timestamps, new_uuid
 
 CHANNEL_KINDS = ("direct", "group")
 MEMBER_ROLES = ("owner", "admin", "member")
@@ -54,13 +54,14 @@ def _user_fk(ondelete: str) -> ForeignKey:
     return ForeignKey("users.id", ondelete=ondelete)
 
 
-class User(Timestamps, Base):
+class User(TenantOwned, Timestamps, Base):
     __tablename__ = "users"
     __table_args__ = (
         # Emails are stored normalised, so the partial unique index is also case-insensitive.
         CheckConstraint("email = lower(email)", name="email_lowercase"),
         Index(
-            "uq_users_email_live",
+            "uq_users_tenant_email_live",
+            "tenant_id",
             "email",
             unique=True,
             postgresql_where=text("deleted_at IS NULL"),
@@ -74,7 +75,7 @@ class User(Timestamps, Base):
     timezone: Mapped[str] = mapped_column(String(64), nullable=False)  # IANA, e.g. "Europe/Oslo"
 
 
-class Channel(Timestamps, Base):
+class Channel(TenantOwned, Timestamps, Base):
     __tablename__ = "channels"
     __table_args__ = (
         CheckConstraint(_one_of("kind", CHANNEL_KINDS), name="kind"),
@@ -91,7 +92,7 @@ class Channel(Timestamps, Base):
     topic: Mapped[str | None] = mapped_column(Text)
 
 
-class ChannelMember(Timestamps, Base):
+class ChannelMember(TenantOwned, Timestamps, Base):
     """Membership; leaving a channel tombstones the row, re-joining clears `deleted_at`."""
 
     __tablename__ = "channel_members"
@@ -112,7 +113,7 @@ class ChannelMember(Timestamps, Base):
     )
 
 
-class Message(Timestamps, Base):
+class Message(TenantOwned, Timestamps, Base):
     __tablename__ = "messages"
     __table_args__ = (
         # Sync/backup of a channel's history; a user's view is channel_members -> this index.
@@ -141,7 +142,7 @@ class Message(Timestamps, Base):
     edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class Contact(Timestamps, Base):
+class Contact(TenantOwned, Timestamps, Base):
     __tablename__ = "contacts"
     __table_args__ = (Index("ix_contacts_owner_updated", "owner_id", "updated_at", "id"),)
 
@@ -156,7 +157,7 @@ class Contact(Timestamps, Base):
     notes: Mapped[str | None] = mapped_column(Text)
 
 
-class UserSetting(Timestamps, Base):
+class UserSetting(TenantOwned, Timestamps, Base):
     """One JSON value per (user, key); the key is the primary key, so upserts are natural."""
 
     __tablename__ = "user_settings"
@@ -169,7 +170,7 @@ class UserSetting(Timestamps, Base):
     value: Mapped[Any] = mapped_column(JSONB, nullable=False)
 
 
-class Task(Timestamps, Base):
+class Task(TenantOwned, Timestamps, Base):
     __tablename__ = "tasks"
     __table_args__ = (
         CheckConstraint(_one_of("status", TASK_STATUSES), name="status"),
@@ -198,7 +199,7 @@ class Task(Timestamps, Base):
     )
 
 
-class Decision(Timestamps, Base):
+class Decision(TenantOwned, Timestamps, Base):
     __tablename__ = "decisions"
     __table_args__ = (
         Index("ix_decisions_user_updated", "user_id", "updated_at", "id"),

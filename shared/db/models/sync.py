@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.base import Base
+from shared.db.base import Base, TenantOwned
 
 SYNC_TYPES = ("contact", "task", "decision", "setting")
 
@@ -35,7 +35,7 @@ def _user_fk() -> ForeignKey:
     return ForeignKey("users.id", ondelete="CASCADE")
 
 
-class SyncDevice(Base):
+class SyncDevice(TenantOwned, Base):
     """A registered device. Only a SHA-256 of its secret is stored; the secret is shown once."""
 
     __tablename__ = "sync_devices"
@@ -53,7 +53,7 @@ class SyncDevice(Base):
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class SyncSettings(Base):
+class SyncSettings(TenantOwned, Base):
     """Per user: what syncs and how often; also the row each sync locks (one sync per user at
     a time) and the server's hybrid logical clock for that user."""
 
@@ -69,7 +69,7 @@ class SyncSettings(Base):
     )
 
 
-class SyncFieldVersion(Base):
+class SyncFieldVersion(TenantOwned, Base):
     __tablename__ = "sync_field_versions"
     # Updated far more than inserted: free space on each page lets an update stay on its page
     # without a new index entry (HOT); measured 0.88 -> 0.43 s for a 20,000-register upsert.
@@ -86,7 +86,7 @@ class SyncFieldVersion(Base):
     applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class SyncConflict(Base):
+class SyncConflict(TenantOwned, Base):
     """A value that lost to a concurrent write: what the user can review and restore by hand."""
 
     __tablename__ = "sync_conflicts"
@@ -109,7 +109,7 @@ class SyncConflict(Base):
     )
 
 
-class SyncBatch(Base):
+class SyncBatch(TenantOwned, Base):
     """One batch: its inline changes until merged, then its result, so a repeated batch
     returns the same answer. Job messages carry only the (device, batch) ids."""
 

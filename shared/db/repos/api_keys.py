@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import ApiKey
+from shared.db.tenancy import DEFAULT_TENANT
 from shared.scopes import DEFAULT_SCOPES
 
 KEY_PREFIX = "cvk"
@@ -29,6 +30,7 @@ class IssuedKey:
     token: str  # shown once, never stored
     is_admin: bool
     prefix: str = ""
+    tenant_id: str = DEFAULT_TENANT
 
 
 def _hash(secret: str) -> bytes:
@@ -47,11 +49,14 @@ def create(
     is_admin: bool = False,
     scopes: list[str] | None = None,
     expires_at: datetime | None = None,
+    tenant_id: str = DEFAULT_TENANT,
 ) -> IssuedKey:
+    """A key of `tenant_id` (which must exist); an admin key is admin within its tenant only."""
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = ApiKey(
         id=uuid.uuid4(),
+        tenant_id=tenant_id,
         name=name,
         prefix=prefix,
         secret_hash=_hash(secret),
@@ -61,12 +66,14 @@ def create(
     )
     session.add(key)
     session.flush()
-    return IssuedKey(key.id, name, f"{KEY_PREFIX}_{prefix}_{secret}", is_admin, prefix)
+    return IssuedKey(key.id, name, f"{KEY_PREFIX}_{prefix}_{secret}", is_admin, prefix, tenant_id)
 
 
 def identify(session: Session, token: str, *, now: datetime | None = None) -> ApiKey | None:
     """The live (not revoked) key whose current or still-valid previous secret this is.
-    Expiry is not checked here: the caller tells an expired key apart (401 api_key_expired)."""
+    Expiry is not checked here: the caller tells an expired key apart (401 api_key_expired).
+    Runs across tenants, before the caller's tenant is known (as the owner); the caller then
+    binds the session to `key.tenant_id`."""
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
@@ -131,7 +138,8 @@ def rotate(
     key.secret_hash = _hash(secret)
     key.rotated_at = at
     session.flush()
-    return IssuedKey(key.id, key.name, f"{KEY_PREFIX}_{prefix}_{secret}", key.is_admin, prefix)
+    token = f"{KEY_PREFIX}_{prefix}_{secret}"
+    return IssuedKey(key.id, key.name, token, key.is_admin, prefix, key.tenant_id)
 
 
 def internal_key(session: Session, name: str) -> uuid.UUID:

@@ -11,6 +11,7 @@ from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from shared.db.models import ApiKey, AuditEvent
+from shared.db.tenancy import DEFAULT_TENANT
 
 # A details key that looks like it holds a secret is refused, not silently stored.
 SECRET_WORDS = ("token", "secret", "password", "verifier", "key_material")
@@ -33,12 +34,13 @@ def record(
     key: ApiKey | None = None,
     actor_key_id: uuid.UUID | None = None,
     user_id: str | None = None,
+    tenant_id: str | None = None,
     **details: Any,
 ) -> None:
-    """Append one event in the caller's transaction: it commits (or not) with the action."""
+    """Append one event in the caller's transaction: it commits (or not) with the action.
+    The tenant is `tenant_id`, else the acting key's, else the default tenant."""
     _check_details(details)
-    # With tenancy (#12) api_keys.tenant_id names the tenant; until then, 'default'.
-    tenant = getattr(key, "tenant_id", None) or "default"
+    tenant = tenant_id or (key.tenant_id if key is not None else DEFAULT_TENANT)
     session.add(
         AuditEvent(
             tenant_id=tenant,

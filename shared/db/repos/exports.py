@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.engine import libpq_dsn
 from shared.db.models import Export, ExportSchedule, Job, User
+from shared.db.tenancy import current_tenant
 
 ACTIVE_JOB_STATES = ("queued", "running")
 BATCH_BYTES = 2 * 1024 * 1024  # ADBC batch size hint: bounds memory per batch (~12k rows)
@@ -49,7 +50,11 @@ def list_for_user(
     stmt = (
         select(Export, Job)
         .outerjoin(Job, Job.id == Export.job_id)
-        .where(Export.user_id == user_id, Export.status != "deleted")
+        .where(
+            Export.tenant_id == current_tenant(session),
+            Export.user_id == user_id,
+            Export.status != "deleted",
+        )
         .order_by(Export.created_at.desc(), Export.id)
         .limit(limit)
     )
@@ -64,7 +69,11 @@ def count_active(session: Session, user_id: str) -> int:
         select(func.count())
         .select_from(Export)
         .join(Job, Job.id == Export.job_id)
-        .where(Export.user_id == user_id, Job.state.in_(ACTIVE_JOB_STATES))
+        .where(
+            Export.tenant_id == current_tenant(session),
+            Export.user_id == user_id,
+            Job.state.in_(ACTIVE_JOB_STATES),
+        )
     )
     return int(session.execute(stmt).scalar_one())
 
@@ -73,15 +82,20 @@ def created_since(session: Session, user_id: str, since: datetime) -> list[datet
     """Creation times of the user's exports since `since`, oldest first."""
     stmt = (
         select(Export.created_at)
-        .where(Export.user_id == user_id, Export.created_at >= since)
+        .where(
+            Export.tenant_id == current_tenant(session),
+            Export.user_id == user_id,
+            Export.created_at >= since,
+        )
         .order_by(Export.created_at)
     )
     return list(session.execute(stmt).scalars())
 
 
 def lock_user(session: Session, user_id: str) -> None:
-    """Serialize limit checks of one user (transaction-scoped advisory lock)."""
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtext("export:" + user_id))))
+    """Serialize limit checks of one (tenant, user) (transaction-scoped advisory lock)."""
+    name = f"export:{current_tenant(session)}:{user_id}"
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
 
 
 def product_user_timezone(session: Session, user_id: uuid.UUID) -> str | None:
@@ -190,7 +204,9 @@ def list_schedules(
 ) -> list[ExportSchedule]:
     stmt = (
         select(ExportSchedule)
-        .where(ExportSchedule.user_id == user_id)
+        .where(
+            ExportSchedule.tenant_id == current_tenant(session), ExportSchedule.user_id == user_id
+        )
         .order_by(ExportSchedule.created_at)
     )
     if api_key_id is not None:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import Job, StoredFile, Upload, UserStorage
+from shared.db.tenancy import current_tenant
 
 
 def add_upload(session: Session, upload: Upload) -> Upload:
@@ -50,7 +51,11 @@ def list_files(
     after: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[StoredFile]:
     """Newest first, keyset-paginated on (created_at desc, id asc)."""
-    query = select(StoredFile).where(StoredFile.user_id == user_id, StoredFile.deleted_at.is_(None))
+    query = select(StoredFile).where(
+        StoredFile.tenant_id == current_tenant(session),
+        StoredFile.user_id == user_id,
+        StoredFile.deleted_at.is_(None),
+    )
     if api_key_id is not None:
         query = query.where(StoredFile.api_key_id == api_key_id)
     if after is not None:
@@ -66,24 +71,30 @@ def list_files(
 
 
 def lock_storage(session: Session, user_id: str) -> UserStorage:
-    """The user's totals, created at zero if missing, locked until the transaction ends."""
+    """The user's totals (in the session's tenant), created at zero if missing, locked until
+    the transaction ends."""
+    tenant = current_tenant(session)
     session.execute(
         insert(UserStorage)
-        .values(user_id=user_id, bytes_used=0, file_count=0)
+        .values(tenant_id=tenant, user_id=user_id, bytes_used=0, file_count=0)
         .on_conflict_do_nothing()
     )
-    query = select(UserStorage).where(UserStorage.user_id == user_id).with_for_update()
+    query = (
+        select(UserStorage)
+        .where(UserStorage.tenant_id == tenant, UserStorage.user_id == user_id)
+        .with_for_update()
+    )
     return session.execute(query).scalar_one()
 
 
 def storage_of(session: Session, user_id: str) -> UserStorage | None:
-    return session.get(UserStorage, user_id)
+    return session.get(UserStorage, (current_tenant(session), user_id))
 
 
 def add_usage(session: Session, user_id: str, *, size: int, files: int) -> None:
     session.execute(
         update(UserStorage)
-        .where(UserStorage.user_id == user_id)
+        .where(UserStorage.tenant_id == current_tenant(session), UserStorage.user_id == user_id)
         .values(bytes_used=UserStorage.bytes_used + size, file_count=UserStorage.file_count + files)
     )
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Job, JobEvent, OutboxMessage
 from shared.db.models.jobs import TERMINAL_STATES
+from shared.db.tenancy import tenant_of
 
 J = cast(Table, Job.__table__)
 E = cast(Table, JobEvent.__table__)
@@ -81,8 +82,12 @@ def list_jobs(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[Job]:
-    """Newest first, keyset-paginated on (created_at, id)."""
+    """Newest first, keyset-paginated on (created_at, id): within the session's tenant, or
+    across tenants for the owner's sessions (the operator's `conveyor jobs`)."""
     stmt = select(Job)
+    tenant = tenant_of(session)
+    if tenant is not None:
+        stmt = stmt.where(Job.tenant_id == tenant)
     if api_key_id is not None:
         stmt = stmt.where(Job.api_key_id == api_key_id)
     if user_ids:

@@ -55,12 +55,10 @@ def lock_queue(session: Session, tenant_id: str, kind: str) -> None:
 
 
 def unfinished_by_kind(session: Session, tenant_id: str, kinds: Iterable[str]) -> dict[str, int]:
-    """Queued or running jobs per kind. The tenant filter arrives with tenancy (#12): until
-    then every job belongs to 'default' and row-level security will scope this count."""
-    del tenant_id
+    """The tenant's queued or running jobs per kind (filtered here and by row-level security)."""
     rows = session.execute(
         select(Job.kind, func.count())
-        .where(Job.state.in_(UNFINISHED), Job.kind.in_(list(kinds)))
+        .where(Job.tenant_id == tenant_id, Job.state.in_(UNFINISHED), Job.kind.in_(list(kinds)))
         .group_by(Job.kind)
     ).all()
     return {kind: count for kind, count in rows}

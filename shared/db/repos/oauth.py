@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from shared.db.models import Job, OAuthConnection, OAuthState
+from shared.db.tenancy import current_tenant
 
 REFRESH_KIND = "oauth.refresh"
 S: Table = OAuthState.__table__  # type: ignore[assignment]
@@ -46,7 +47,11 @@ def lock(session: Session, connection_id: uuid.UUID) -> OAuthConnection | None:
 def lock_for_user(session: Session, user_id: str, provider: str) -> OAuthConnection | None:
     stmt = (
         select(OAuthConnection)
-        .where(OAuthConnection.user_id == user_id, OAuthConnection.provider == provider)
+        .where(
+            OAuthConnection.tenant_id == current_tenant(session),
+            OAuthConnection.user_id == user_id,
+            OAuthConnection.provider == provider,
+        )
         .with_for_update()
         .execution_options(populate_existing=True)
     )
@@ -66,7 +71,11 @@ def list_connections(
     provider: str | None,
     limit: int,
 ) -> list[OAuthConnection]:
-    stmt = select(OAuthConnection).order_by(OAuthConnection.created_at, OAuthConnection.id)
+    stmt = (
+        select(OAuthConnection)
+        .where(OAuthConnection.tenant_id == current_tenant(session))
+        .order_by(OAuthConnection.created_at, OAuthConnection.id)
+    )
     if api_key_id is not None:
         stmt = stmt.where(OAuthConnection.api_key_id == api_key_id)
     if user_id is not None:
@@ -113,7 +122,7 @@ def due_for_refresh(
     idle_lifetimes: Mapping[str, timedelta],
     idle_margin: Mapping[str, timedelta],
     limit: int,
-) -> list[tuple[uuid.UUID, str]]:
+) -> list[tuple[uuid.UUID, str, str]]:
     """Active connections whose access token expires within `margin` (or whose refresh
     token nears its idle lifetime) and that have no refresh job queued or running."""
     idle = [
@@ -125,7 +134,7 @@ def due_for_refresh(
         for provider, lifetime in idle_lifetimes.items()
     ]
     stmt = (
-        select(OAuthConnection.id, OAuthConnection.user_id)
+        select(OAuthConnection.id, OAuthConnection.user_id, OAuthConnection.tenant_id)
         .where(
             OAuthConnection.status == "active",
             or_(
@@ -139,4 +148,4 @@ def due_for_refresh(
         .order_by(OAuthConnection.expires_at.nulls_first())
         .limit(limit)
     )
-    return [(row[0], row[1]) for row in session.execute(stmt)]
+    return [(row[0], row[1], row[2]) for row in session.execute(stmt)]

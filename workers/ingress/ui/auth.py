@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.db.repos import api_keys as api_keys_repo
+from shared.db.tenancy import DEFAULT_TENANT
 
 COOKIE = "conveyor_operator"
 COOKIE_MAX_AGE_S = 8 * 3600
@@ -25,6 +26,7 @@ def operator_name(session: Session, settings: Settings, token: str | None) -> st
     if expected and hmac.compare_digest(token.encode(), expected.encode()):
         return "operator"
     key = api_keys_repo.authenticate(session, token)
-    if key is None or not key.is_admin:
+    # The operator view crosses tenants: only the default (operators') tenant's admin keys.
+    if key is None or not key.is_admin or key.tenant_id != DEFAULT_TENANT:
         return None
     return key.name
