@@ -154,8 +154,8 @@ def apikey_list() -> None:
 
     table = Table(
         Column("prefix", no_wrap=True),
-        "tenant",
-        "name",
+        Column("tenant", no_wrap=True),
+        Column("name", no_wrap=True),
         "scopes",
         "created",
         "expires",

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from shared.db import tenancy
 from shared.db.models import ApiKey, AuditEvent
 from shared.db.tenancy import DEFAULT_TENANT
 
@@ -40,7 +41,14 @@ def record(
     """Append one event in the caller's transaction: it commits (or not) with the action.
     The tenant is `tenant_id`, else the acting key's, else the default tenant."""
     _check_details(details)
-    tenant = tenant_id or (key.tenant_id if key is not None else DEFAULT_TENANT)
+    # The session's acting tenant covers e.g. the OAuth callback (no key, runs as the tenant
+    # that started the authorization): RLS would refuse a row of any other tenant.
+    tenant = (
+        tenant_id
+        or (key.tenant_id if key is not None else None)
+        or tenancy.tenant_of(session)
+        or DEFAULT_TENANT
+    )
     session.add(
         AuditEvent(
             tenant_id=tenant,
