@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
     rabbitmq_api_url: str | None = None  # management API, for unacked depth and consumers
+    # Wire authentication (docs/wire-format.md#authentication). RabbitMQ users whose messages
+    # may carry any kind (internal ones too); empty: the user in the broker URL.
+    wire_service_users: list[str] = Field(default_factory=list)
+    # Foreign publishers (RabbitMQ users) and the tenant each publishes for, as JSON:
+    # {"crm-svc": "default"}. They may send public kinds only; anyone else is dead-lettered.
+    wire_publishers: dict[str, str] = Field(default_factory=dict)
 
     s3_endpoint: str | None = None
     s3_access_key: SecretStr | None = None

@@ -30,6 +30,7 @@ from shared.jobs.outcomes import classify, record_failure
 from shared.jobs.state_writer import StateWriter
 from shared.messaging.contract import JobEnvelope
 from shared.messaging.names import EVENTS_EXCHANGE
+from shared.messaging.wire_auth import Origin
 from shared.metrics import JOB_DURATION, JOBS_FINISHED
 from shared.storage.base import ObjectStore
 
@@ -93,16 +94,20 @@ def execute(
     *,
     queue: str,
     redelivered: bool,
+    origin: Origin | None = None,
 ) -> str:
     """Run one delivery of `envelope`; returns what happened (for logs and tests).
+
+    `origin` is the authenticated publisher (None: a caller inside this process, tests).
 
     Exceptions that escape (the database unreachable, a bug outside the handler) are the
     delivery guard's to handle: it requeues or dead-letters the message, never drops it.
     """
     assert envelope.job_id is not None, "the consumer assigns ids to id-less messages"
     job_id = envelope.job_id
+    who = {"publisher": origin.publisher, "tenant_id": origin.tenant_id} if origin else {}
     with structlog.contextvars.bound_contextvars(
-        job_id=str(job_id), kind=envelope.kind, user_id=envelope.user_id
+        job_id=str(job_id), kind=envelope.kind, user_id=envelope.user_id, **who
     ):
         if not deps.running.reserve(job_id):
             log.info("jobs.delivery_skipped", state="running_here", redelivered=redelivered)

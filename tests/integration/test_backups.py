@@ -317,7 +317,8 @@ def test_wrong_master_key_and_wrong_user_are_refused(world: World) -> None:
         assert getattr(caught.value, "code", None) == "backup_key_invalid"
     with pytest.raises(Exception) as caught:
         _restore_with(world, made["id"], KeyRing.parse(KEYS), user=world.bystander)
-    assert getattr(caught.value, "code", None) == "wrong_user"
+    # Another user's backup is "not found": its existence is not revealed.
+    assert getattr(caught.value, "code", None) == "not_found"
     assert snapshot(world.stack.engine, world.user) == before
 
 

@@ -210,14 +210,16 @@ def test_crash_before_commit_then_redeliveries_count_once(files: Stack) -> None:
     now = datetime.now(UTC)
 
     crashed = files.sessions()
-    process_upload(crashed, files.store, policy, upload_id=upload_id, now=now)
+    process_upload(crashed, files.store, policy, upload_id=upload_id, user_id=who, now=now)
     crashed.rollback()  # filed and incoming deleted, but the transaction never committed
     crashed.close()
     assert storage(files, who) == (0, 0)
 
     for _ in range(2):  # the redelivery, then a duplicate of it
         with session_scope(files.sessions) as session:
-            result = process_upload(session, files.store, policy, upload_id=upload_id, now=now)
+            result = process_upload(
+                session, files.store, policy, upload_id=upload_id, user_id=who, now=now
+            )
     assert result["sha256"] == hashlib.sha256(data).hexdigest()
     assert storage(files, who) == (len(data), 1)
     assert len(jobs_for_file(files, "image.thumbnail", str(upload_id))) == 1

@@ -1,0 +1,82 @@
+"""Who published a message, and may they send this kind? (docs/wire-format.md#authentication)
+
+The publisher is RabbitMQ's `user_id` message property. RabbitMQ refuses a publish whose
+`user_id` is not the connection's user (unless that user has the `impersonator` tag, which no
+Conveyor user ever gets), so the property is as trustworthy as the broker's credentials.
+
+- Conveyor's own service users (the relay, the workers) may send every kind.
+- A registered foreign publisher may send public kinds only, for the tenant it is mapped to;
+  an internal kind from it is refused as `forbidden_kind`.
+- No `user_id`, or one nobody registered: `unauthenticated_publisher`.
+
+Pure: no I/O, decided per message in the consumer before anything touches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+from shared.errors import InvalidMessage
+
+DEFAULT_TENANT = "default"
+AMQP_DEFAULT_USER = "guest"  # what RabbitMQ assumes for a URL without credentials
+
+
+def broker_user(url: str) -> str:
+    """The RabbitMQ user a broker URL connects as (the `user_id` its messages must carry)."""
+    user = urlsplit(url).username
+    return unquote(user) if user else AMQP_DEFAULT_USER
+
+
+@dataclass(frozen=True)
+class Origin:
+    """An authenticated publisher, and the tenant its jobs belong to."""
+
+    publisher: str
+    tenant_id: str
+    service: bool  # one of Conveyor's own users: internal kinds allowed
+
+
+@dataclass(frozen=True)
+class WireAuth:
+    service_users: frozenset[str]
+    publishers: Mapping[str, str] = field(default_factory=dict)  # foreign user → tenant id
+
+    @classmethod
+    def from_settings(
+        cls, broker_url: str | None, service_users: list[str], publishers: Mapping[str, str]
+    ) -> WireAuth:
+        users = frozenset(service_users) or frozenset(
+            {broker_user(broker_url)} if broker_url else set()
+        )
+        overlap = users & set(publishers)
+        if overlap:
+            raise ValueError(f"wire publishers may not be service users: {sorted(overlap)}")
+        return cls(users, dict(publishers))
+
+    def authenticate(self, publisher: str | None) -> Origin:
+        """The publisher's origin, or InvalidMessage(`unauthenticated_publisher`)."""
+        if not publisher:
+            raise InvalidMessage(
+                "the message has no user_id property: publisher unknown",
+                code="unauthenticated_publisher",
+            )
+        if publisher in self.service_users:
+            return Origin(publisher, DEFAULT_TENANT, service=True)
+        tenant = self.publishers.get(publisher)
+        if tenant is None:
+            raise InvalidMessage(
+                f"publisher {publisher!r} is not registered", code="unauthenticated_publisher"
+            )
+        return Origin(publisher, tenant, service=False)
+
+
+def check_kind(origin: Origin, kind: str, *, public: bool) -> None:
+    """Internal kinds only from service users; InvalidMessage(`forbidden_kind`) otherwise."""
+    if not public and not origin.service:
+        raise InvalidMessage(
+            f"kind {kind!r} is internal: only Conveyor's service users may publish it",
+            code="forbidden_kind",
+        )
