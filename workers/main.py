@@ -10,7 +10,6 @@ from shared.logging import configure_logging
 from shared.messaging.actors import declare_actors
 from shared.messaging.broker import make_broker
 from shared.messaging.middleware import Heartbeats
-from shared.messaging.wire_auth import WireAuth
 from shared.runtime import get_runtime
 from workers.registry import import_actor_modules
 
@@ -22,9 +21,7 @@ def build_worker_broker() -> dramatiq.Broker:
         settings.broker_url,
         extra_middleware=[Heartbeats(lambda: get_runtime().runner, settings.heartbeat_interval_s)],
         database_probe=lambda: database_reachable(get_runtime().engine),
-        wire_auth=WireAuth.from_settings(
-            settings.broker_url, settings.wire_service_users, settings.wire_publishers
-        ),
+        wire_auth=settings.wire_auth(),
     )
     import_actor_modules()
     declare_actors(broker, lambda: get_runtime().runner)

@@ -25,7 +25,7 @@ from shared.messaging.names import (
     dead_letter_queue,
 )
 from shared.messaging.translate import encode, to_dramatiq
-from shared.messaging.wire_auth import WireAuth
+from shared.messaging.wire_auth import SIGNATURE_HEADER, WireAuth
 
 log = structlog.get_logger("messaging")
 
@@ -55,6 +55,7 @@ class _EnvelopeConsumer(_RabbitmqConsumer):
                 known_kinds=broker.actors,
                 auth=broker.wire_auth,
                 publisher=getattr(properties, "user_id", None),
+                signature=_header(properties, SIGNATURE_HEADER),
                 amqp_message_id=getattr(properties, "message_id", None),
             )
             yield method, properties, encode(message)
@@ -75,6 +76,13 @@ class _EnvelopeConsumer(_RabbitmqConsumer):
         except KeyError:
             # A copy from a channel that has since closed: RabbitMQ already requeued it.
             log.info("messaging.requeue_of_stale_delivery", message_id=message.message_id)
+
+
+def _header(properties: Any, name: str) -> str | None:
+    value = (getattr(properties, "headers", None) or {}).get(name)
+    if isinstance(value, bytes):  # AMQP long strings may arrive as bytes
+        value = value.decode(errors="replace")
+    return value if isinstance(value, str) else None
 
 
 class ConveyorRabbitmqBroker(RabbitmqBroker):

@@ -28,15 +28,17 @@ def to_dramatiq(
     known_kinds: Container[str],
     auth: WireAuth,
     publisher: str | None,
+    signature: str | None = None,
     amqp_message_id: str | None = None,
 ) -> dict[str, Any]:
     """Never raises: anything unusable or unauthorized becomes a message for the reject actor.
 
-    `publisher` is the AMQP `user_id` property (validated by RabbitMQ). It is checked before
-    the body is even parsed: nothing from an unknown publisher reaches the database.
+    `publisher` is the AMQP `user_id` property (validated by RabbitMQ), `signature` the
+    `x-conveyor-signature` header. Both are checked before the body is even parsed: nothing
+    from an unknown publisher reaches the database.
     """
     try:
-        origin = auth.authenticate(publisher)
+        origin = auth.authenticate(publisher, signature=signature, body=body)
         envelope = parse_envelope(body)
         check_kind(origin, envelope.kind, public=_public_kind(envelope.kind, known_kinds))
     except InvalidMessage as exc:

@@ -7,6 +7,9 @@ Conveyor user ever gets), so the property is as trustworthy as the broker's cred
 - Conveyor's own service users (the relay, the workers) may send every kind.
 - A registered foreign publisher may send public kinds only, for the tenant it is mapped to;
   an internal kind from it is refused as `forbidden_kind`.
+- A shared publisher user (several services behind one set of credentials) must also sign
+  each body (HMAC-SHA256, header `x-conveyor-signature`); the signing key id names the
+  service and its tenant. Missing, unknown or wrong signatures: `bad_signature`.
 - No `user_id`, or one nobody registered: `unauthenticated_publisher`.
 
 Pure: no I/O, decided per message in the consumer before anything touches the database.
@@ -18,10 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from shared.crypto import CryptoError, KeyRing, verify
 from shared.errors import InvalidMessage
 
 DEFAULT_TENANT = "default"
 AMQP_DEFAULT_USER = "guest"  # what RabbitMQ assumes for a URL without credentials
+SIGNATURE_HEADER = "x-conveyor-signature"
 
 
 def broker_user(url: str) -> str:
@@ -34,30 +39,63 @@ def broker_user(url: str) -> str:
 class Origin:
     """An authenticated publisher, and the tenant its jobs belong to."""
 
-    publisher: str
+    publisher: str  # the RabbitMQ user, or "<user>/<key id>" for a signed message
     tenant_id: str
     service: bool  # one of Conveyor's own users: internal kinds allowed
+
+
+@dataclass(frozen=True)
+class Signing:
+    """Publishers behind shared credentials: which users, their keys, each key's tenant."""
+
+    users: frozenset[str]
+    keys: KeyRing
+    tenants: Mapping[str, str]  # key id → tenant id
+
+    def origin(self, publisher: str, signature: str | None, body: bytes) -> Origin:
+        if not signature:
+            raise InvalidMessage(
+                f"publisher {publisher!r} must sign its messages ({SIGNATURE_HEADER})",
+                code="bad_signature",
+            )
+        try:
+            kid = verify(self.keys, signature, body)
+        except CryptoError as exc:
+            raise InvalidMessage(str(exc), code="bad_signature") from None
+        tenant = self.tenants.get(kid)
+        if tenant is None:
+            raise InvalidMessage(f"key {kid!r} is not mapped to a tenant", code="bad_signature")
+        return Origin(f"{publisher}/{kid}", tenant, service=False)
 
 
 @dataclass(frozen=True)
 class WireAuth:
     service_users: frozenset[str]
     publishers: Mapping[str, str] = field(default_factory=dict)  # foreign user → tenant id
+    signing: Signing | None = None
 
     @classmethod
     def from_settings(
-        cls, broker_url: str | None, service_users: list[str], publishers: Mapping[str, str]
+        cls,
+        broker_url: str | None,
+        service_users: list[str],
+        publishers: Mapping[str, str],
+        signing: Signing | None = None,
     ) -> WireAuth:
         users = frozenset(service_users) or frozenset(
             {broker_user(broker_url)} if broker_url else set()
         )
-        overlap = users & set(publishers)
+        shared = signing.users if signing else frozenset()
+        overlap = (users & (set(publishers) | shared)) | (shared & set(publishers))
         if overlap:
-            raise ValueError(f"wire publishers may not be service users: {sorted(overlap)}")
-        return cls(users, dict(publishers))
+            raise ValueError(f"wire users listed in more than one role: {sorted(overlap)}")
+        return cls(users, dict(publishers), signing)
 
-    def authenticate(self, publisher: str | None) -> Origin:
-        """The publisher's origin, or InvalidMessage(`unauthenticated_publisher`)."""
+    def authenticate(
+        self, publisher: str | None, *, signature: str | None = None, body: bytes = b""
+    ) -> Origin:
+        """The publisher's origin, or InvalidMessage (`unauthenticated_publisher`,
+        `bad_signature`)."""
         if not publisher:
             raise InvalidMessage(
                 "the message has no user_id property: publisher unknown",
@@ -65,6 +103,8 @@ class WireAuth:
             )
         if publisher in self.service_users:
             return Origin(publisher, DEFAULT_TENANT, service=True)
+        if self.signing is not None and publisher in self.signing.users:
+            return self.signing.origin(publisher, signature, body)
         tenant = self.publishers.get(publisher)
         if tenant is None:
             raise InvalidMessage(

@@ -339,6 +339,26 @@ def test_export_deleted_while_building_leaves_no_file(
         store.get_bytes(BUCKET, f"exports/{export_id}/task_completion-2026-03-01-2026-03-31.csv")
 
 
+def test_export_job_for_another_user_is_not_found(
+    sessions: sessionmaker[Session], store: MemoryStore, config: ExportConfig, world: World
+) -> None:
+    """Broken on purpose once (no owner check in create_export): the export was built."""
+    export_id = submit(sessions, world, request("task_completion", "csv"))
+    with pytest.raises(PermanentError) as caught, session_scope(sessions) as session:
+        create_export(
+            session,
+            store,
+            config,
+            export_id=export_id,
+            user_id=str(uuid.uuid4()),
+            checkpoint=lambda p, m: None,
+            now=NOW,
+        )
+    assert caught.value.code == "not_found"
+    with session_scope(sessions) as session:
+        assert session.get(Export, export_id).status == "pending"  # type: ignore[union-attr]
+
+
 def test_redelivery_after_success_returns_the_stored_file(
     sessions: sessionmaker[Session], store: MemoryStore, config: ExportConfig, world: World
 ) -> None:

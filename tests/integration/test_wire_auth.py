@@ -8,6 +8,7 @@ another user's file, and the file was deleted.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker
 
+from shared.crypto import KeyRing, sign
 from shared.embedded import EmbeddedS3
 from shared.storage.buckets import Bucket, file_key
 from tests.support import media
@@ -28,6 +30,7 @@ from tests.support.wire import SERVICE_USER, AmqpUser, amqp_user, dead_letters, 
 pytestmark = pytest.mark.integration
 
 MEDIA_DLQ = "conveyor.media.XQ"
+SIGNING_KEYS = f"crmA:{base64.b64encode(b'A' * 32).decode()}"
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class World:
     service: AmqpUser
     publisher: AmqpUser  # registered: may send public kinds
     stranger: AmqpUser  # may write the exchange, but nobody registered it
+    shared: AmqpUser  # credentials shared by several services: must sign each message
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +49,19 @@ def world(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> It
         amqp_user(stack, like=SERVICE_USER) as service,
         amqp_user(stack) as publisher,
         amqp_user(stack) as stranger,
+        amqp_user(stack) as shared,
     ):
         env = {
             "CONVEYOR_BROKER_URL": service.url,  # not guest: the deploy file's permissions
             "CONVEYOR_WIRE_PUBLISHERS": json.dumps({publisher.name: "default"}),
+            "CONVEYOR_WIRE_SHARED_PUBLISHERS": json.dumps([shared.name]),
+            "CONVEYOR_WIRE_SIGNING_KEYS": SIGNING_KEYS,
+            "CONVEYOR_WIRE_SIGNERS": json.dumps({"crmA": "default"}),
         }
         stack.start_scheduler(**env)
         stack.start_worker("media", processes=1, threads=2, **env)
         stack.start_worker("default", processes=1, threads=2, **env)
-        yield World(stack, service, publisher, stranger)
+        yield World(stack, service, publisher, stranger, shared)
         stack.close()
 
 
@@ -176,3 +184,23 @@ def test_service_job_for_a_user_who_does_not_own_the_file_touches_nothing(
     own = world.stack.submit_internal("file.delete", {"file_id": file_id}, user_id=victim)
     assert world.stack.wait_state(own["id"], timeout=60).state == "succeeded"
     assert not file_intact(world, file_id)
+
+
+def test_shared_credentials_need_a_valid_signature(world: World) -> None:
+    """Several services behind one RabbitMQ user: the HMAC key id tells them apart."""
+    ring, wrong = (
+        KeyRing.parse(SIGNING_KEYS),
+        KeyRing.parse(f"crmA:{base64.b64encode(b'B' * 32).decode()}"),
+    )
+    ids = [uuid.uuid4() for _ in range(3)]
+    bodies = [
+        json.dumps({"version": 1, "job_id": str(i), "kind": "diag.noop", "user_id": "u"}).encode()
+        for i in ids
+    ]
+    with world.shared.publisher() as shared:
+        shared.publish(bodies[0], headers={"x-conveyor-signature": sign(ring, bodies[0])})
+        shared.publish(bodies[1])  # unsigned
+        shared.publish(bodies[2], headers={"x-conveyor-signature": sign(wrong, bodies[2])})
+    assert world.stack.wait_state(ids[0], timeout=60).state == "succeeded"
+    for job_id in ids[1:]:
+        assert refused(world, job_id, "conveyor.default.XQ") == "bad_signature"

@@ -3,11 +3,13 @@ definitions that create the RabbitMQ users and permissions the code expects."""
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
 
 from shared.config import Settings
+from shared.crypto import CryptoError, KeyRing, sign, verify
 from shared.errors import InvalidMessage
 from shared.jobs.catalog import all_specs
 from shared.messaging.names import (
@@ -18,7 +20,7 @@ from shared.messaging.names import (
     dead_letter_queue,
     queue_name,
 )
-from shared.messaging.wire_auth import WireAuth, broker_user, check_kind
+from shared.messaging.wire_auth import Signing, WireAuth, broker_user, check_kind
 from tests.support.wire import FOREIGN_USER, SERVICE_USER, definitions, permissions_of
 
 
@@ -42,7 +44,7 @@ def test_service_users_default_to_the_broker_url_and_may_be_listed() -> None:
 
 
 def test_a_publisher_cannot_also_be_a_service_user() -> None:
-    with pytest.raises(ValueError, match="may not be service users"):
+    with pytest.raises(ValueError, match="more than one role"):
         WireAuth.from_settings("amqp://svc:x@h/", [], {"svc": "default"})
 
 
@@ -121,3 +123,73 @@ def test_every_kind_a_foreign_publisher_may_send_is_public() -> None:
     """The catalogue decides; this pins what it says today, so a kind turning public is a
     reviewed change (docs/wire-format.md lists the public kinds)."""
     assert [s.kind for s in all_specs() if s.public] == ["diag.noop"]
+
+
+# --- signed envelopes: publishers behind shared credentials --------------------------
+
+KEY_A, KEY_B = base64.b64encode(b"a" * 32).decode(), base64.b64encode(b"b" * 32).decode()
+RING = KeyRing.parse(f"crmA:{KEY_A},crmB:{KEY_B}")
+
+
+def signed_auth() -> WireAuth:
+    signing = Signing(frozenset({"shared"}), RING, {"crmA": "t-a", "crmB": "t-b"})
+    return WireAuth.from_settings("amqp://svc:x@h/", [], {"crm-svc": "default"}, signing)
+
+
+def test_signatures_name_the_signing_key_and_refuse_any_change() -> None:
+    body = b'{"version":1}'
+    assert verify(RING, sign(RING, body, kid="crmB"), body) == "crmB"
+    signature = sign(RING, body)
+    for bad_body, bad_signature in [
+        (body + b" ", signature),  # body changed
+        (body, signature.replace("crmA", "crmB")),  # signed by A, claims B
+        (body, "v1:nope:" + signature.rsplit(":", 1)[1]),  # unknown key id
+        (body, "v2" + signature[2:]),
+        (body, "v1:crmA:not base64!"),
+        (body, ""),
+    ]:
+        with pytest.raises(CryptoError):
+            verify(RING, bad_signature, bad_body)
+
+
+def test_shared_publishers_must_sign_and_the_key_picks_the_tenant() -> None:
+    """Broken on purpose once (Signing.origin skipped verify): the forged cases passed."""
+    auth, body = signed_auth(), b'{"version":1,"kind":"diag.noop","user_id":"u"}'
+    origin = auth.authenticate("shared", signature=sign(RING, body, kid="crmB"), body=body)
+    assert (origin.publisher, origin.tenant_id, origin.service) == ("shared/crmB", "t-b", False)
+    other_ring = KeyRing.parse(f"crmA:{base64.b64encode(b'x' * 32).decode()}")
+    for signature in [None, sign(other_ring, body), sign(RING, b"other body")]:
+        with pytest.raises(InvalidMessage) as caught:
+            auth.authenticate("shared", signature=signature, body=body)
+        assert caught.value.code == "bad_signature"
+    # Unsigned publishers with their own credentials are unaffected.
+    assert auth.authenticate("crm-svc").tenant_id == "default"
+
+
+def test_a_signing_key_without_a_tenant_is_refused() -> None:
+    signing = Signing(frozenset({"shared"}), RING, {"crmA": "t-a"})
+    auth = WireAuth(frozenset({"svc"}), {}, signing)
+    body = b"{}"
+    with pytest.raises(InvalidMessage) as caught:
+        auth.authenticate("shared", signature=sign(RING, body, kid="crmB"), body=body)
+    assert caught.value.code == "bad_signature"
+
+
+def test_settings_build_the_signing_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(
+        broker_url="amqp://svc:x@h/",
+        wire_shared_publishers=["shared"],
+        wire_signing_keys=f"crmA:{KEY_A}",  # type: ignore[arg-type]
+        wire_signers={"crmA": "default"},
+    )
+    auth = settings.wire_auth()
+    assert auth.service_users == {"svc"} and auth.signing is not None
+    assert auth.signing.users == {"shared"}
+    with pytest.raises(ValueError, match="SIGNING_KEYS"):
+        Settings(wire_shared_publishers=["shared"]).wire_auth()
+    with pytest.raises(ValueError, match="more than one role"):
+        Settings(
+            broker_url="amqp://shared:x@h/",
+            wire_shared_publishers=["shared"],
+            wire_signing_keys=f"crmA:{KEY_A}",  # type: ignore[arg-type]
+        ).wire_auth()
