@@ -151,7 +151,14 @@ def file_originals(stack: Stack, paths: list[Path]) -> None:
             )
         store.put_bytes(incoming, incoming_key(upload_id), data, content_type="image/jpeg")
         with session_scope(stack.sessions) as session:
-            process_upload(session, store, policy, upload_id=upload_id, now=datetime.now(UTC))
+            process_upload(
+                session,
+                store,
+                policy,
+                upload_id=upload_id,
+                user_id="bench-user",
+                now=datetime.now(UTC),
+            )
 
 
 def vm_hwm_mb(pid: int) -> float:

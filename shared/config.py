@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.crypto import KeyRing
 from shared.errors import PermanentError
+from shared.messaging.wire_auth import Signing, WireAuth
 
 # Values that must never reach production: documentation placeholders.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "minioadmin"})
@@ -37,6 +38,17 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
     rabbitmq_api_url: str | None = None  # management API, for unacked depth and consumers
+    # Wire authentication (docs/wire-format.md#authentication). RabbitMQ users whose messages
+    # may carry any kind (internal ones too); empty: the user in the broker URL.
+    wire_service_users: list[str] = Field(default_factory=list)
+    # Foreign publishers (RabbitMQ users) and the tenant each publishes for, as JSON:
+    # {"crm-svc": "default"}. They may send public kinds only; anyone else is dead-lettered.
+    wire_publishers: dict[str, str] = Field(default_factory=dict)
+    # Publishers behind shared credentials: these RabbitMQ users must HMAC-sign every body
+    # with one of the signing keys ("kid:base64(32 bytes),..."); each key id maps to a tenant.
+    wire_shared_publishers: list[str] = Field(default_factory=list)
+    wire_signing_keys: SecretStr | None = None
+    wire_signers: dict[str, str] = Field(default_factory=dict)
 
     s3_endpoint: str | None = None
     s3_access_key: SecretStr | None = None
@@ -199,6 +211,18 @@ class Settings(BaseSettings):
                 "(`conveyor dev` generates a development key ring)"
             )
         return KeyRing.parse(self.master_keys.get_secret_value())
+
+    def wire_auth(self) -> WireAuth:
+        """Who may publish what on the wire (shared/messaging/wire_auth)."""
+        signing = None
+        if self.wire_shared_publishers:
+            if self.wire_signing_keys is None:
+                raise ValueError("CONVEYOR_WIRE_SHARED_PUBLISHERS needs CONVEYOR_WIRE_SIGNING_KEYS")
+            keys = KeyRing.parse(self.wire_signing_keys.get_secret_value())
+            signing = Signing(frozenset(self.wire_shared_publishers), keys, self.wire_signers)
+        return WireAuth.from_settings(
+            self.broker_url, self.wire_service_users, self.wire_publishers, signing
+        )
 
     def require_database_url(self) -> str:
         if not self.database_url:

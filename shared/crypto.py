@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 VERSION = b"v1"
 BOUND_VERSION = b"v2"
 NONCE_BYTES = 12
+SIGNATURE_VERSION = "v1"
 
 
 class CryptoError(Exception):
@@ -126,3 +129,28 @@ def _split(ciphertext: bytes) -> tuple[bytes, bytes, bytes]:
     if version not in (VERSION, BOUND_VERSION) or len(body) < NONCE_BYTES + 16:
         raise CryptoError("not a Conveyor ciphertext")
     return version, kid, body
+
+
+def sign(ring: KeyRing, message: bytes, *, kid: str | None = None) -> str:
+    """HMAC-SHA256 of `message` as "v1:<kid>:<base64>", with `kid` (default: the first key)."""
+    kid = kid or ring.current_kid
+    key = dict(ring.keys)[kid]
+    mac = hmac.new(key, message, hashlib.sha256).digest()
+    return f"{SIGNATURE_VERSION}:{kid}:{base64.b64encode(mac).decode()}"
+
+
+def verify(ring: KeyRing, signature: str, message: bytes) -> str:
+    """The key id that signed `message`; CryptoError for anything else (compared in constant
+    time, unknown key ids and malformed signatures included)."""
+    version, _, rest = signature.partition(":")
+    kid, _, encoded = rest.partition(":")
+    key = dict(ring.keys).get(kid)
+    if version != SIGNATURE_VERSION or key is None:
+        raise CryptoError(f"unknown signature version or key id {kid[:40]!r}")
+    try:
+        mac = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise CryptoError("signature is not base64") from None
+    if not hmac.compare_digest(mac, hmac.new(key, message, hashlib.sha256).digest()):
+        raise CryptoError("signature does not match the message")
+    return kid

@@ -21,6 +21,7 @@ def build_worker_broker() -> dramatiq.Broker:
         settings.broker_url,
         extra_middleware=[Heartbeats(lambda: get_runtime().runner, settings.heartbeat_interval_s)],
         database_probe=lambda: database_reachable(get_runtime().engine),
+        wire_auth=settings.wire_auth(),
     )
     import_actor_modules()
     declare_actors(broker, lambda: get_runtime().runner)

@@ -31,6 +31,7 @@ from shared.jobs.outcomes import classify, record_failure
 from shared.jobs.state_writer import StateWriter
 from shared.messaging.contract import JobEnvelope
 from shared.messaging.names import EVENTS_EXCHANGE
+from shared.messaging.wire_auth import Origin
 from shared.metrics import JOB_DURATION, JOBS_FINISHED
 from shared.storage.base import ObjectStore
 
@@ -94,8 +95,11 @@ def execute(
     *,
     queue: str,
     redelivered: bool,
+    origin: Origin | None = None,
 ) -> str:
     """Run one delivery of `envelope`; returns what happened (for logs and tests).
+
+    `origin` is the authenticated publisher (None: a caller inside this process, tests).
 
     Exceptions that escape (the database unreachable, a bug outside the handler) are the
     delivery guard's to handle: it requeues or dead-letters the message, never drops it.
@@ -107,6 +111,7 @@ def execute(
         kind=envelope.kind,
         user_id=envelope.user_id,
         tenant_id=envelope.tenant_id,
+        publisher=origin.publisher if origin else None,
     ):
         if not deps.running.reserve(job_id):
             log.info("jobs.delivery_skipped", state="running_here", redelivered=redelivered)

@@ -20,6 +20,7 @@ from shared.jobs.messages import dead_letter
 from shared.jobs.runner import Handler, RunnerDeps, execute
 from shared.messaging.contract import JobEnvelope
 from shared.messaging.names import REJECT_ACTOR, Pool, queue_name
+from shared.messaging.wire_auth import Origin
 from shared.metrics import MESSAGES_REJECTED
 
 log = structlog.get_logger("messaging")
@@ -53,9 +54,13 @@ def _job_actor(
 ) -> dramatiq.Actor[Any, Any]:
     queue = queue_name(spec.pool)
 
-    def run(envelope: dict[str, Any], redelivered: bool = False) -> None:
+    def run(
+        envelope: dict[str, Any], redelivered: bool = False, origin: dict[str, Any] | None = None
+    ) -> None:
         parsed = JobEnvelope.model_validate(envelope)
-        execute(deps(), spec, handler, parsed, queue=queue, redelivered=redelivered)
+        # The consumer authenticated the publisher (shared/messaging/wire_auth) and says who.
+        source = Origin(**origin) if origin else None
+        execute(deps(), spec, handler, parsed, queue=queue, redelivered=redelivered, origin=source)
 
     run.__name__ = handler.__name__
     declare = dramatiq.actor(

@@ -25,6 +25,7 @@ from shared.messaging.names import (
     dead_letter_queue,
 )
 from shared.messaging.translate import encode, to_dramatiq
+from shared.messaging.wire_auth import SIGNATURE_HEADER, WireAuth
 
 log = structlog.get_logger("messaging")
 
@@ -52,6 +53,9 @@ class _EnvelopeConsumer(_RabbitmqConsumer):
                 queue=self.queue_name,
                 redelivered=bool(method.redelivered),
                 known_kinds=broker.actors,
+                auth=broker.wire_auth,
+                publisher=getattr(properties, "user_id", None),
+                signature=_header(properties, SIGNATURE_HEADER),
                 amqp_message_id=getattr(properties, "message_id", None),
             )
             yield method, properties, encode(message)
@@ -74,7 +78,19 @@ class _EnvelopeConsumer(_RabbitmqConsumer):
             log.info("messaging.requeue_of_stale_delivery", message_id=message.message_id)
 
 
+def _header(properties: Any, name: str) -> str | None:
+    value = (getattr(properties, "headers", None) or {}).get(name)
+    if isinstance(value, bytes):  # AMQP long strings may arrive as bytes
+        value = value.decode(errors="replace")
+    return value if isinstance(value, str) else None
+
+
 class ConveyorRabbitmqBroker(RabbitmqBroker):
+    def __init__(self, *, url: str, wire_auth: WireAuth | None = None, **kwargs: Any) -> None:
+        """Without `wire_auth` only the URL's own user (the service user) is trusted."""
+        super().__init__(url=url, **kwargs)
+        self.wire_auth = wire_auth or WireAuth.from_settings(url, [], {})
+
     @property
     def consumer_class(self) -> type[_RabbitmqConsumer]:
         return _EnvelopeConsumer
@@ -90,13 +106,22 @@ def make_broker(
     *,
     extra_middleware: list[Middleware] | None = None,
     database_probe: Callable[[], bool] | None = None,
+    wire_auth: WireAuth | None = None,
 ) -> dramatiq.Broker:
-    """With `database_probe` (workers), a DeliveryGuard runs first (shared/messaging/delivery)."""
+    """With `database_probe` (workers), a DeliveryGuard runs first (shared/messaging/delivery).
+
+    `wire_auth` decides which publishers' messages run; by default only the broker URL's own
+    user (Conveyor's service user) is trusted and foreign publishers are dead-lettered.
+    """
     middleware = conveyor_middleware() + list(extra_middleware or [])
     broker: dramatiq.Broker
     if broker_url:
         broker = ConveyorRabbitmqBroker(
-            url=broker_url, max_priority=MAX_PRIORITY, confirm_delivery=True, middleware=middleware
+            url=broker_url,
+            max_priority=MAX_PRIORITY,
+            confirm_delivery=True,
+            middleware=middleware,
+            wire_auth=wire_auth,
         )
     else:
         log.warning("messaging.stub_broker", detail="no CONVEYOR_BROKER_URL: in-process StubBroker")

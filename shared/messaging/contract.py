@@ -28,8 +28,8 @@ class JobEnvelope(BaseModel):
         min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
     )
     user_id: str = Field(min_length=1, max_length=200)
-    # The tenant the job runs under (its handler's transactions are scoped to it). Until the
-    # wire is authenticated (#12 part "wire"), a foreign publisher names it; omitted: default.
+    # The tenant the job runs under (its handler's transactions are scoped to it). A foreign
+    # publisher's jobs belong to its registered tenant (shared/messaging/wire_auth.py).
     tenant_id: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     payload: dict[str, Any] = Field(default_factory=dict)
     job_id: uuid.UUID | None = None

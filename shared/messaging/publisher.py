@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from shared.db.repos.outbox import PendingMessage
 from shared.messaging.names import JOBS_EXCHANGE
 from shared.messaging.translate import to_dramatiq
+from shared.messaging.wire_auth import WireAuth, broker_user
 
 log = structlog.get_logger("messaging")
 
@@ -38,6 +39,8 @@ class AmqpPublisher:
 
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
         self._url = url
+        # RabbitMQ checks it against the connection's user: workers know who published.
+        self._user_id = broker_user(url)
         self._timeout_s = timeout_s
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -82,6 +85,7 @@ class AmqpPublisher:
                         priority=m.priority,
                         headers=m.headers or None,
                         content_type="application/json",
+                        user_id=self._user_id,
                     ),
                     routing_key=m.routing_key,
                 )
@@ -103,11 +107,15 @@ class AmqpPublisher:
         self._thread.join(5)
 
 
+STUB_PUBLISHER = "conveyor-dev"
+
+
 class StubPublisher:
     """`conveyor dev` without RabbitMQ: job messages go to the in-process StubBroker."""
 
     def __init__(self, broker: dramatiq.Broker) -> None:
         self._broker = broker
+        self._auth = WireAuth(frozenset({STUB_PUBLISHER}))  # in-process: only we publish
         self.dead_letters: list[PendingMessage] = []
 
     def publish(self, batch: Sequence[PendingMessage]) -> None:
@@ -124,7 +132,14 @@ class StubPublisher:
                 queue = queue_name(get_spec(m.routing_key).pool)
             except Exception:
                 queue = queue_name("default")
-            data = to_dramatiq(m.body, queue=queue, redelivered=False, known_kinds=known)
+            data = to_dramatiq(
+                m.body,
+                queue=queue,
+                redelivered=False,
+                known_kinds=known,
+                auth=self._auth,
+                publisher=STUB_PUBLISHER,
+            )
             self._broker.enqueue(dramatiq.Message(**data))
 
     def close(self) -> None:

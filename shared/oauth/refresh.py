@@ -64,10 +64,16 @@ def is_due(connection: OAuthConnection, client: OAuthClient, deps: RefreshDeps) 
 
 
 def refresh_connection(
-    session: Session, deps: RefreshDeps, connection_id: uuid.UUID, *, force: bool = False
+    session: Session,
+    deps: RefreshDeps,
+    connection_id: uuid.UUID,
+    *,
+    force: bool = False,
+    owner: str | None = None,
 ) -> RefreshOutcome:
+    """With `owner`, another user's connection is "missing": untouched, existence not revealed."""
     connection = oauth_repo.lock(session, connection_id)
-    if connection is None:
+    if connection is None or (owner is not None and connection.user_id != owner):
         return RefreshOutcome("missing", connection_id)
     if connection.status != "active":
         return RefreshOutcome("inactive", connection_id, error=connection.status)

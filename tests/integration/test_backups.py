@@ -317,8 +317,22 @@ def test_wrong_master_key_and_wrong_user_are_refused(world: World) -> None:
         assert getattr(caught.value, "code", None) == "backup_key_invalid"
     with pytest.raises(Exception) as caught:
         _restore_with(world, made["id"], KeyRing.parse(KEYS), user=world.bystander)
-    assert getattr(caught.value, "code", None) == "wrong_user"
+    # Another user's backup is "not found": its existence is not revealed.
+    assert getattr(caught.value, "code", None) == "not_found"
     assert snapshot(world.stack.engine, world.user) == before
+
+
+def test_backup_job_for_another_user_is_not_found(world: World) -> None:
+    """A service-published job naming the wrong user. Broken on purpose once (no owner check
+    in create_backup): the job succeeded with the other user's backup summary."""
+    made = backup(world)
+    payload = {"backup_id": made["id"]}
+    job = world.stack.submit_internal("backup.create", payload, user_id=str(world.bystander))
+    done = world.stack.wait_state(job["id"], timeout=120)
+    assert (done.state, done.error_code) == ("failed", "not_found")
+    restored = world.stack.submit_internal("backup.restore", payload, user_id=str(world.bystander))
+    done = world.stack.wait_state(restored["id"], timeout=120)
+    assert (done.state, done.error_code) == ("failed", "not_found")
 
 
 def test_rotated_master_key_still_restores_and_rewrap_moves_it(world: World) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from tests.support.services import wait_for
+from tests.support.services import AMQP_USER, wait_for
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,8 @@ def test_dlq_list_and_replay_bring_a_dead_job_back(running: Stack) -> None:
         "conveyor.jobs",
         "diag.noop",
         f"not json {marker}".encode(),
-        pika.BasicProperties(delivery_mode=2),
+        # As the service user: a foreign publisher's garbage would be refused before parsing.
+        pika.BasicProperties(delivery_mode=2, user_id=AMQP_USER),
     )
     channel.connection.close()
 

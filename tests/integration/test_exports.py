@@ -99,6 +99,7 @@ def run(
             store,
             config,
             export_id=export_id,
+            user_id=str(world.owner),
             checkpoint=checkpoint or (lambda progress, message: None),
             now=NOW,
         )
@@ -265,7 +266,15 @@ def test_cancel_before_upload_leaves_nothing(
 
     export_id = submit(sessions, world, request("message_analytics", "parquet"))
     with pytest.raises(JobCancelled), session_scope(sessions) as session:
-        create_export(session, store, config, export_id=export_id, checkpoint=cancel, now=NOW)
+        create_export(
+            session,
+            store,
+            config,
+            export_id=export_id,
+            user_id=str(world.owner),
+            checkpoint=cancel,
+            now=NOW,
+        )
     with session_scope(sessions) as session:
         export = session.get(Export, export_id)
         assert export is not None and (export.status, export.key) == ("pending", None)
@@ -291,7 +300,13 @@ def test_cancel_mid_stream_stops_between_batches(
     export_id = submit(sessions, world, request("message_analytics", "jsonl"))
     with pytest.raises(JobCancelled), session_scope(sessions) as session:
         create_export(
-            session, store, config, export_id=export_id, checkpoint=cancel_on_first_batch, now=NOW
+            session,
+            store,
+            config,
+            export_id=export_id,
+            user_id=str(world.owner),
+            checkpoint=cancel_on_first_batch,
+            now=NOW,
         )
     assert seen and seen[0] is not None and "rows" in seen[0]  # stopped mid-stream
     with session_scope(sessions) as session:
@@ -311,11 +326,37 @@ def test_export_deleted_while_building_leaves_no_file(
 
     with session_scope(sessions) as session:
         result = create_export(
-            session, store, config, export_id=export_id, checkpoint=delete_meanwhile, now=NOW
+            session,
+            store,
+            config,
+            export_id=export_id,
+            user_id=str(world.owner),
+            checkpoint=delete_meanwhile,
+            now=NOW,
         )
     assert result["status"] == "deleted"
     with pytest.raises(ObjectNotFound):
         store.get_bytes(BUCKET, f"exports/{export_id}/task_completion-2026-03-01-2026-03-31.csv")
+
+
+def test_export_job_for_another_user_is_not_found(
+    sessions: sessionmaker[Session], store: MemoryStore, config: ExportConfig, world: World
+) -> None:
+    """Broken on purpose once (no owner check in create_export): the export was built."""
+    export_id = submit(sessions, world, request("task_completion", "csv"))
+    with pytest.raises(PermanentError) as caught, session_scope(sessions) as session:
+        create_export(
+            session,
+            store,
+            config,
+            export_id=export_id,
+            user_id=str(uuid.uuid4()),
+            checkpoint=lambda p, m: None,
+            now=NOW,
+        )
+    assert caught.value.code == "not_found"
+    with session_scope(sessions) as session:
+        assert session.get(Export, export_id).status == "pending"  # type: ignore[union-attr]
 
 
 def test_redelivery_after_success_returns_the_stored_file(
@@ -324,7 +365,13 @@ def test_redelivery_after_success_returns_the_stored_file(
     export, _ = run(sessions, store, config, world, request("task_completion", "csv"))
     with session_scope(sessions) as session:
         again = create_export(
-            session, store, config, export_id=export.id, checkpoint=lambda p, m: None, now=NOW
+            session,
+            store,
+            config,
+            export_id=export.id,
+            user_id=export.user_id,
+            checkpoint=lambda p, m: None,
+            now=NOW,
         )
     assert again["status"] == "ready" and again["rows"] == 3
 

@@ -171,6 +171,17 @@ def test_refresh_job_in_a_worker_stores_new_tokens(oauth: OAuthStack) -> None:
     assert row.refresh_count == 1 and row.last_refreshed_at is not None
 
 
+def test_refresh_job_for_another_user_touches_nothing(oauth: OAuthStack) -> None:
+    """Broken on purpose once (no owner check in refresh_connection): the tokens rotated."""
+    connection = oauth.connect()
+    before = oauth.tokens_of(connection["id"])
+    job = oauth.submit_refresh(connection["id"], force=True, user_id="someone-else")
+    done = oauth.stack.wait_state(job["id"])
+    assert (done.state, done.error_code) == ("failed", "not_found")
+    assert oauth.tokens_of(connection["id"]) == before
+    assert oauth.row(connection["id"]).refresh_count == 0
+
+
 def test_fresh_connection_is_not_refreshed_without_force(oauth: OAuthStack) -> None:
     connection = oauth.connect()
     done = oauth.stack.wait_state(oauth.submit_refresh(connection["id"])["id"])

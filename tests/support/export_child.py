@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from shared.db.engine import make_engine, make_session_factory, session_scope
+from shared.db.repos import exports as exports_repo
 from shared.storage.s3 import S3Store
 from workers.exports.service import ExportConfig, create_export
 
@@ -18,11 +19,14 @@ def main(db_url: str, endpoint: str, access: str, secret: str, bucket: str, expo
     config = ExportConfig(db_url, bucket, timedelta(days=7), None, pdf_max_rows=1000)
     engine = make_engine(db_url, pool_size=1)
     with session_scope(make_session_factory(engine)) as session:
+        export = exports_repo.get(session, uuid.UUID(export_id))
+        assert export is not None, export_id
         result = create_export(
             session,
             store,
             config,
-            export_id=uuid.UUID(export_id),
+            export_id=export.id,
+            user_id=export.user_id,
             checkpoint=lambda progress, message: None,
             now=datetime.now(UTC),
         )

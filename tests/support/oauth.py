@@ -128,9 +128,14 @@ class OAuthStack:
         row = self.row(connection_id)
         return tokens.access_token(self.ring, row), tokens.refresh_token(self.ring, row)
 
-    def submit_refresh(self, connection_id: str, *, force: bool = False) -> dict[str, Any]:
+    def submit_refresh(
+        self, connection_id: str, *, force: bool = False, user_id: str | None = None
+    ) -> dict[str, Any]:
+        """As the sweeper does: for the connection's own user (or `user_id`, to test that)."""
         return self.stack.submit_internal(
-            "oauth.refresh", {"connection_id": connection_id, "force": force}, user_id="oauth"
+            "oauth.refresh",
+            {"connection_id": connection_id, "force": force},
+            user_id=user_id or self.row(connection_id).user_id,
         )
 
 

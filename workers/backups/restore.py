@@ -54,14 +54,11 @@ def restore_backup(
     dry_run: bool,
 ) -> dict[str, Any]:
     target = backups_repo.get(session, backup_id)
-    if target is None:
+    # A backup restores only into its own user; another user's is "not found" (not revealed).
+    if target is None or str(target.user_id) != ctx.user_id:
         raise PermanentError("no such backup", code="not_found", backup_id=backup_id)
     if target.status != "completed":
         raise PermanentError("the backup is not completed", code="backup_not_completed")
-    if str(target.user_id) != ctx.user_id:
-        raise PermanentError(
-            "a backup restores only into its own user", code="wrong_user", backup_id=backup_id
-        )
     lock_user(session, target.user_id)
     chain = load_chain(session, deps, target)
     rows = sum(s.rows for link in chain for s in link.manifest.segments)

@@ -103,7 +103,7 @@ def create_backup(
     ctx: JobContext, session: Session, deps: BackupDeps, *, backup_id: uuid.UUID
 ) -> dict[str, Any]:
     backup = backups_repo.get(session, backup_id)
-    if backup is None:
+    if backup is None or str(backup.user_id) != ctx.user_id:  # another user's: "not found"
         raise PermanentError("no such backup", code="not_found", backup_id=backup_id)
     if backup.status == "completed":  # redelivered after success
         return summary(backup)

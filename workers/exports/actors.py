@@ -34,6 +34,7 @@ def create_export(ctx: JobContext, session: Session, payload: ExportPayload) -> 
         ctx.store,
         export_config(get_settings()),
         export_id=payload.export_id,
+        user_id=ctx.user_id,
         checkpoint=ctx.checkpoint,
         now=datetime.now(UTC),
     )

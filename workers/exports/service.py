@@ -78,13 +78,14 @@ def create_export(
     config: ExportConfig,
     *,
     export_id: uuid.UUID,
+    user_id: str,
     checkpoint: Checkpoint,
     now: datetime,
 ) -> dict[str, Any]:
     # No row lock while streaming: the runner already fences attempts, and a lock would make
     # DELETE /v1/exports/{id} wait for the whole export. `mark_ready` is conditional instead.
     export = exports_repo.get(session, export_id)
-    if export is None:
+    if export is None or export.user_id != user_id:  # another user's export: "not found"
         raise ExportNotFound("no such export", export_id=export_id)
     if export.status != "pending":  # redelivered after success, or removed meanwhile
         return result_of(export, store)

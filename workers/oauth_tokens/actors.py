@@ -37,7 +37,7 @@ def _deps() -> RefreshDeps:
 def refresh(ctx: JobContext, session: Session, payload: RefreshPayload) -> dict[str, Any]:
     del session  # the refresh must commit even when the job then fails: its own transaction
     with session_scope(ctx.sessions) as own:
-        outcome = service.refresh(own, _deps(), payload)
+        outcome = service.refresh(own, _deps(), payload, user_id=ctx.user_id)
     return service.raise_for(outcome)
 
 

@@ -15,8 +15,13 @@ from shared.jobs.payloads.oauth import RefreshPayload
 from shared.oauth.refresh import RefreshDeps, RefreshOutcome, refresh_connection
 
 
-def refresh(session: Session, deps: RefreshDeps, payload: RefreshPayload) -> RefreshOutcome:
-    return refresh_connection(session, deps, payload.connection_id, force=payload.force)
+def refresh(
+    session: Session, deps: RefreshDeps, payload: RefreshPayload, *, user_id: str
+) -> RefreshOutcome:
+    """Only the job's user's connection: another user's is "missing" (not_found)."""
+    return refresh_connection(
+        session, deps, payload.connection_id, force=payload.force, owner=user_id
+    )
 
 
 def raise_for(outcome: RefreshOutcome) -> dict[str, Any]:

@@ -78,7 +78,8 @@ def active_device(session: Session, device_id: uuid.UUID, user_id: str) -> SyncD
     if device.revoked_at is not None:
         raise PermanentError("device was revoked", code="device_revoked", device_id=device_id)
     if str(device.user_id) != user_id:
-        raise PermanentError("device belongs to another user", code="device_not_found")
+        # Same answer as a missing device: another user's device is not revealed.
+        raise PermanentError("no such device", code="device_not_found", device_id=device_id)
     return device
 
 

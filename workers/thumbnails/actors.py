@@ -26,6 +26,7 @@ def generate_thumbnails(
         session,
         ctx.store,
         file_id=payload.file_id,
+        user_id=ctx.user_id,
         bucket=bucket_name(settings.bucket_prefix, Bucket.IMAGES),
         max_pixels=settings.image_max_pixels,
     )

@@ -15,10 +15,16 @@ from workers.uploads.errors import Reason, Rejected
 
 
 def generate_thumbnails(
-    session: Session, store: ObjectStore, *, file_id: uuid.UUID, bucket: str, max_pixels: int
+    session: Session,
+    store: ObjectStore,
+    *,
+    file_id: uuid.UUID,
+    user_id: str,
+    bucket: str,
+    max_pixels: int,
 ) -> dict[str, Any]:
     file = files_repo.get_file(session, file_id)
-    if file is None:
+    if file is None or file.user_id != user_id:  # another user's file: "not found"
         raise Rejected(Reason.NOT_FOUND, "no such file", file_id=file_id)
     if file.deleted_at is not None:
         return {"file_id": str(file_id), "skipped": "deleted"}

@@ -28,6 +28,7 @@ def process_upload(
         ctx.store,
         policy,
         upload_id=payload.upload_id,
+        user_id=ctx.user_id,
         now=datetime.now(UTC),
         scanner=scanner_from_settings(settings),
     )
@@ -37,4 +38,6 @@ def process_upload(
 def delete_file(ctx: JobContext, session: Session, payload: DeleteFilePayload) -> dict[str, Any]:
     policy = UploadPolicy.from_settings(get_settings())
     now = datetime.now(UTC)
-    return deletion.delete_file(session, ctx.store, policy, file_id=payload.file_id, now=now)
+    return deletion.delete_file(
+        session, ctx.store, policy, file_id=payload.file_id, user_id=ctx.user_id, now=now
+    )

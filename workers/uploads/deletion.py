@@ -21,10 +21,12 @@ def delete_file(
     policy: UploadPolicy,
     *,
     file_id: uuid.UUID,
+    user_id: str,
     now: datetime,
 ) -> dict[str, Any]:
+    """Only a file of the job's user: another user's file is "not found", and left alone."""
     file = files_repo.get_file(session, file_id, for_update=True)
-    if file is None:
+    if file is None or file.user_id != user_id:
         raise Rejected(Reason.NOT_FOUND, "no such file", file_id=file_id)
     # Deletes are idempotent and keys deterministic: safe to repeat on every delivery.
     store.delete(file.bucket, file.key)

@@ -44,11 +44,13 @@ def process_upload(
     policy: UploadPolicy,
     *,
     upload_id: uuid.UUID,
+    user_id: str,
     now: datetime,
     scanner: MalwareScanner | None = None,
 ) -> dict[str, Any]:
     upload = files_repo.get_upload(session, upload_id)
-    if upload is None:
+    # Another user's upload is "not found" (its existence is not revealed) and left untouched.
+    if upload is None or upload.user_id != user_id:
         raise Rejected(Reason.NOT_FOUND, "no such upload", upload_id=upload_id)
     incoming = policy.bucket(Bucket.INCOMING)
     existing = files_repo.get_file(session, upload_id)
