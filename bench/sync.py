@@ -45,12 +45,13 @@ from tests.support.services import create_database, drop_database
 from workers.sync import rows as rows_mod
 from workers.sync.apply_batch import MergeContext, merge_batch
 from workers.sync.batch import ClockRule, parse_batch
-from workers.sync.cursor import Cursor
+from workers.sync.cursor import Cursor, CursorKeys
 from workers.sync.entities import ParsedChange
 from workers.sync.merge import Change, apply
 from workers.sync.service import SyncPolicy, sync_device
 
 FIELDS = ("name", "email", "phone", "company", "notes")
+BENCH_KEYS = CursorKeys((("bench", b"k" * 32),))
 TYPES = ["contact", "task", "decision", "setting"]
 
 
@@ -183,7 +184,7 @@ def run_naive(
 def run_delta(url: str, user: uuid.UUID, reader: uuid.UUID, cursor: str, out: Any) -> None:
     engine = make_engine(url, pool_size=1)
     store = MemoryStore()
-    policy = SyncPolicy(bucket="sync")
+    policy = SyncPolicy("sync", BENCH_KEYS)
     store.ensure_bucket(policy.bucket)
     payload = DeviceSyncPayload(device_id=reader, batch_id=uuid.uuid4(), cursor=cursor)
     with session_scope(make_session_factory(engine)) as session:
@@ -226,7 +227,7 @@ def main() -> None:
             f"in {time.perf_counter() - t0:.1f} s"
         )
         picked = random.Random(7).sample(data["ids"], 2 * args.changes)
-        cursor = Cursor(str(data["user"]), datetime.now(UTC)).encode()
+        cursor = Cursor(str(data["user"]), datetime.now(UTC)).encode(BENCH_KEYS)
         batched = in_child(
             run_batched,
             url,

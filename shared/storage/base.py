@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import BinaryIO, Protocol
 
 
@@ -15,6 +15,13 @@ class ObjectInfo:
     size: int
     etag: str
     content_type: str | None
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size: int
+    last_modified: datetime  # aware, UTC
 
 
 class ObjectNotFound(LookupError):
@@ -64,6 +71,10 @@ class ObjectStore(Protocol):
     def stat(self, bucket: str, key: str) -> ObjectInfo: ...
 
     def delete(self, bucket: str, key: str) -> None: ...
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        """Every object under `prefix` (recursively), in key order, streamed page by page."""
+        ...
 
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo: ...
 

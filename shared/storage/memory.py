@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
-from shared.storage.base import ObjectInfo, ObjectNotFound
+from shared.storage.base import ListedObject, ObjectInfo, ObjectNotFound
 
 
 class MemoryStore:
     def __init__(self) -> None:
         self.buckets: dict[str, dict[str, tuple[bytes, str]]] = {}
+        self.modified: dict[tuple[str, str], datetime] = {}  # tests may age objects here
 
     def ensure_bucket(self, bucket: str) -> None:
         self.buckets.setdefault(bucket, {})
@@ -36,6 +37,7 @@ class MemoryStore:
         self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> ObjectInfo:
         self._bucket(bucket, key)[key] = (data, content_type)
+        self.modified[(bucket, key)] = datetime.now(UTC)
         return self.stat(bucket, key)
 
     def put_stream(
@@ -77,6 +79,12 @@ class MemoryStore:
 
     def delete(self, bucket: str, key: str) -> None:
         self.buckets.get(bucket, {}).pop(key, None)
+        self.modified.pop((bucket, key), None)
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        objects = self.buckets.get(bucket, {})
+        for key in sorted(k for k in objects if k.startswith(prefix)):
+            yield ListedObject(key, len(objects[key][0]), self.modified[(bucket, key)])
 
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
         data, content_type = self._get(src_bucket, src_key)

@@ -13,7 +13,7 @@ from minio.commonconfig import CopySource
 from minio.error import S3Error
 
 from shared.config import Settings
-from shared.storage.base import ObjectInfo, ObjectNotFound
+from shared.storage.base import ListedObject, ObjectInfo, ObjectNotFound
 
 MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
 
@@ -129,6 +129,12 @@ class S3Store:
 
     def delete(self, bucket: str, key: str) -> None:
         self._client.remove_object(bucket, key)  # S3 deletes are idempotent
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        for item in self._client.list_objects(bucket, prefix=prefix, recursive=True):
+            if item.is_dir or item.object_name is None or item.last_modified is None:
+                continue
+            yield ListedObject(item.object_name, int(item.size or 0), item.last_modified)
 
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
         try:

@@ -11,26 +11,37 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from shared.crypto import KeyRing
 from shared.db.engine import session_scope
 from shared.db.models import Contact, SyncConflict, SyncFieldVersion, User
 from shared.db.repos import sync as sync_repo
 from shared.embedded import EmbeddedS3
 from shared.jobs.payloads.sync import DeviceSyncPayload
 from shared.storage.buckets import Bucket, bucket_name
+from tests.support.oauth import new_master_keys
 from tests.support.stack import Stack
 from tests.support.sync_client import SyncClient
 from workers.sync import service
-from workers.sync.cursor import Cursor
+from workers.sync.cursor import Cursor, CursorKeys
 from workers.sync.service import SyncPolicy
 
 pytestmark = pytest.mark.integration
+MASTER_KEYS = new_master_keys()  # cursors are signed with the key ring
+CURSOR_KEYS = CursorKeys.from_ring(KeyRing.parse(MASTER_KEYS))
 
 
 @pytest.fixture(scope="module")
 def sync_stack(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> Iterator[Stack]:
     stack = Stack.create(tmp_path_factory.mktemp("logs"), s3=s3_server)
+    stack.app_settings["master_keys"] = MASTER_KEYS
     stack.start_scheduler()
-    stack.start_worker("sync", processes=1, threads=4, CONVEYOR_SYNC_INLINE_DELTA_MAX_BYTES="20000")
+    stack.start_worker(
+        "sync",
+        processes=1,
+        threads=4,
+        CONVEYOR_SYNC_INLINE_DELTA_MAX_BYTES="20000",
+        CONVEYOR_MASTER_KEYS=MASTER_KEYS,
+    )
     yield stack
     stack.close()
 
@@ -358,7 +369,7 @@ def test_a_cursor_older_than_tombstone_retention_gets_a_full_resync(sync_stack: 
     phone.delete("contact", gone)
     assert phone.sync()["full_resync"] is False
     stale = datetime.now(UTC) - timedelta(days=31)
-    phone.cursor = Cursor(user, stale).encode()
+    phone.cursor = Cursor(user, stale).encode(CURSOR_KEYS)
     phone.replica.clear()  # whatever the device had is replaced by the full state
     result = phone.sync()
     assert result["full_resync"] is True
@@ -404,7 +415,7 @@ def test_crash_before_commit_then_redelivery_gives_the_same_state_and_delta(
     payload = DeviceSyncPayload(device_id=uuid.UUID(phone.device_id), batch_id=uuid.uuid4())
     with session_scope(sync_stack.sessions) as session:
         sync_repo.stage_batch(session, payload.device_id, payload.batch_id, phone.pending)
-    policy = SyncPolicy(bucket=bucket_name(sync_stack.bucket_prefix, Bucket.SYNC))
+    policy = SyncPolicy(bucket_name(sync_stack.bucket_prefix, Bucket.SYNC), CURSOR_KEYS)
     store = sync_stack.store
 
     def run() -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.crypto import KeyRing
 from workers.sync import cursor as cursor_mod
 from workers.sync.batch import ClockRule, parse_batch
 from workers.sync.hlc import SERVER_NODE, Hlc, parse, receive
@@ -102,16 +105,63 @@ def test_disabled_types_are_refused_and_times_normalised() -> None:
     assert change.fields["due_at"] == "2027-01-01T10:00:00+00:00"
 
 
+RING = KeyRing.parse(f"k1:{base64.b64encode(b'1' * 32).decode()}")
+ROTATED = KeyRing.parse(
+    f"k2:{base64.b64encode(b'2' * 32).decode()},k1:{base64.b64encode(b'1' * 32).decode()}"
+)
+KEYS = cursor_mod.CursorKeys.from_ring(RING)
+
+
+def _edited(text: str, **changes: object) -> str:
+    """The cursor with its body edited and its signature kept (what a tamperer can do)."""
+    encoded, _, signature = text.partition(".")
+    body = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    raw = json.dumps({**body, **changes}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=") + "." + signature
+
+
 def test_cursor_round_trip_and_refusals() -> None:
+    """Broken on purpose once (verify() returning True for any signature): the edited-cursor
+    cases decoded without error and this test failed."""
     issued = cursor_mod.Cursor("u1", T0)
-    assert cursor_mod.decode(issued.encode(), user_id="u1") == issued
-    for text, user in ((issued.encode(), "u2"), ("garbage!", "u1"), ("e30", "u1")):
+    text = issued.encode(KEYS)
+    assert cursor_mod.decode(text, user_id="u1", keys=KEYS) == issued
+    micros = int(T0.timestamp() * 1_000_000)
+    refused = (
+        (text, "u2"),  # another user's
+        ("garbage!", "u1"),
+        ("e30", "u1"),  # {}: no signature
+        (_edited(text, t=micros - 10**12), "u1"),  # an earlier watermark: more data
+        (_edited(text, u="u2"), "u2"),  # re-owned
+        (text.partition(".")[0] + ".AAAA", "u1"),  # signature replaced
+        (text.partition(".")[0], "u1"),  # signature dropped
+    )
+    for bad, user in refused:
         with pytest.raises(cursor_mod.InvalidCursor):
-            cursor_mod.decode(text, user_id=user)
+            cursor_mod.decode(bad, user_id=user, keys=KEYS)
     week = timedelta(days=7)
     assert cursor_mod.needs_full_resync(None, now=T0, retention=week)
     assert cursor_mod.needs_full_resync(issued, now=T0 + 2 * week, retention=week)
     assert not cursor_mod.needs_full_resync(issued, now=T0 + timedelta(days=1), retention=week)
+
+
+def test_cursors_survive_key_rotation_and_unverifiable_ones_mean_a_full_resync() -> None:
+    issued = cursor_mod.Cursor("u1", T0)
+    rotated = cursor_mod.CursorKeys.from_ring(ROTATED)
+    assert cursor_mod.decode(issued.encode(KEYS), user_id="u1", keys=rotated) == issued
+    new = issued.encode(rotated)  # signed by k2 now
+    assert json.loads(base64.urlsafe_b64decode(new.partition(".")[0] + "=="))["k"] == "k2"
+    assert cursor_mod.decode(new, user_id="u1", keys=KEYS) is None  # k2 unknown: full resync
+    legacy = base64.urlsafe_b64encode(b'{"v":1,"u":"u1","t":5}').decode().rstrip("=")
+    assert cursor_mod.decode(legacy, user_id="u1", keys=KEYS) is None  # unsigned, pre-v2
+
+
+def test_a_paged_cursor_round_trips_its_position() -> None:
+    resume = cursor_mod.Resume(None, "message", T0, "6f1c2d3e-0000-4000-8000-000000000001")
+    issued = cursor_mod.Cursor("u1", T0 + timedelta(seconds=1), resume)
+    assert cursor_mod.decode(issued.encode(KEYS), user_id="u1", keys=KEYS) == issued
+    week = timedelta(days=7)
+    assert not cursor_mod.needs_full_resync(issued, now=T0 + 2 * week, retention=week)
 
 
 def _v(ms: int, node: str, value: object = "x") -> Version:

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
-from shared.db.repos import sync as sync_repo
 from shared.jobs.periodic import PeriodicSpec, builtin_schedules, submit_due
 from shared.jobs.retention import RetentionPolicy, purge_once
 from shared.messaging.publisher import Publisher, PublishError
@@ -27,6 +26,7 @@ from workers.exports.expiry import make_tick as make_export_tick
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
+from workers.sync.prune import make_prune as make_sync_prune
 
 log = structlog.get_logger("scheduler")
 
@@ -65,8 +65,8 @@ class SchedulerConfig:
     backup_every_s: float = 0.0  # 0: no scheduled backups
     export_every_s: float = 0.0  # 0: no export expiry sweep or export schedules
     export_tick: Callable[[sessionmaker[Session]], None] | None = None
-    sync_retention_s: float = 0.0  # device sync: forget tombstones older than this; 0: never
-    sync_prune_every_s: float = 3600.0
+    sync_prune_every_s: float = 0.0  # 0: no sync pruning
+    sync_prune: Callable[[sessionmaker[Session]], None] | None = None  # workers/sync/prune.py
     probe_port: int = 0  # /healthz, /readyz, /metrics; 0: none
 
     @classmethod
@@ -85,7 +85,8 @@ class SchedulerConfig:
             backup_every_s=settings.backup_schedule_every_s,
             export_every_s=settings.export_sweep_interval_s,
             export_tick=make_export_tick(settings),
-            sync_retention_s=settings.sync_tombstone_retention_s,
+            sync_prune_every_s=settings.sync_prune_every_s,
+            sync_prune=make_sync_prune(settings),
             probe_port=settings.probe_port,
         )
 
@@ -212,8 +213,11 @@ class Scheduler:
         if c.export_tick is not None and c.export_every_s > 0:
             tick = c.export_tick  # export expiry sweep + export schedules
             chores.append(Chore("exports", c.export_every_s, lambda: tick(self._sessions)))
-        if c.sync_retention_s > 0:
-            chores.append(Chore("sync_prune", c.sync_prune_every_s, self._prune_sync))
+        if c.sync_prune is not None and c.sync_prune_every_s > 0:
+            prune_sync = c.sync_prune  # tombstones, batch results, conflict log, sync objects
+            chores.append(
+                Chore("sync_prune", c.sync_prune_every_s, lambda: prune_sync(self._sessions))
+            )
         return chores
 
     def _housekeeping(self, now: float) -> None:
@@ -270,12 +274,6 @@ class Scheduler:
             margin=timedelta(seconds=self._config.oauth_margin_s),
             idle_lifetimes=self._config.oauth_idle_lifetimes,
         )
-
-    def _prune_sync(self) -> None:
-        cutoff = datetime.now(UTC) - timedelta(seconds=self._config.sync_retention_s)
-        with session_scope(self._sessions) as session:
-            pruned = sync_repo.prune(session, cutoff)
-        log.info("scheduler.sync_pruned", **pruned)
 
     def _prune(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self._config.retention_s)

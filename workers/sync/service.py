@@ -30,7 +30,7 @@ from shared.storage.buckets import Bucket, bucket_name
 from workers.sync import build_delta
 from workers.sync.apply_batch import MergeContext, Outcome, merge_batch
 from workers.sync.batch import ClockRule, Rejection, parse_batch
-from workers.sync.cursor import Cursor, InvalidCursor, decode, needs_full_resync
+from workers.sync.cursor import Cursor, CursorKeys, InvalidCursor, decode, needs_full_resync
 from workers.sync.hlc import SERVER_NODE, Hlc, receive
 from workers.sync.rows import datetime_to_ms
 
@@ -40,6 +40,7 @@ log = structlog.get_logger("sync")
 @dataclass(frozen=True)
 class SyncPolicy:
     bucket: str
+    cursor_keys: CursorKeys
     max_skew_ms: int = 300_000
     retention: timedelta = timedelta(days=30)
     inline_max_bytes: int = 65_536
@@ -51,7 +52,8 @@ class SyncPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> SyncPolicy:
         return cls(
-            bucket=bucket_name(settings.bucket_prefix, Bucket.SYNC),
+            bucket=sync_bucket(settings),
+            cursor_keys=CursorKeys.from_ring(settings.key_ring()),
             max_skew_ms=int(settings.sync_max_clock_skew_s * 1000),
             retention=timedelta(seconds=settings.sync_tombstone_retention_s),
             inline_max_bytes=settings.sync_inline_delta_max_bytes,
@@ -60,6 +62,10 @@ class SyncPolicy:
             max_batch_changes=settings.sync_max_batch_changes,
             default_interval_s=settings.sync_default_interval_s,
         )
+
+
+def sync_bucket(settings: Settings) -> str:
+    return bucket_name(settings.bucket_prefix, Bucket.SYNC)
 
 
 def batch_key(device_id: uuid.UUID, batch_id: uuid.UUID) -> str:
@@ -121,7 +127,7 @@ def _sync(
     staged: list[Any] | None,
 ) -> dict[str, Any]:
     now = sync_repo.transaction_time(session)
-    cursor = _cursor(payload.cursor, device.user_id)
+    cursor = _cursor(payload.cursor, device.user_id, policy.cursor_keys)
     raw = _raw_changes(store, policy, device.id, payload, staged)
     clock = ClockRule(now_ms=datetime_to_ms(now), max_skew_ms=policy.max_skew_ms)
     changes, rejected = parse_batch(raw, node=str(device.id), enabled=settings.types, clock=clock)
@@ -146,7 +152,7 @@ def _sync(
     sync_repo.touch_device(session, device.id, now)
     return {
         "batch_id": str(payload.batch_id),
-        "cursor": Cursor(str(device.user_id), watermark).encode(),
+        "cursor": Cursor(str(device.user_id), watermark).encode(policy.cursor_keys),
         "full_resync": full,
         "server_hlc": server_hlc.wire(),
         "server_time_ms": clock.now_ms,
@@ -156,11 +162,11 @@ def _sync(
     }
 
 
-def _cursor(text: str | None, user_id: uuid.UUID) -> Cursor | None:
+def _cursor(text: str | None, user_id: uuid.UUID, keys: CursorKeys) -> Cursor | None:
     if text is None:
         return None
     try:
-        return decode(text, user_id=str(user_id))
+        return decode(text, user_id=str(user_id), keys=keys)
     except InvalidCursor as exc:
         raise PermanentError(str(exc), code="invalid_cursor") from None
 

@@ -174,6 +174,12 @@ def add_conflicts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.execute(insert(SyncConflict), list(rows))
 
 
+def prune_conflicts(session: Session, cutoff: datetime) -> int:
+    """Forget conflict-log entries logged before `cutoff` (the log's retention)."""
+    result = session.execute(delete(SyncConflict).where(SyncConflict.created_at < cutoff))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def list_conflicts(
     session: Session, user_id: uuid.UUID, *, after_id: int, limit: int
 ) -> list[SyncConflict]:
