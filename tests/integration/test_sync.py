@@ -11,93 +11,34 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from shared.crypto import KeyRing
 from shared.db.engine import session_scope
-from shared.db.models import Contact, SyncConflict, SyncFieldVersion, User
+from shared.db.models import Contact, SyncConflict, SyncFieldVersion
 from shared.db.repos import sync as sync_repo
 from shared.embedded import EmbeddedS3
 from shared.jobs.payloads.sync import DeviceSyncPayload
 from shared.storage.buckets import Bucket, bucket_name
-from tests.support.oauth import new_master_keys
 from tests.support.stack import Stack
-from tests.support.sync_client import SyncClient
+from tests.support.sync_client import (
+    CURSOR_KEYS,
+    conflicts,
+    ident,
+    new_device,
+    new_user,
+    server_view,
+    start_sync_stack,
+)
 from workers.sync import service
-from workers.sync.cursor import Cursor, CursorKeys
+from workers.sync.cursor import Cursor
 from workers.sync.service import SyncPolicy
 
 pytestmark = pytest.mark.integration
-MASTER_KEYS = new_master_keys()  # cursors are signed with the key ring
-CURSOR_KEYS = CursorKeys.from_ring(KeyRing.parse(MASTER_KEYS))
 
 
 @pytest.fixture(scope="module")
 def sync_stack(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> Iterator[Stack]:
-    stack = Stack.create(tmp_path_factory.mktemp("logs"), s3=s3_server)
-    stack.app_settings["master_keys"] = MASTER_KEYS
-    stack.start_scheduler()
-    stack.start_worker(
-        "sync",
-        processes=1,
-        threads=4,
-        CONVEYOR_SYNC_INLINE_DELTA_MAX_BYTES="20000",
-        CONVEYOR_MASTER_KEYS=MASTER_KEYS,
-    )
+    stack = start_sync_stack(tmp_path_factory.mktemp("logs"), s3_server)
     yield stack
     stack.close()
-
-
-def new_user(stack: Stack) -> str:
-    user_id = uuid.uuid4()
-    with session_scope(stack.sessions) as session:
-        session.add(
-            User(
-                id=user_id,
-                email=f"{user_id.hex}@example.com",
-                display_name="Sync Tester",
-                locale="en",
-                timezone="UTC",
-            )
-        )
-    return str(user_id)
-
-
-def new_device(stack: Stack, user_id: str, name: str = "phone", **client: Any) -> SyncClient:
-    body = {"user_id": user_id, "name": name, "platform": "ios"}
-    response = stack.client.post("/v1/devices", json=body, headers=stack.headers())
-    assert response.status_code == 201, response.text
-    created = response.json()
-    return SyncClient(stack, created["id"], created["secret"], **client)
-
-
-def server_view(stack: Stack, user_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """What the product tables hold for the user, in the devices' wire form."""
-    queries = {
-        "contact": "SELECT id::text, name, email, phone, company, notes FROM contacts "
-        "WHERE owner_id = :u AND deleted_at IS NULL",
-        "task": "SELECT id::text, title, notes, status, due_at FROM tasks "
-        "WHERE user_id = :u AND deleted_at IS NULL",
-        "setting": "SELECT key, value FROM user_settings WHERE user_id = :u AND deleted_at IS NULL",
-    }
-    view: dict[tuple[str, str], dict[str, Any]] = {}
-    with session_scope(stack.sessions) as session:
-        for kind, sql in queries.items():
-            for row in session.execute(text(sql), {"u": user_id}).mappings():
-                values = dict(row)
-                ident = values.pop("id", None) or values.pop("key")
-                if kind == "task" and values["due_at"] is not None:
-                    values["due_at"] = values["due_at"].astimezone(UTC).isoformat()
-                view[(kind, ident)] = values
-    return view
-
-
-def conflicts(stack: Stack, user_id: str) -> list[dict[str, Any]]:
-    response = stack.client.get(f"/v1/devices/conflicts?user_id={user_id}", headers=stack.headers())
-    assert response.status_code == 200, response.text
-    return list(response.json()["conflicts"])
-
-
-def ident() -> str:
-    return str(uuid.uuid4())
 
 
 def test_two_devices_converge_after_offline_edits(sync_stack: Stack) -> None:

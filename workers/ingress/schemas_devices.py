@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.db.models import SyncConflict, SyncDevice
 from shared.db.models.sync import SYNC_TYPES
 
-SyncType = Literal["contact", "task", "decision", "setting"]  # = SYNC_TYPES
+SyncType = Literal["contact", "task", "decision", "setting", "channel", "message"]  # = SYNC_TYPES
 
 
 class DeviceIn(BaseModel):

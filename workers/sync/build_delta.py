@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from shared.db.repos import sync as sync_repo
 from workers.sync import rows as rows_mod
 from workers.sync.delta import entity_json, registers_for
+from workers.sync.entities import ENTITY_TYPES
 from workers.sync.merge import State, adopt_server_edits
 
 PAGE_ROWS = 2_000
@@ -40,7 +41,7 @@ def build(session: Session, request: DeltaRequest) -> Iterator[dict[str, Any]]:
 
 
 def _of_type(session: Session, request: DeltaRequest, entity_type: str) -> Iterator[dict[str, Any]]:
-    key = sync_repo.PRODUCT_TABLES[entity_type].key
+    key = sync_repo.key_column(entity_type)
     untouched = set(request.touched.get(entity_type, ()))
     after: tuple[datetime, Any] | None = None
     while True:
@@ -67,22 +68,63 @@ def _entities(
     entity_type: str,
     rows: Mapping[str, Mapping[str, Any]],
 ) -> Iterator[dict[str, Any]]:
-    states = rows_mod.states_from_versions(
-        sync_repo.load_versions(session, request.user_id, entity_type, list(rows))
-    )
+    if ENTITY_TYPES[entity_type].read_only:  # registers come from the row alone
+        synthesized = {i: rows_mod.server_state(entity_type, row) for i, row in rows.items()}
+        yield from _emit(request, entity_type, rows, synthesized)
+        return
+    states: dict[str, State] = {}
     adopted: list[dict[str, Any]] = []
-    full = request.since is None
-    for entity_id, row in rows.items():
-        state = _with_server_edits(request, entity_type, entity_id, row, states, adopted)
-        registers = registers_for(state, request.node, full=full)
-        if registers:
-            server = rows_mod.server_values(entity_type, row)
-            yield entity_json(entity_type, entity_id, state, registers, server)
+    for owner, ids in _by_owner(request, entity_type, rows).items():
+        loaded = rows_mod.states_from_versions(
+            sync_repo.load_versions(session, owner, entity_type, ids)
+        )
+        for entity_id in ids:
+            states[entity_id] = _with_server_edits(
+                request.applied_at, owner, entity_type, entity_id, rows[entity_id], loaded, adopted
+            )
+    yield from _emit(request, entity_type, rows, states)
     sync_repo.upsert_versions(session, adopted)
 
 
-def _with_server_edits(
+def _by_owner(
+    request: DeltaRequest, entity_type: str, rows: Mapping[str, Mapping[str, Any]]
+) -> dict[uuid.UUID, list[str]]:
+    """Whose registers each entity has: the user's, or for a message its author's."""
+    if entity_type != "message":
+        return {request.user_id: list(rows)}
+    owners: dict[uuid.UUID, list[str]] = {}
+    for entity_id, row in rows.items():
+        owners.setdefault(row["author_id"], []).append(entity_id)
+    return owners
+
+
+def _emit(
     request: DeltaRequest,
+    entity_type: str,
+    rows: Mapping[str, Mapping[str, Any]],
+    states: Mapping[str, State],
+) -> Iterator[dict[str, Any]]:
+    for entity_id, row in rows.items():
+        state = states[entity_id]
+        registers = registers_for(state, request.node, full=_whole(request, row))
+        if registers:
+            server = rows_mod.server_values(entity_type, row)
+            yield entity_json(entity_type, entity_id, state, registers, server)
+
+
+def _whole(request: DeltaRequest, row: Mapping[str, Any]) -> bool:
+    """Send every register of a live entity, the device's own included: on a full resync, and
+    for the messages of a channel the user joined since the cursor (the device dropped them
+    when the user left, or never had them)."""
+    if request.since is None:
+        return True
+    member_since = row.get("member_since")
+    return member_since is not None and member_since >= request.since
+
+
+def _with_server_edits(
+    applied_at: datetime,
+    owner: uuid.UUID,
     entity_type: str,
     entity_id: str,
     row: Mapping[str, Any],
@@ -95,9 +137,9 @@ def _with_server_edits(
         rows_mod.field_values(entity_type, row),
         row_deleted=row["deleted_at"] is not None,
         edited_ms=rows_mod.datetime_to_ms(row["updated_at"]),
-        applied_at=request.applied_at,
+        applied_at=applied_at,
     )
     if new is None:
         return state
-    adopted.extend(rows_mod.version_rows(request.user_id, entity_type, entity_id, new, state))
+    adopted.extend(rows_mod.version_rows(owner, entity_type, entity_id, new, state))
     return new

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base
 
-SYNC_TYPES = ("contact", "task", "decision", "setting")
+SYNC_TYPES = ("contact", "task", "decision", "setting", "channel", "message")
 
 
 def _user_fk() -> ForeignKey:
@@ -90,7 +90,10 @@ class SyncConflict(Base):
     """A value that lost to a concurrent write: what the user can review and restore by hand."""
 
     __tablename__ = "sync_conflicts"
-    __table_args__ = (Index("ix_sync_conflicts_user", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_sync_conflicts_user", "user_id", "id"),
+        Index("ix_sync_conflicts_created", "created_at"),  # the retention sweep
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), _user_fk(), nullable=False)
