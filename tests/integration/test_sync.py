@@ -29,6 +29,7 @@ from tests.support.sync_client import (
 )
 from workers.sync import service
 from workers.sync.cursor import Cursor
+from workers.sync.prune import PruneRules, prune_once
 from workers.sync.service import SyncPolicy
 
 pytestmark = pytest.mark.integration
@@ -404,3 +405,32 @@ def test_pruned_tombstones_keep_deleted_entities_deleted(sync_stack: Stack) -> N
     assert phone.visible() == laptop.visible() == server_view(sync_stack, user)
     [lost] = conflicts(sync_stack, user)
     assert (lost["field"], lost["lost_value"]) == ("notes", "offline, before the delete")
+
+
+def test_pruning_forgets_old_conflicts_and_sync_objects(sync_stack: Stack) -> None:
+    """The scheduler's sync chore (workers/sync/prune.py) on real PostgreSQL and S3. Broken on
+    purpose once (objects compared with the tombstone cutoff instead of their own): the
+    8-day-old objects survived and this test failed."""
+    user = new_user(sync_stack)
+    phone, laptop = new_device(sync_stack, user), new_device(sync_stack, user, "laptop")
+    ada = ident()
+    laptop.edit("contact", ada, name="Ada")
+    laptop.sync()
+    phone.edit("contact", ada, name="Concurrent")  # had not seen "Ada": a conflict
+    phone.sync()
+    assert len(conflicts(sync_stack, user)) == 1
+    store, bucket = sync_stack.store, bucket_name(sync_stack.bucket_prefix, Bucket.SYNC)
+    for key in ("batches/d/b.json", "deltas/d/b.json", "elsewhere/kept.json"):
+        store.put_bytes(bucket, key, b"{}")
+    rules = PruneRules(timedelta(days=30), timedelta(days=90), timedelta(days=7), bucket)
+
+    now = datetime.now(UTC)
+    assert prune_once(sync_stack.sessions, store, rules, now=now)["objects"] == 0
+    assert len(conflicts(sync_stack, user)) == 1
+    pruned = prune_once(sync_stack.sessions, store, rules, now=now + timedelta(days=8))
+    assert pruned["objects"] >= 2 and pruned["conflicts"] == 0
+    assert [o.key for o in store.list_objects(bucket, "")] == ["elsewhere/kept.json"]
+    assert len(conflicts(sync_stack, user)) == 1  # the log is kept longer
+    pruned = prune_once(sync_stack.sessions, store, rules, now=now + timedelta(days=91))
+    assert pruned["conflicts"] >= 1
+    assert conflicts(sync_stack, user) == []

@@ -1,20 +1,28 @@
-"""Device sync of channels and messages (docs/sync.md "Messages and channels") through real
-ingress and `sync` worker processes on real PostgreSQL, RabbitMQ and S3: several users'
-devices (scripted HTTP clients) share a channel, edit their own messages offline, and converge;
-membership changes make a channel's messages arrive and go."""
+"""Device sync of channels and messages (docs/sync.md "Messages and channels"), paged deltas
+and signed cursors, through real ingress and `sync` worker processes on real PostgreSQL,
+RabbitMQ and S3: several users' devices (scripted HTTP clients) share a channel, edit their own
+messages offline, and converge; membership changes make a channel's messages arrive and go.
+
+The worker answers at most PAGE rows per sync, so every multi-entity delta here is paged and
+the scripted clients follow continuation cursors (tests/support/sync_client.py)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from shared.crypto import KeyRing
 from shared.db.engine import session_scope
 from shared.db.models import Channel, ChannelMember
 from shared.embedded import EmbeddedS3
+from tests.support.oauth import new_master_keys
 from tests.support.stack import Stack
 from tests.support.sync_client import (
     conflicts,
@@ -24,13 +32,17 @@ from tests.support.sync_client import (
     server_view,
     start_sync_stack,
 )
+from workers.sync.cursor import Cursor, CursorKeys
 
 pytestmark = pytest.mark.integration
+PAGE = 3
 
 
 @pytest.fixture(scope="module")
 def sync_stack(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> Iterator[Stack]:
-    stack = start_sync_stack(tmp_path_factory.mktemp("logs"), s3_server)
+    stack = start_sync_stack(
+        tmp_path_factory.mktemp("logs"), s3_server, CONVEYOR_SYNC_DELTA_PAGE_ENTITIES=str(PAGE)
+    )
     yield stack
     stack.close()
 
@@ -135,7 +147,7 @@ def test_leaving_drops_a_channels_messages_and_rejoining_brings_them_back(
 
     set_membership(sync_stack, channel, bob, live=False)
     result = bobs.sync()
-    [gone] = [e for e in result["delta"] if e["type"] == "channel"]
+    [gone] = [e for e in result["entities"] if e["type"] == "channel"]
     assert gone["deleted"] is True
     assert bobs.visible() == server_view(sync_stack, bob) == {}
     late = ident()
@@ -146,7 +158,7 @@ def test_leaving_drops_a_channels_messages_and_rejoining_brings_them_back(
 
     set_membership(sync_stack, channel, bob, live=True)
     result = bobs.sync()
-    back = {e["id"] for e in result["delta"] if e["type"] == "message"}
+    back = {e["id"] for e in result["entities"] if e["type"] == "message"}
     assert back == {mine, theirs}  # his own message too: the device dropped it on leaving
     assert bobs.visible() == server_view(sync_stack, bob)
     assert bobs.visible()[("message", theirs)]["body"] == "said while bob was away"
@@ -194,3 +206,65 @@ def test_channels_are_read_only_and_messages_are_validated(sync_stack: Stack) ->
     ]
     assert result["applied"] == 1
     assert server_view(sync_stack, alice)[("channel", channel)]["name"] == "general"
+
+
+def test_a_large_delta_arrives_in_pages_and_edits_between_pages_are_not_lost(
+    sync_stack: Stack,
+) -> None:
+    """Broken on purpose once (the last page's cursor took a fresh watermark instead of the
+    first page's): the channel renamed between pages never reached the laptop."""
+    alice = new_user(sync_stack)
+    channel = new_channel(sync_stack, alice)
+    phone, tablet = new_device(sync_stack, alice), new_device(sync_stack, alice, "tablet")
+    contacts = [ident() for _ in range(7)]
+    for n, contact in enumerate(contacts):
+        phone.edit("contact", contact, name=f"Contact {n}")
+    for n in range(4):
+        phone.edit("message", ident(), channel_id=channel, body=f"message {n}")
+    phone.sync()
+    first = tablet.sync()  # a full resync of 12 rows, 3 a page
+    assert first["full_resync"] is True and first["pages"] >= 4
+    assert len(first["entities"]) == 12
+    assert tablet.visible() == server_view(sync_stack, alice)
+
+    laptop = new_device(sync_stack, alice, "laptop")
+    result = laptop.wait(laptop.send())["result"]
+    laptop.receive(result)
+    assert result["more"] is True and result["full_resync"] is True
+    assert result["delta"][0]["type"] == "channel"  # sent first: types go in name order
+    with session_scope(sync_stack.sessions) as session:  # renamed after it was sent
+        session.execute(text("UPDATE channels SET name = 'renamed' WHERE id = :c"), {"c": channel})
+    phone.edit("contact", contacts[0], notes="edited between two pages")
+    phone.sync()
+    while result["more"]:
+        result = laptop.wait(laptop.send())["result"]
+        assert result["full_resync"] is False  # only the first page replaces the store
+        laptop.receive(result)
+    laptop.sync()  # the next delta starts at the first page's watermark: it has the rename
+    assert laptop.visible()[("channel", channel)]["name"] == "renamed"
+    assert laptop.visible()[("contact", contacts[0])]["notes"] == "edited between two pages"
+    tablet.sync()
+    assert laptop.visible() == tablet.visible() == server_view(sync_stack, alice)
+
+
+def test_forged_cursors_are_refused_and_unverifiable_ones_resync(sync_stack: Stack) -> None:
+    alice = new_user(sync_stack)
+    phone = new_device(sync_stack, alice)
+    phone.edit("contact", ident(), name="Ada")
+    phone.sync()
+    encoded, _, signature = phone.cursor.partition(".")  # type: ignore[union-attr]
+    body = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    earlier = {**body, "t": body["t"] - 10**9}  # ask for more than was issued
+    forged = base64.urlsafe_b64encode(json.dumps(earlier).encode()).decode().rstrip("=")
+    for cursor in (f"{forged}.{signature}", f"{encoded}.{signature[:-2]}AA"):
+        response = sync_stack.client.post(
+            f"/v1/devices/{phone.device_id}/sync",
+            json={"batch_id": ident(), "cursor": cursor, "changes": []},
+            headers=phone.headers,
+        )
+        assert (response.status_code, response.json()["code"]) == (422, "invalid_cursor")
+    other_ring = CursorKeys.from_ring(KeyRing.parse(new_master_keys().replace("t1:", "old:")))
+    phone.cursor = Cursor(alice, datetime.now(UTC), None).encode(other_ring)  # retired key
+    result = phone.sync()
+    assert result["full_resync"] is True
+    assert phone.visible() == server_view(sync_stack, alice)

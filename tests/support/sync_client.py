@@ -103,6 +103,8 @@ class SyncClient:
         """docs/sync.md: a refused change is undone locally (the rest of the batch stands)."""
         for refused in result["rejected"]:
             change = self.pending[refused["index"]]
+            if not isinstance(change, dict) or not isinstance(change.get("id"), str):
+                continue  # hand-made garbage: nothing was applied locally
             key = (change["type"], change["id"])
             previous = self.before.get(key)
             if previous is None:
@@ -140,14 +142,24 @@ class SyncClient:
         return wait_for(finished, timeout=timeout, what=f"sync job {job_id}")  # type: ignore[return-value]
 
     def sync(self, *, upload: bool = False) -> dict[str, Any]:
+        """One sync, paged deltas followed to the end (docs/sync.md "Paged deltas"). Returns
+        the first answer plus `entities` (every page's, inline or fetched) and `pages`."""
         job = self.wait(self.send(upload=upload))
         assert job["state"] == "succeeded", job
-        self.receive(job["result"])
-        return dict(job["result"])
+        first = dict(job["result"])
+        entities = self.receive(first)
+        pages, result = 1, first
+        while result["more"]:
+            job = self.wait(self.send())  # no changes: they wait until the delta is complete
+            assert job["state"] == "succeeded", job
+            result = job["result"]
+            entities += self.receive(result)
+            pages += 1
+        return {**first, "entities": entities, "pages": pages, "cursor": result["cursor"]}
 
-    def receive(self, result: dict[str, Any]) -> None:
+    def receive(self, result: dict[str, Any]) -> list[dict[str, Any]]:
         self.last = result
-        entities = result["delta"]
+        entities: list[dict[str, Any]] = result["delta"]
         if entities is None:
             entities = httpx.get(result["delta_object"]["url"], timeout=30).json()["entities"]
         self._undo_refused(result)
@@ -160,6 +172,7 @@ class SyncClient:
         self.pending = []
         self.before = {}
         self.cursor = result["cursor"]
+        return entities
 
     def _drop_left_channels(self, entities: list[dict[str, Any]]) -> None:
         """docs/sync.md: a channel that arrives deleted takes its messages with it."""

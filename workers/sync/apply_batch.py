@@ -30,6 +30,7 @@ class Outcome:
     rejected: list[Rejection] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     touched: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    written: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     newest: Hlc | None = None
 
 
@@ -112,7 +113,7 @@ def _merge_type(
         if change.entity_id not in states:
             states[change.entity_id] = _current(entity_type, row, before, change, ctx)
         _merge_one(ctx, entity_type, change, states, outcome, exists=row is not None)
-    _write(session, ctx, entity_type, states, before, rows)
+    outcome.written[entity_type].update(_write(session, ctx, entity_type, states, before, rows))
 
 
 def _current(
@@ -173,7 +174,8 @@ def _write(
     states: Mapping[str, State],
     before: Mapping[str, State],
     rows: Mapping[str, Mapping[str, Any]],
-) -> None:
+) -> list[str]:
+    """Write the entities whose registers changed; returns their ids."""
     owner = (sync_repo.PRODUCT_TABLES[entity_type].owner, ctx.user_id)
     versions: list[dict[str, Any]] = []
     products: list[dict[str, Any]] = []
@@ -186,6 +188,7 @@ def _write(
             products.append(rows_mod.product_row(entity_type, entity_id, owner, state, existing))
     sync_repo.upsert_rows(session, entity_type, products)
     sync_repo.upsert_versions(session, versions)
+    return [str(row[sync_repo.PRODUCT_TABLES[entity_type].key]) for row in products]
 
 
 def _reject(change: ParsedChange, code: str, message: str) -> Rejection:

@@ -2,8 +2,9 @@
 touched), as the registers it does not already know. Edits made outside sync are folded into
 the registers here, with server timestamps, the first time any sync reads them.
 
-Entities are produced page by page (keyset on the (owner, updated_at, id) index), so a full
-resync of a large account never holds more than one page of rows in memory.
+Rows are read in keyset order on the (owner, updated_at, id) index, a query of `PAGE_ROWS` at
+a time, and one sync answers at most `Page.max_rows` of them: a larger delta continues in the
+next sync from the position a paged cursor carries (docs/sync.md "Paged deltas").
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from sqlalchemy.orm import Session
 
 from shared.db.repos import sync as sync_repo
 from workers.sync import rows as rows_mod
+from workers.sync.cursor import EPOCH, Resume
 from workers.sync.delta import entity_json, registers_for
 from workers.sync.entities import ENTITY_TYPES
 from workers.sync.merge import State, adopt_server_edits
 
-PAGE_ROWS = 2_000
+PAGE_ROWS = 2_000  # rows per query
 
 
 @dataclass(frozen=True)
@@ -32,34 +34,67 @@ class DeltaRequest:
     since: datetime | None  # None: full resync, every live entity
     applied_at: datetime
     types: Collection[str]
-    touched: Mapping[str, Collection[str]]
+    unwritten: Mapping[str, Collection[str]]  # named by the batch, not changed by it
 
 
-def build(session: Session, request: DeltaRequest) -> Iterator[dict[str, Any]]:
-    for entity_type in sorted(request.types):
-        yield from _of_type(session, request, entity_type)
+@dataclass
+class Page:
+    """One page of a delta: at most `max_rows` rows scanned, from `start` on. After the page
+    is consumed, `next` says where the following page starts (None: the delta is complete)."""
+
+    max_rows: int
+    start: Resume | None = None
+    next: Resume | None = None
+    scanned: int = 0
 
 
-def _of_type(session: Session, request: DeltaRequest, entity_type: str) -> Iterator[dict[str, Any]]:
-    key = sync_repo.key_column(entity_type)
-    untouched = set(request.touched.get(entity_type, ()))
-    after: tuple[datetime, Any] | None = None
-    while True:
-        page = sync_repo.changed_rows(
-            session, entity_type, request.user_id, request.since, after=after, limit=PAGE_ROWS
-        )
-        if not page:
-            break
-        after = (page[-1]["updated_at"], page[-1][key])
-        rows = {str(row[key]): row for row in page}
-        untouched.difference_update(rows)
-        yield from _entities(session, request, entity_type, rows)
-    if untouched:  # touched but not changed: the device still needs to hear what won
-        missing = sorted(untouched)
+def build(session: Session, request: DeltaRequest, page: Page) -> Iterator[dict[str, Any]]:
+    """Entities named by the batch but not changed by it first (the device still needs to
+    hear what won; changed ones are in the scan, stamped now), then the page of the scan of
+    rows changed since the cursor, type by type in name order, keyset (updated_at, id)."""
+    for entity_type, ids in sorted(request.unwritten.items()):
+        missing = sorted(ids)
         for start in range(0, len(missing), PAGE_ROWS):
-            ids = missing[start : start + PAGE_ROWS]
-            rows = sync_repo.load_rows(session, entity_type, request.user_id, ids)
+            chunk = missing[start : start + PAGE_ROWS]
+            rows = sync_repo.load_rows(session, entity_type, request.user_id, chunk)
             yield from _entities(session, request, entity_type, rows)
+    for entity_type in sorted(request.types):
+        if page.start is None or entity_type >= page.start.entity_type:
+            yield from _of_type(session, request, entity_type, page)
+            if page.next is not None:
+                return
+
+
+def _of_type(
+    session: Session, request: DeltaRequest, entity_type: str, page: Page
+) -> Iterator[dict[str, Any]]:
+    key = sync_repo.key_column(entity_type)
+    after = _position(entity_type, page.start)
+    while True:
+        limit = min(PAGE_ROWS, page.max_rows - page.scanned)
+        if limit <= 0:  # the page is full: the next one starts right here
+            at = after or (EPOCH, None)
+            page.next = Resume(
+                request.since, entity_type, at[0], "" if at[1] is None else str(at[1])
+            )
+            return
+        rows = sync_repo.changed_rows(
+            session, entity_type, request.user_id, request.since, after=after, limit=limit
+        )
+        page.scanned += len(rows)
+        if rows:
+            after = (rows[-1]["updated_at"], rows[-1][key])
+            yield from _entities(session, request, entity_type, {str(r[key]): r for r in rows})
+        if len(rows) < limit:
+            return
+
+
+def _position(entity_type: str, start: Resume | None) -> tuple[datetime, Any] | None:
+    """The keyset position to continue `entity_type` after, from a paged cursor."""
+    if start is None or start.entity_type != entity_type or not start.key:
+        return None
+    key: Any = start.key if entity_type == "setting" else uuid.UUID(start.key)
+    return (start.updated_at, key)
 
 
 def _entities(

@@ -29,7 +29,7 @@ from shared.crypto import KeyRing
 
 VERSION = 2
 _LABEL = b"conveyor/sync-cursor/v2"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_LENGTH = 512
 
 
@@ -110,14 +110,32 @@ def decode(text: str, *, user_id: str, keys: CursorKeys) -> Cursor | None:
     return cursor
 
 
-def needs_full_resync(cursor: Cursor | None, *, now: datetime, retention: timedelta) -> bool:
-    """Without a cursor, or one older than tombstone retention, a delta could miss deletes."""
+@dataclass(frozen=True)
+class Plan:
+    """What the delta of one sync covers."""
+
+    since: datetime | None  # rows changed at or after this; None: every live entity
+    start: Resume | None  # continue a paged delta here
+    full_resync: bool  # the first page of a full resync: the device replaces its store
+    watermark: datetime | None  # the cursor the last page will carry; None: take it now
+
+
+def plan(cursor: Cursor | None, *, now: datetime, retention: timedelta) -> Plan:
+    """Without a cursor, or with one older than tombstone retention, a delta could miss
+    deletes: full resync. A paged cursor continues its delta, unless it has gone stale too."""
     if cursor is None:
-        return True
-    since = cursor.resume.since if cursor.resume is not None else cursor.watermark
-    if cursor.resume is not None and since is None:
-        return False  # the later pages of a full resync
-    return since is None or since < now - retention
+        return Plan(None, None, True, None)
+    resume = cursor.resume
+    since = cursor.watermark if resume is None else resume.since
+    if resume is not None and since is None:
+        return Plan(None, resume, False, cursor.watermark)  # the later pages of a full resync
+    if since is None or since < now - retention:
+        return Plan(None, None, True, None)
+    return Plan(since, resume, False, None if resume is None else cursor.watermark)
+
+
+def needs_full_resync(cursor: Cursor | None, *, now: datetime, retention: timedelta) -> bool:
+    return plan(cursor, now=now, retention=retention).full_resync
 
 
 def _body(text: str) -> dict[str, Any]:
@@ -148,13 +166,13 @@ def _cursor(body: dict[str, Any]) -> Cursor:
 
 
 def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def _moment(micros: Any) -> datetime:
     if not isinstance(micros, int):
         raise ValueError("not a timestamp")
-    return _EPOCH + timedelta(microseconds=micros)
+    return EPOCH + timedelta(microseconds=micros)
 
 
 def _mac(key: bytes, body: bytes) -> str:

@@ -30,7 +30,7 @@ from shared.storage.buckets import Bucket, bucket_name
 from workers.sync import build_delta
 from workers.sync.apply_batch import MergeContext, Outcome, merge_batch
 from workers.sync.batch import ClockRule, Rejection, parse_batch
-from workers.sync.cursor import Cursor, CursorKeys, InvalidCursor, decode, needs_full_resync
+from workers.sync.cursor import Cursor, CursorKeys, InvalidCursor, decode, plan
 from workers.sync.hlc import SERVER_NODE, Hlc, receive
 from workers.sync.rows import datetime_to_ms
 
@@ -48,6 +48,7 @@ class SyncPolicy:
     max_batch_bytes: int = 64 * 1024 * 1024
     max_batch_changes: int = 100_000
     default_interval_s: int = 300
+    page_rows: int = 5_000  # rows scanned per delta page
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SyncPolicy:
@@ -61,6 +62,7 @@ class SyncPolicy:
             max_batch_bytes=settings.sync_max_batch_bytes,
             max_batch_changes=settings.sync_max_batch_changes,
             default_interval_s=settings.sync_default_interval_s,
+            page_rows=settings.sync_delta_page_entities,
         )
 
 
@@ -131,35 +133,39 @@ def _sync(
     raw = _raw_changes(store, policy, device.id, payload, staged)
     clock = ClockRule(now_ms=datetime_to_ms(now), max_skew_ms=policy.max_skew_ms)
     changes, rejected = parse_batch(raw, node=str(device.id), enabled=settings.types, clock=clock)
-    seen_until = cursor.watermark if cursor is not None else None
+    scope = plan(cursor, now=now, retention=policy.retention)
+    seen_until = scope.since if scope.start is not None else _seen(cursor)
     outcome = merge_batch(
         session, MergeContext(device.user_id, device.id, now, seen_until), changes
     )
     sync_repo.add_conflicts(session, outcome.conflicts)
     server_hlc = _advance_clock(settings, now, outcome.newest)
-    full = needs_full_resync(cursor, now=now, retention=policy.retention)
-    watermark = safe_watermark(session)  # before reading: see shared/db/repos/changes.py
+    # Before reading (see shared/db/repos/changes.py); a paged delta keeps its first page's.
+    watermark = scope.watermark or safe_watermark(session)
+    unwritten = {t: ids - outcome.written.get(t, set()) for t, ids in outcome.touched.items()}
     request = build_delta.DeltaRequest(
-        device.user_id,
-        str(device.id),
-        None if full else seen_until,
-        now,
-        settings.types,
-        outcome.touched,
+        device.user_id, str(device.id), scope.since, now, settings.types, unwritten
     )
-    entities = build_delta.build(session, request)
+    page = build_delta.Page(policy.page_rows, scope.start)
+    entities = build_delta.build(session, request, page)
     delta = _place_delta(store, policy, device.id, payload.batch_id, entities)
     sync_repo.touch_device(session, device.id, now)
+    next_cursor = Cursor(str(device.user_id), watermark, page.next)
     return {
         "batch_id": str(payload.batch_id),
-        "cursor": Cursor(str(device.user_id), watermark).encode(policy.cursor_keys),
-        "full_resync": full,
+        "cursor": next_cursor.encode(policy.cursor_keys),
+        "more": page.next is not None,
+        "full_resync": scope.full_resync,
         "server_hlc": server_hlc.wire(),
         "server_time_ms": clock.now_ms,
         "settings": {"types": list(settings.types), "interval_s": settings.interval_s},
         **_summary(outcome, rejected),
         **delta,
     }
+
+
+def _seen(cursor: Cursor | None) -> datetime | None:
+    return cursor.watermark if cursor is not None else None
 
 
 def _cursor(text: str | None, user_id: uuid.UUID, keys: CursorKeys) -> Cursor | None:
