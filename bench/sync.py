@@ -9,9 +9,13 @@ versions (as if synced before), bulk-loaded with COPY.
    with one upsert for the rows and one for the versions, commit.
 2. **delta**: a second device syncs with a cursor taken before step 1: the whole job
    (`service.sync_device`: lock, merge of an empty batch, delta of the 10,000 changed rows,
-   JSON serialisation and upload of the delta object to an in-memory store), commit.
-3. **naive**: the same merge rule on 10,000 *other* rows, one entity at a time (load row,
-   load versions, merge, upsert row, upsert versions), one transaction.
+   JSON serialisation and upload of the delta object to an in-memory store), commit — in one
+   page (page size above the row count), and as the wire protocol pages it by default
+   (`CONVEYOR_SYNC_DELTA_PAGE_ENTITIES`, 5,000 rows: two sync jobs, timed together).
+3. **naive**: the same merge rule on `--naive-changes` *other* rows (default 1,000: the loop
+   runs at tens of changes/s on a busy machine, so a 10,000-row loop would take minutes), one
+   entity at a time (load row, load versions, merge, upsert row, upsert versions), one
+   transaction; its rate is compared with the batched rate.
 
 Each step runs in its own freshly spawned process (what a worker process would be), which
 reports its time and peak RSS (`ru_maxrss`). Prints figures; asserts nothing. Targets (issue
@@ -52,19 +56,21 @@ from workers.sync.service import SyncPolicy, sync_device
 
 FIELDS = ("name", "email", "phone", "company", "notes")
 BENCH_KEYS = CursorKeys((("bench", b"k" * 32),))
+DEFAULT_PAGE_ROWS = SyncPolicy("sync", BENCH_KEYS).page_rows
 TYPES = ["contact", "task", "decision", "setting"]
 
 
 def seed(url: str, rows: int) -> dict[str, Any]:
     """A user, a writer and a reader device, and `rows` contacts with their field versions."""
     user, writer, reader, old = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    pager = uuid.uuid4()  # a second reader, for the paged delta
     engine = make_engine(url, pool_size=1)
     with session_scope(make_session_factory(engine)) as session:
         session.add(
             User(id=user, email=f"{user.hex}@x.io", display_name="B", locale="en", timezone="UTC")
         )
         session.flush()
-        for device in (writer, reader, old):
+        for device in (writer, reader, old, pager):
             session.add(
                 SyncDevice(id=device, user_id=user, name="d", platform="bench", secret_hash=b"x")
             )
@@ -100,7 +106,7 @@ def seed(url: str, rows: int) -> dict[str, Any]:
                         )
                     )
         cur.execute("ANALYZE")
-    return {"user": user, "writer": writer, "reader": reader, "ids": ids}
+    return {"user": user, "writer": writer, "reader": reader, "pager": pager, "ids": ids}
 
 
 def changes_for(ids: list[uuid.UUID], tag: str) -> list[dict[str, Any]]:
@@ -181,24 +187,38 @@ def run_naive(
     )
 
 
-def run_delta(url: str, user: uuid.UUID, reader: uuid.UUID, cursor: str, out: Any) -> None:
+def run_delta(
+    url: str, user: uuid.UUID, reader: uuid.UUID, cursor: str, page_rows: int, out: Any
+) -> None:
+    """One device's sync from `cursor`, following continuation cursors to the last page."""
     engine = make_engine(url, pool_size=1)
+    sessions = make_session_factory(engine)
     store = MemoryStore()
-    policy = SyncPolicy("sync", BENCH_KEYS)
+    policy = SyncPolicy("sync", BENCH_KEYS, page_rows=page_rows)
     store.ensure_bucket(policy.bucket)
-    payload = DeviceSyncPayload(device_id=reader, batch_id=uuid.uuid4(), cursor=cursor)
-    with session_scope(make_session_factory(engine)) as session:
-        sync_repo.stage_batch(session, reader, payload.batch_id, [])  # what the ingress does
-    started, cpu = time.perf_counter(), _cpu_s()
-    with session_scope(make_session_factory(engine)) as session:
-        result = sync_device(session, lambda: store, policy, user_id=str(user), payload=payload)
+    entities = size = pages = 0
+    seconds = cpu_s = 0.0
+    more: str | None = cursor
+    while more is not None:
+        payload = DeviceSyncPayload(device_id=reader, batch_id=uuid.uuid4(), cursor=more)
+        with session_scope(sessions) as session:
+            sync_repo.stage_batch(session, reader, payload.batch_id, [])  # what the ingress does
+        started, cpu = time.perf_counter(), _cpu_s()
+        with session_scope(sessions) as session:
+            result = sync_device(session, lambda: store, policy, user_id=str(user), payload=payload)
+        seconds, cpu_s = seconds + time.perf_counter() - started, cpu_s + _cpu_s() - cpu
+        entities += result["entity_count"]
+        size += (result["delta_object"] or {}).get("bytes", 0)
+        pages += 1
+        more = result["cursor"] if result["more"] else None
     out.put(
         {
-            "seconds": time.perf_counter() - started,
+            "seconds": seconds,
             "peak_mb": _peak_mb(),
-            "entities": result["entity_count"],
-            "bytes": (result["delta_object"] or {}).get("bytes", 0),
-            "cpu_s": _cpu_s() - cpu,
+            "entities": entities,
+            "bytes": size,
+            "cpu_s": cpu_s,
+            "pages": pages,
         }
     )
 
@@ -217,6 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument("--naive-changes", type=int, default=1_000)
     args = parser.parse_args()
     url = create_database("conveyor_bench_sync")
     try:
@@ -226,7 +247,7 @@ def main() -> None:
             f"seeded {args.rows} contacts + {args.rows * 5} field versions "
             f"in {time.perf_counter() - t0:.1f} s"
         )
-        picked = random.Random(7).sample(data["ids"], 2 * args.changes)
+        picked = random.Random(7).sample(data["ids"], args.changes + args.naive_changes)
         cursor = Cursor(str(data["user"]), datetime.now(UTC)).encode(BENCH_KEYS)
         batched = in_child(
             run_batched,
@@ -235,7 +256,9 @@ def main() -> None:
             data["writer"],
             changes_for(picked[: args.changes], "batched"),
         )
-        delta = in_child(run_delta, url, data["user"], data["reader"], cursor)
+        whole = args.changes + 1
+        delta = in_child(run_delta, url, data["user"], data["reader"], cursor, whole)
+        paged = in_child(run_delta, url, data["user"], data["pager"], cursor, DEFAULT_PAGE_ROWS)
         naive = in_child(
             run_naive,
             url,
@@ -243,16 +266,20 @@ def main() -> None:
             data["writer"],
             changes_for(picked[args.changes :], "naive"),
         )
-        report(args, batched, delta, naive)
+        report(args, batched, delta, paged, naive)
     finally:
         drop_database(url)
 
 
 def report(
-    args: argparse.Namespace, batched: dict[str, Any], delta: dict[str, Any], naive: dict[str, Any]
+    args: argparse.Namespace,
+    batched: dict[str, Any],
+    delta: dict[str, Any],
+    paged: dict[str, Any],
+    naive: dict[str, Any],
 ) -> None:
     rate_b = args.changes / batched["seconds"]
-    rate_n = args.changes / naive["seconds"]
+    rate_n = args.naive_changes / naive["seconds"]
     print(
         f"user rows: {args.rows}, batch: {args.changes} changes (2 fields each); "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
@@ -264,7 +291,8 @@ def report(
         "(target >= 5,000/s, < 200 MB)"
     )
     print(
-        f"naive loop    : {naive['seconds']:.2f} s = {rate_n:,.0f} changes/s, "
+        f"naive loop    : {args.naive_changes} changes in {naive['seconds']:.2f} s = "
+        f"{rate_n:,.0f} changes/s, "
         f"cpu {naive['cpu_s']:.2f} s, peak RSS {naive['peak_mb']:.0f} MB"
     )
     print(f"batched / naive: {rate_b / rate_n:.1f}x")
@@ -273,6 +301,11 @@ def report(
         f"JSON in {delta['seconds']:.2f} s, cpu {delta['cpu_s']:.2f} s, "
         f"peak RSS {delta['peak_mb']:.0f} MB "
         "(target < 1 s, < 200 MB)"
+    )
+    print(
+        f"paged delta   : {paged['entities']} rows in {paged['pages']} pages of "
+        f"{DEFAULT_PAGE_ROWS} in {paged['seconds']:.2f} s, cpu {paged['cpu_s']:.2f} s, "
+        f"peak RSS {paged['peak_mb']:.0f} MB"
     )
 
 

@@ -141,18 +141,18 @@ def _emit(
 ) -> Iterator[dict[str, Any]]:
     for entity_id, row in rows.items():
         state = states[entity_id]
-        registers = registers_for(state, request.node, full=_whole(request, row))
+        whole = _joined_since(request, row)
+        registers = registers_for(state, request.node, full=request.since is None, whole=whole)
         if registers:
             server = rows_mod.server_values(entity_type, row)
             yield entity_json(entity_type, entity_id, state, registers, server)
 
 
-def _whole(request: DeltaRequest, row: Mapping[str, Any]) -> bool:
-    """Send every register of a live entity, the device's own included: on a full resync, and
-    for the messages of a channel the user joined since the cursor (the device dropped them
-    when the user left, or never had them)."""
+def _joined_since(request: DeltaRequest, row: Mapping[str, Any]) -> bool:
+    """A message of a channel the user joined (or re-joined) since the cursor: the device
+    dropped it when the user left, or never had it, so it gets every register."""
     if request.since is None:
-        return True
+        return False
     member_since = row.get("member_since")
     return member_since is not None and member_since >= request.since
 
