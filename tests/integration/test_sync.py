@@ -434,3 +434,39 @@ def test_pruning_forgets_old_conflicts_and_sync_objects(sync_stack: Stack) -> No
     pruned = prune_once(sync_stack.sessions, store, rules, now=now + timedelta(days=91))
     assert pruned["conflicts"] >= 1
     assert conflicts(sync_stack, user) == []
+
+
+def test_a_lost_value_is_restored_to_every_device_or_dismissed(sync_stack: Stack) -> None:
+    user = new_user(sync_stack)
+    phone, laptop = new_device(sync_stack, user), new_device(sync_stack, user, "laptop")
+    ada, bob = ident(), ident()
+    laptop.edit("contact", ada, name="Ada")
+    laptop.edit("contact", bob, name="Bob")
+    laptop.sync()
+    phone.edit("contact", ada, name="Concurrent")  # had not seen the laptop's writes
+    phone.edit("contact", bob, name="Robert")
+    phone.sync()
+    laptop.sync()
+    assert laptop.visible()[("contact", ada)]["name"] == "Concurrent"
+    lost = {c["entity_id"]: c for c in conflicts(sync_stack, user)}
+    url = "/v1/devices/conflicts/{}/resolve"
+
+    def resolve(conflict: int, action: str) -> Any:
+        return sync_stack.client.post(
+            url.format(conflict), json={"action": action}, headers=sync_stack.headers()
+        )
+
+    restored = resolve(lost[ada]["id"], "restore")
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["resolution"] == "restored" and restored.json()["resolved_at"]
+    dismissed = resolve(lost[bob]["id"], "dismiss")
+    assert dismissed.json()["resolution"] == "dismissed"
+    again = resolve(lost[ada]["id"], "dismiss")
+    assert (again.status_code, again.json()["code"]) == (409, "already_resolved")
+    assert resolve(10**12, "restore").status_code == 404
+    assert resolve(lost[bob]["id"], "undo").status_code == 422
+    phone.sync()
+    laptop.sync()
+    assert phone.visible()[("contact", ada)]["name"] == "Ada"  # the restore won everywhere
+    assert phone.visible()[("contact", bob)]["name"] == "Robert"  # dismissed: nothing changed
+    assert phone.visible() == laptop.visible() == server_view(sync_stack, user)

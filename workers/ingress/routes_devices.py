@@ -29,6 +29,7 @@ from workers.ingress.schemas_devices import (
     DeviceOut,
     DevicePage,
     RenameIn,
+    ResolveIn,
     SettingsIn,
     SettingsOut,
     SyncAccepted,
@@ -36,6 +37,7 @@ from workers.ingress.schemas_devices import (
     SyncJobOut,
     UploadSlot,
 )
+from workers.sync import conflicts
 from workers.sync import cursor as cursor_mod
 from workers.sync.service import batch_key, delta_key, sync_bucket
 
@@ -112,6 +114,15 @@ def list_conflicts(
         conflicts=[ConflictOut.of(r) for r in rows],
         next_after=rows[-1].id if len(rows) == limit else None,
     )
+
+
+@router.post("/v1/devices/conflicts/{conflict_id}/resolve", response_model=ConflictOut)
+def resolve_conflict(
+    conflict_id: int, body: ResolveIn, session: SessionDep, key: ApiKeyDep
+) -> ConflictOut:
+    del key
+    resolved = conflicts.resolve(session, conflict_id, body.action, now=datetime.now(UTC))
+    return ConflictOut.of(resolved)
 
 
 @router.get("/v1/devices/settings", response_model=SettingsOut)

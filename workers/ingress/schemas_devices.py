@@ -114,6 +114,8 @@ class ConflictOut(BaseModel):
     winner_node: str
     reason: str
     created_at: datetime
+    resolved_at: datetime | None = None
+    resolution: str | None = None  # "restored" or "dismissed"
 
     @classmethod
     def of(cls, row: SyncConflict) -> ConflictOut:
@@ -130,7 +132,15 @@ class ConflictOut(BaseModel):
             winner_node=row.winner_node,
             reason=row.reason,
             created_at=row.created_at,
+            resolved_at=row.resolved_at,
+            resolution=row.resolution,
         )
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["restore", "dismiss"]
 
 
 class ConflictPage(BaseModel):

@@ -110,6 +110,8 @@ class SyncConflict(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution: Mapped[str | None] = mapped_column(String(20))  # "restored" or "dismissed"
 
 
 class SyncBatch(Base):

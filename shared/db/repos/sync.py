@@ -201,6 +201,24 @@ def prune_conflicts(session: Session, cutoff: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def get_conflict(session: Session, conflict_id: int) -> SyncConflict | None:
+    """The conflict, locked until commit (two resolutions of one entry run one after the other)."""
+    query = select(SyncConflict).where(SyncConflict.id == conflict_id).with_for_update()
+    return session.execute(query).scalar_one_or_none()
+
+
+def write_back(
+    session: Session, entity_type: str, user_id: uuid.UUID, entity_id: str, values: dict[str, Any]
+) -> bool:
+    """A server-side edit of one product row of the user (sync adopts it as a `"server"`
+    write on the next sync); False when the row is gone."""
+    spec = PRODUCT_TABLES[entity_type]
+    t = spec.table
+    key: Any = uuid.UUID(entity_id) if spec.key == "id" else entity_id
+    stmt = update(t).where(t.c[spec.key] == key, t.c[spec.owner] == user_id).values(**values)
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
 def list_conflicts(
     session: Session, user_id: uuid.UUID, *, after_id: int, limit: int
 ) -> list[SyncConflict]:
