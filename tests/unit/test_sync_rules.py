@@ -11,6 +11,7 @@ import pytest
 from shared.crypto import KeyRing
 from workers.sync import cursor as cursor_mod
 from workers.sync.batch import ClockRule, parse_batch
+from workers.sync.entities import ParsedChange
 from workers.sync.hlc import SERVER_NODE, Hlc, parse, receive
 from workers.sync.merge import (
     TOMBSTONE,
@@ -22,6 +23,7 @@ from workers.sync.merge import (
     is_deleted,
     visible,
 )
+from workers.sync.messages import MessageScope, check, reply_depth
 
 NOW_MS = 1_800_000_000_000
 CLOCK = ClockRule(now_ms=NOW_MS, max_skew_ms=300_000)
@@ -228,3 +230,72 @@ def test_api_types_match_the_synced_types() -> None:
     from workers.sync.entities import ENTITY_TYPES
 
     assert get_args(SyncType) == SYNC_TYPES == tuple(ENTITY_TYPES)
+
+
+ALICE, BOB = "a11ce000-0000-4000-8000-000000000001", "b0b00000-0000-4000-8000-000000000002"
+CHAN, OTHER = "c0000000-0000-4000-8000-000000000003", "c0000000-0000-4000-8000-000000000004"
+MSG = "d0000000-0000-4000-8000-000000000005"
+
+
+def _message(fields: dict[str, object], *, delete: bool = False) -> ParsedChange:
+    return ParsedChange(0, "message", MSG, Hlc(NOW_MS, 0, "dev"), dict(fields), delete)
+
+
+@pytest.mark.parametrize(
+    ("user", "member_of", "row_author", "fields", "delete", "code"),
+    [
+        (ALICE, {CHAN}, ALICE, {"body": "edit"}, False, None),
+        (ALICE, {CHAN}, ALICE, {}, True, None),
+        (BOB, {CHAN}, ALICE, {"body": "edit"}, False, "not_author"),
+        (BOB, {CHAN}, ALICE, {}, True, "not_author"),
+        (BOB, set(), ALICE, {"body": "edit"}, False, "unknown_entity"),  # invisible to bob
+        (ALICE, set(), ALICE, {"body": "edit"}, False, "not_a_member"),  # she left
+        (ALICE, {CHAN}, ALICE, {"channel_id": OTHER}, False, "immutable_field"),
+        (ALICE, {CHAN}, ALICE, {"channel_id": CHAN, "body": "same"}, False, None),
+        (ALICE, {CHAN}, None, {"channel_id": CHAN, "body": "new"}, False, None),
+        (ALICE, {CHAN}, None, {"channel_id": OTHER, "body": "new"}, False, "not_a_member"),
+        (
+            ALICE,
+            {CHAN},
+            None,
+            {"channel_id": CHAN, "reply_to_id": MSG[:-1] + "9"},
+            False,
+            "invalid_value",
+        ),
+    ],
+)
+def test_who_may_write_a_message(
+    user: str,
+    member_of: set[str],
+    row_author: str | None,
+    fields: dict[str, object],
+    delete: bool,
+    code: str | None,
+) -> None:
+    row = None
+    if row_author is not None:
+        row = {"author_id": row_author, "channel_id": CHAN, "reply_to_id": None}
+    scope = MessageScope(user, frozenset(member_of), {})
+    refused = check(_message(fields, delete=delete), row, None, scope)
+    assert (refused.code if refused else None) == code
+
+
+def test_replies_are_written_after_their_targets_and_plans_follow_cursors() -> None:
+    a, b, c = (
+        ParsedChange(0, "message", i, Hlc(NOW_MS, 0, "d"), f, False)
+        for i, f in (
+            ("a", {"channel_id": CHAN}),
+            ("b", {"channel_id": CHAN, "reply_to_id": "a"}),
+            ("c", {"channel_id": CHAN, "reply_to_id": "b"}),
+        )
+    )
+    assert reply_depth([c, b, a]) == {"b": 1, "c": 2}
+    week = timedelta(days=7)
+    fresh = cursor_mod.Cursor("u1", T0)
+    assert cursor_mod.plan(None, now=T0, retention=week).full_resync
+    assert cursor_mod.plan(fresh, now=T0, retention=week).since == T0
+    page = cursor_mod.Resume(T0, "task", T0, "k")
+    paged = cursor_mod.plan(cursor_mod.Cursor("u1", T0 + week, page), now=T0, retention=week)
+    assert (paged.since, paged.start, paged.watermark) == (T0, page, T0 + week)
+    stale = cursor_mod.plan(cursor_mod.Cursor("u1", T0, page), now=T0 + 2 * week, retention=week)
+    assert stale.full_resync and stale.start is None  # a stale paged delta starts over
