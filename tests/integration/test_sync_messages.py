@@ -268,3 +268,26 @@ def test_forged_cursors_are_refused_and_unverifiable_ones_resync(sync_stack: Sta
     result = phone.sync()
     assert result["full_resync"] is True
     assert phone.visible() == server_view(sync_stack, alice)
+
+
+def test_a_deleted_channel_takes_its_messages_and_settings_need_channels(
+    sync_stack: Stack,
+) -> None:
+    alice = new_user(sync_stack)
+    channel = new_channel(sync_stack, alice)
+    phone = new_device(sync_stack, alice)
+    phone.edit("message", ident(), channel_id=channel, body="before the deletion")
+    phone.sync()
+    with session_scope(sync_stack.sessions) as session:  # the back end deletes the channel
+        session.execute(
+            text("UPDATE channels SET deleted_at = now() WHERE id = :c"), {"c": channel}
+        )
+    result = phone.sync()
+    assert [(e["type"], e["deleted"]) for e in result["entities"]] == [("channel", True)]
+    assert phone.visible() == server_view(sync_stack, alice) == {}
+    phone.edit("message", ident(), channel_id=channel, body="after")
+    assert codes(phone.sync()) == ["not_a_member"]
+
+    body = {"user_id": alice, "types": ["contact", "message"], "interval_s": 60}
+    refused = sync_stack.client.put("/v1/devices/settings", json=body, headers=sync_stack.headers())
+    assert (refused.status_code, refused.json()["code"]) == (422, "invalid_request")

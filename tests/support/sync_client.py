@@ -251,7 +251,8 @@ VIEWS = {
     "WHERE m.user_id = :u AND m.deleted_at IS NULL AND c.deleted_at IS NULL",
     "message": "SELECT m.id::text, m.channel_id::text, m.body, m.reply_to_id::text "
     "FROM messages m JOIN channel_members cm ON cm.channel_id = m.channel_id "
-    "AND cm.user_id = :u AND cm.deleted_at IS NULL WHERE m.deleted_at IS NULL",
+    "AND cm.user_id = :u AND cm.deleted_at IS NULL "
+    "JOIN channels c ON c.id = m.channel_id AND c.deleted_at IS NULL WHERE m.deleted_at IS NULL",
 }
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.db.models import SyncConflict, SyncDevice
 from shared.db.models.sync import SYNC_TYPES
@@ -64,6 +64,13 @@ class SettingsIn(BaseModel):
     user_id: uuid.UUID
     types: list[SyncType] = Field(max_length=len(SYNC_TYPES))
     interval_s: int = Field(ge=10, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _messages_need_channels(self) -> SettingsIn:
+        # A device learns that it left a channel (and must drop its messages) from the channel.
+        if "message" in self.types and "channel" not in self.types:
+            raise ValueError("syncing messages needs the channel type too")
+        return self
 
 
 class SettingsOut(BaseModel):

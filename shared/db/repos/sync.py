@@ -394,12 +394,15 @@ def _visible_messages(
     after: tuple[datetime, Any] | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """Messages of the channels the user is a live member of, changed since `since` — or all
+    """Messages of the live channels the user is a live member of, changed since `since` — or all
     of a channel's messages when the membership changed since then (a join, a re-join): then
     `member_since` >= `since` and the device gets them whole."""
     member = (CM.c.channel_id == M.c.channel_id) & (CM.c.user_id == user_id)
+    live = CH.c.id == M.c.channel_id
     query = _select(PRODUCT_TABLES["message"]).add_columns(CM.c.updated_at.label("member_since"))
-    query = query.select_from(M.join(CM, member & CM.c.deleted_at.is_(None)))
+    query = query.select_from(
+        M.join(CM, member & CM.c.deleted_at.is_(None)).join(CH, live & CH.c.deleted_at.is_(None))
+    )
     if since is not None:
         query = query.where(or_(M.c.updated_at >= since, CM.c.updated_at >= since))
     if after is not None:
@@ -441,12 +444,19 @@ def _channel_views(
 
 
 def live_channels(session: Session, user_id: uuid.UUID, channel_ids: Sequence[str]) -> set[str]:
-    """Which of these channels the user is a live member of."""
+    """Which of these channels the user is a live member of (deleted channels excluded)."""
     if not channel_ids:
         return set()
     ids = [uuid.UUID(c) for c in channel_ids]
-    query = select(CM.c.channel_id).where(
-        CM.c.user_id == user_id, CM.c.deleted_at.is_(None), CM.c.channel_id.in_(ids)
+    query = (
+        select(CM.c.channel_id)
+        .join(CH, CH.c.id == CM.c.channel_id)
+        .where(
+            CM.c.user_id == user_id,
+            CM.c.deleted_at.is_(None),
+            CH.c.deleted_at.is_(None),
+            CM.c.channel_id.in_(ids),
+        )
     )
     return {str(c) for c in session.execute(query).scalars()}
 
