@@ -72,11 +72,14 @@ def _of_type(
     after = _position(entity_type, page.start)
     while True:
         limit = min(PAGE_ROWS, page.max_rows - page.scanned)
-        if limit <= 0:  # the page is full: the next one starts right here
-            at = after or (EPOCH, None)
-            page.next = Resume(
-                request.since, entity_type, at[0], "" if at[1] is None else str(at[1])
+        if limit <= 0:  # the page is full: the next one starts here, if anything is left
+            peek = sync_repo.changed_rows(
+                session, entity_type, request.user_id, request.since, after=after, limit=1
             )
+            if peek:
+                when, last = after or (EPOCH, None)
+                key_text = "" if last is None else str(last)
+                page.next = Resume(request.since, entity_type, when, key_text)
             return
         rows = sync_repo.changed_rows(
             session, entity_type, request.user_id, request.since, after=after, limit=limit
