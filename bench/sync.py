@@ -9,9 +9,13 @@ versions (as if synced before), bulk-loaded with COPY.
    with one upsert for the rows and one for the versions, commit.
 2. **delta**: a second device syncs with a cursor taken before step 1: the whole job
    (`service.sync_device`: lock, merge of an empty batch, delta of the 10,000 changed rows,
-   JSON serialisation and upload of the delta object to an in-memory store), commit.
-3. **naive**: the same merge rule on 10,000 *other* rows, one entity at a time (load row,
-   load versions, merge, upsert row, upsert versions), one transaction.
+   JSON serialisation and upload of the delta object to an in-memory store), commit — in one
+   page (page size above the row count), and as the wire protocol pages it by default
+   (`CONVEYOR_SYNC_DELTA_PAGE_ENTITIES`, 5,000 rows: two sync jobs, timed together).
+3. **naive**: the same merge rule on `--naive-changes` *other* rows (default 1,000: the loop
+   runs at tens of changes/s on a busy machine, so a 10,000-row loop would take minutes), one
+   entity at a time (load row, load versions, merge, upsert row, upsert versions), one
+   transaction; its rate is compared with the batched rate.
 
 Each step runs in its own freshly spawned process (what a worker process would be), which
 reports its time and peak RSS (`ru_maxrss`). Prints figures; asserts nothing. Targets (issue
@@ -34,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from shared.db.engine import libpq_dsn, make_engine, make_session_factory, session_scope
@@ -45,25 +50,28 @@ from tests.support.services import create_database, drop_database
 from workers.sync import rows as rows_mod
 from workers.sync.apply_batch import MergeContext, merge_batch
 from workers.sync.batch import ClockRule, parse_batch
-from workers.sync.cursor import Cursor
+from workers.sync.cursor import Cursor, CursorKeys
 from workers.sync.entities import ParsedChange
 from workers.sync.merge import Change, apply
 from workers.sync.service import SyncPolicy, sync_device
 
 FIELDS = ("name", "email", "phone", "company", "notes")
+BENCH_KEYS = CursorKeys((("bench", b"k" * 32),))
+DEFAULT_PAGE_ROWS = SyncPolicy("sync", BENCH_KEYS).page_rows
 TYPES = ["contact", "task", "decision", "setting"]
 
 
 def seed(url: str, rows: int) -> dict[str, Any]:
     """A user, a writer and a reader device, and `rows` contacts with their field versions."""
     user, writer, reader, old = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    pager = uuid.uuid4()  # a second reader, for the paged delta
     engine = make_engine(url, pool_size=1)
     with session_scope(make_session_factory(engine)) as session:
         session.add(
             User(id=user, email=f"{user.hex}@x.io", display_name="B", locale="en", timezone="UTC")
         )
         session.flush()
-        for device in (writer, reader, old):
+        for device in (writer, reader, old, pager):
             session.add(
                 SyncDevice(id=device, user_id=user, name="d", platform="bench", secret_hash=b"x")
             )
@@ -99,7 +107,7 @@ def seed(url: str, rows: int) -> dict[str, Any]:
                         )
                     )
         cur.execute("ANALYZE")
-    return {"user": user, "writer": writer, "reader": reader, "ids": ids}
+    return {"user": user, "writer": writer, "reader": reader, "pager": pager, "ids": ids}
 
 
 def changes_for(ids: list[uuid.UUID], tag: str) -> list[dict[str, Any]]:
@@ -113,6 +121,35 @@ def changes_for(ids: list[uuid.UUID], tag: str) -> list[dict[str, Any]]:
         }
         for n, i in enumerate(ids)
     ]
+
+
+class SqlTimer:
+    """Wall time spent in SQL (statement sent until its rows are in the client), to split a
+    step's time into SQL (PostgreSQL, the network, waiting for a CPU) and the rest (Python).
+    `load_versions` runs on the raw driver cursor, so it is timed whole (its JSON decoding of
+    the values included)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+        original = sync_repo.load_versions
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        sync_repo.load_versions = timed  # type: ignore[assignment]
+
+    def _before(self, *args: Any) -> None:
+        self._started = time.perf_counter()
+
+    def _after(self, *args: Any) -> None:
+        self.seconds += time.perf_counter() - self._started
 
 
 def _peak_mb() -> float:
@@ -137,6 +174,7 @@ def run_batched(
     url: str, user: uuid.UUID, writer: uuid.UUID, raw: list[dict[str, Any]], out: Any
 ) -> None:
     engine = make_engine(url, pool_size=1)
+    sql = SqlTimer(engine)
     started, cpu = time.perf_counter(), _cpu_s()
     with session_scope(make_session_factory(engine)) as session:
         now = sync_repo.transaction_time(session)
@@ -149,6 +187,7 @@ def run_batched(
             "peak_mb": _peak_mb(),
             "applied": outcome.applied,
             "cpu_s": _cpu_s() - cpu,
+            "sql_s": sql.seconds,
         }
     )
 
@@ -180,24 +219,41 @@ def run_naive(
     )
 
 
-def run_delta(url: str, user: uuid.UUID, reader: uuid.UUID, cursor: str, out: Any) -> None:
+def run_delta(
+    url: str, user: uuid.UUID, reader: uuid.UUID, cursor: str, page_rows: int, out: Any
+) -> None:
+    """One device's sync from `cursor`, following continuation cursors to the last page."""
     engine = make_engine(url, pool_size=1)
+    sessions = make_session_factory(engine)
+    sql = SqlTimer(engine)
     store = MemoryStore()
-    policy = SyncPolicy(bucket="sync")
+    policy = SyncPolicy("sync", BENCH_KEYS, page_rows=page_rows)
     store.ensure_bucket(policy.bucket)
-    payload = DeviceSyncPayload(device_id=reader, batch_id=uuid.uuid4(), cursor=cursor)
-    with session_scope(make_session_factory(engine)) as session:
-        sync_repo.stage_batch(session, reader, payload.batch_id, [])  # what the ingress does
-    started, cpu = time.perf_counter(), _cpu_s()
-    with session_scope(make_session_factory(engine)) as session:
-        result = sync_device(session, lambda: store, policy, user_id=str(user), payload=payload)
+    entities = size = pages = 0
+    seconds = cpu_s = job_sql = 0.0
+    more: str | None = cursor
+    while more is not None:
+        payload = DeviceSyncPayload(device_id=reader, batch_id=uuid.uuid4(), cursor=more)
+        with session_scope(sessions) as session:
+            sync_repo.stage_batch(session, reader, payload.batch_id, [])  # what the ingress does
+        started, cpu, sql_before = time.perf_counter(), _cpu_s(), sql.seconds
+        with session_scope(sessions) as session:
+            result = sync_device(session, lambda: store, policy, user_id=str(user), payload=payload)
+        seconds, cpu_s = seconds + time.perf_counter() - started, cpu_s + _cpu_s() - cpu
+        job_sql += sql.seconds - sql_before  # not the staging, which the ingress does
+        entities += result["entity_count"]
+        size += (result["delta_object"] or {}).get("bytes", 0)
+        pages += 1
+        more = result["cursor"] if result["more"] else None
     out.put(
         {
-            "seconds": time.perf_counter() - started,
+            "seconds": seconds,
             "peak_mb": _peak_mb(),
-            "entities": result["entity_count"],
-            "bytes": (result["delta_object"] or {}).get("bytes", 0),
-            "cpu_s": _cpu_s() - cpu,
+            "entities": entities,
+            "bytes": size,
+            "cpu_s": cpu_s,
+            "pages": pages,
+            "sql_s": job_sql,
         }
     )
 
@@ -216,6 +272,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument("--naive-changes", type=int, default=1_000)
     args = parser.parse_args()
     url = create_database("conveyor_bench_sync")
     try:
@@ -225,8 +282,8 @@ def main() -> None:
             f"seeded {args.rows} contacts + {args.rows * 5} field versions "
             f"in {time.perf_counter() - t0:.1f} s"
         )
-        picked = random.Random(7).sample(data["ids"], 2 * args.changes)
-        cursor = Cursor(str(data["user"]), datetime.now(UTC)).encode()
+        picked = random.Random(7).sample(data["ids"], args.changes + args.naive_changes)
+        cursor = Cursor(str(data["user"]), datetime.now(UTC)).encode(BENCH_KEYS)
         batched = in_child(
             run_batched,
             url,
@@ -234,7 +291,9 @@ def main() -> None:
             data["writer"],
             changes_for(picked[: args.changes], "batched"),
         )
-        delta = in_child(run_delta, url, data["user"], data["reader"], cursor)
+        whole = args.changes + 1
+        delta = in_child(run_delta, url, data["user"], data["reader"], cursor, whole)
+        paged = in_child(run_delta, url, data["user"], data["pager"], cursor, DEFAULT_PAGE_ROWS)
         naive = in_child(
             run_naive,
             url,
@@ -242,16 +301,20 @@ def main() -> None:
             data["writer"],
             changes_for(picked[args.changes :], "naive"),
         )
-        report(args, batched, delta, naive)
+        report(args, batched, delta, paged, naive)
     finally:
         drop_database(url)
 
 
 def report(
-    args: argparse.Namespace, batched: dict[str, Any], delta: dict[str, Any], naive: dict[str, Any]
+    args: argparse.Namespace,
+    batched: dict[str, Any],
+    delta: dict[str, Any],
+    paged: dict[str, Any],
+    naive: dict[str, Any],
 ) -> None:
     rate_b = args.changes / batched["seconds"]
-    rate_n = args.changes / naive["seconds"]
+    rate_n = args.naive_changes / naive["seconds"]
     print(
         f"user rows: {args.rows}, batch: {args.changes} changes (2 fields each); "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
@@ -259,19 +322,27 @@ def report(
     print("(wall time; 'cpu' is the worker process's own CPU, the rest is PostgreSQL and waiting)")
     print(
         f"batched merge : {batched['seconds']:.2f} s = {rate_b:,.0f} changes/s, "
-        f"cpu {batched['cpu_s']:.2f} s, peak RSS {batched['peak_mb']:.0f} MB "
+        f"cpu {batched['cpu_s']:.2f} s, sql {batched['sql_s']:.2f} s, "
+        f"peak RSS {batched['peak_mb']:.0f} MB "
         "(target >= 5,000/s, < 200 MB)"
     )
     print(
-        f"naive loop    : {naive['seconds']:.2f} s = {rate_n:,.0f} changes/s, "
+        f"naive loop    : {args.naive_changes} changes in {naive['seconds']:.2f} s = "
+        f"{rate_n:,.0f} changes/s, "
         f"cpu {naive['cpu_s']:.2f} s, peak RSS {naive['peak_mb']:.0f} MB"
     )
     print(f"batched / naive: {rate_b / rate_n:.1f}x")
     print(
         f"delta job     : {delta['entities']} changed rows, {delta['bytes'] / 1e6:.1f} MB "
         f"JSON in {delta['seconds']:.2f} s, cpu {delta['cpu_s']:.2f} s, "
+        f"sql {delta['sql_s']:.2f} s, "
         f"peak RSS {delta['peak_mb']:.0f} MB "
         "(target < 1 s, < 200 MB)"
+    )
+    print(
+        f"paged delta   : {paged['entities']} rows in {paged['pages']} pages of "
+        f"{DEFAULT_PAGE_ROWS} in {paged['seconds']:.2f} s, cpu {paged['cpu_s']:.2f} s, "
+        f"peak RSS {paged['peak_mb']:.0f} MB"
     )
 
 

@@ -20,7 +20,8 @@ class ObjectInfo:
 @dataclass(frozen=True)
 class ListedObject:
     key: str
-    last_modified: datetime
+    size: int
+    last_modified: datetime  # aware, UTC
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ class ObjectStore(Protocol):
 
     def delete(self, bucket: str, key: str) -> None: ...
 
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        """Every object under `prefix` (recursively), in key order, streamed page by page."""
+        ...
+
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo: ...
 
     def presigned_get(self, bucket: str, key: str, expires: timedelta) -> str: ...
@@ -93,4 +98,3 @@ class ObjectStore(Protocol):
         `content_type` at `key` (S3 POST policy: content-length-range, Content-Type)."""
         ...
 
-    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]: ...

@@ -13,7 +13,7 @@ from shared.storage.base import ListedObject, ObjectInfo, ObjectNotFound, Presig
 class MemoryStore:
     def __init__(self) -> None:
         self.buckets: dict[str, dict[str, tuple[bytes, str]]] = {}
-        self.modified: dict[tuple[str, str], datetime] = {}
+        self.modified: dict[tuple[str, str], datetime] = {}  # tests may age objects here
 
     def ensure_bucket(self, bucket: str) -> None:
         self.buckets.setdefault(bucket, {})
@@ -79,6 +79,12 @@ class MemoryStore:
 
     def delete(self, bucket: str, key: str) -> None:
         self.buckets.get(bucket, {}).pop(key, None)
+        self.modified.pop((bucket, key), None)
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        objects = self.buckets.get(bucket, {})
+        for key in sorted(k for k in objects if k.startswith(prefix)):
+            yield ListedObject(key, len(objects[key][0]), self.modified[(bucket, key)])
 
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
         data, content_type = self._get(src_bucket, src_key)
@@ -96,7 +102,3 @@ class MemoryStore:
         fields = {"key": key, "Content-Type": content_type, "size": str(size)}
         return PresignedPost(f"memory://{bucket}", fields)
 
-    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
-        for key in sorted(self.buckets.get(bucket, {})):
-            if key.startswith(prefix):
-                yield ListedObject(key, self.modified[(bucket, key)])

@@ -133,6 +133,12 @@ class S3Store:
     def delete(self, bucket: str, key: str) -> None:
         self._client.remove_object(bucket, key)  # S3 deletes are idempotent
 
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        for item in self._client.list_objects(bucket, prefix=prefix, recursive=True):
+            if item.is_dir or item.object_name is None or item.last_modified is None:
+                continue
+            yield ListedObject(item.object_name, int(item.size or 0), item.last_modified)
+
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
         try:
             self._client.copy_object(dst_bucket, dst_key, CopySource(src_bucket, src_key))
@@ -157,11 +163,6 @@ class S3Store:
         return PresignedPost(
             f"{self._endpoint}/{bucket}", {**fields, "key": key, "Content-Type": content_type}
         )
-
-    def list_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
-        for item in self._client.list_objects(bucket, prefix=prefix, recursive=True):
-            if item.object_name is not None and item.last_modified is not None:
-                yield ListedObject(item.object_name, item.last_modified)
 
     def set_expiry(self, bucket: str, prefix: str, days: int) -> None:
         """A lifecycle rule: objects under `prefix` expire `days` after their last write."""

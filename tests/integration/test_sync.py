@@ -12,15 +12,24 @@ import pytest
 from sqlalchemy import select, text
 
 from shared.db.engine import session_scope
-from shared.db.models import Contact, SyncConflict, SyncFieldVersion, User
+from shared.db.models import Contact, SyncConflict, SyncFieldVersion
 from shared.db.repos import sync as sync_repo
 from shared.embedded import EmbeddedS3
 from shared.jobs.payloads.sync import DeviceSyncPayload
 from shared.storage.buckets import Bucket, bucket_name
 from tests.support.stack import Stack
-from tests.support.sync_client import SyncClient
+from tests.support.sync_client import (
+    CURSOR_KEYS,
+    conflicts,
+    ident,
+    new_device,
+    new_user,
+    server_view,
+    start_sync_stack,
+)
 from workers.sync import service
 from workers.sync.cursor import Cursor
+from workers.sync.prune import PruneRules, prune_once
 from workers.sync.service import SyncPolicy
 
 pytestmark = pytest.mark.integration
@@ -28,65 +37,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def sync_stack(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> Iterator[Stack]:
-    stack = Stack.create(tmp_path_factory.mktemp("logs"), s3=s3_server)
-    stack.start_scheduler()
-    stack.start_worker("sync", processes=1, threads=4, CONVEYOR_SYNC_INLINE_DELTA_MAX_BYTES="20000")
+    stack = start_sync_stack(tmp_path_factory.mktemp("logs"), s3_server)
     yield stack
     stack.close()
-
-
-def new_user(stack: Stack) -> str:
-    user_id = uuid.uuid4()
-    with session_scope(stack.sessions) as session:
-        session.add(
-            User(
-                id=user_id,
-                email=f"{user_id.hex}@example.com",
-                display_name="Sync Tester",
-                locale="en",
-                timezone="UTC",
-            )
-        )
-    return str(user_id)
-
-
-def new_device(stack: Stack, user_id: str, name: str = "phone", **client: Any) -> SyncClient:
-    body = {"user_id": user_id, "name": name, "platform": "ios"}
-    response = stack.client.post("/v1/devices", json=body, headers=stack.headers())
-    assert response.status_code == 201, response.text
-    created = response.json()
-    return SyncClient(stack, created["id"], created["secret"], **client)
-
-
-def server_view(stack: Stack, user_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """What the product tables hold for the user, in the devices' wire form."""
-    queries = {
-        "contact": "SELECT id::text, name, email, phone, company, notes FROM contacts "
-        "WHERE owner_id = :u AND deleted_at IS NULL",
-        "task": "SELECT id::text, title, notes, status, due_at FROM tasks "
-        "WHERE user_id = :u AND deleted_at IS NULL",
-        "setting": "SELECT key, value FROM user_settings WHERE user_id = :u AND deleted_at IS NULL",
-    }
-    view: dict[tuple[str, str], dict[str, Any]] = {}
-    with session_scope(stack.sessions) as session:
-        for kind, sql in queries.items():
-            for row in session.execute(text(sql), {"u": user_id}).mappings():
-                values = dict(row)
-                ident = values.pop("id", None) or values.pop("key")
-                if kind == "task" and values["due_at"] is not None:
-                    values["due_at"] = values["due_at"].astimezone(UTC).isoformat()
-                view[(kind, ident)] = values
-    return view
-
-
-def conflicts(stack: Stack, user_id: str) -> list[dict[str, Any]]:
-    response = stack.client.get(f"/v1/devices/conflicts?user_id={user_id}", headers=stack.headers())
-    assert response.status_code == 200, response.text
-    return list(response.json()["conflicts"])
-
-
-def ident() -> str:
-    return str(uuid.uuid4())
 
 
 def test_two_devices_converge_after_offline_edits(sync_stack: Stack) -> None:
@@ -358,7 +311,7 @@ def test_a_cursor_older_than_tombstone_retention_gets_a_full_resync(sync_stack: 
     phone.delete("contact", gone)
     assert phone.sync()["full_resync"] is False
     stale = datetime.now(UTC) - timedelta(days=31)
-    phone.cursor = Cursor(user, stale).encode()
+    phone.cursor = Cursor(user, stale).encode(CURSOR_KEYS)
     phone.replica.clear()  # whatever the device had is replaced by the full state
     result = phone.sync()
     assert result["full_resync"] is True
@@ -404,7 +357,7 @@ def test_crash_before_commit_then_redelivery_gives_the_same_state_and_delta(
     payload = DeviceSyncPayload(device_id=uuid.UUID(phone.device_id), batch_id=uuid.uuid4())
     with session_scope(sync_stack.sessions) as session:
         sync_repo.stage_batch(session, payload.device_id, payload.batch_id, phone.pending)
-    policy = SyncPolicy(bucket=bucket_name(sync_stack.bucket_prefix, Bucket.SYNC))
+    policy = SyncPolicy(bucket_name(sync_stack.bucket_prefix, Bucket.SYNC), CURSOR_KEYS)
     store = sync_stack.store
 
     def run() -> dict[str, Any]:
@@ -452,3 +405,68 @@ def test_pruned_tombstones_keep_deleted_entities_deleted(sync_stack: Stack) -> N
     assert phone.visible() == laptop.visible() == server_view(sync_stack, user)
     [lost] = conflicts(sync_stack, user)
     assert (lost["field"], lost["lost_value"]) == ("notes", "offline, before the delete")
+
+
+def test_pruning_forgets_old_conflicts_and_sync_objects(sync_stack: Stack) -> None:
+    """The scheduler's sync chore (workers/sync/prune.py) on real PostgreSQL and S3. Broken on
+    purpose once (objects compared with the tombstone cutoff instead of their own): the
+    8-day-old objects survived and this test failed."""
+    user = new_user(sync_stack)
+    phone, laptop = new_device(sync_stack, user), new_device(sync_stack, user, "laptop")
+    ada = ident()
+    laptop.edit("contact", ada, name="Ada")
+    laptop.sync()
+    phone.edit("contact", ada, name="Concurrent")  # had not seen "Ada": a conflict
+    phone.sync()
+    assert len(conflicts(sync_stack, user)) == 1
+    store, bucket = sync_stack.store, bucket_name(sync_stack.bucket_prefix, Bucket.SYNC)
+    for key in ("batches/d/b.json", "deltas/d/b.json", "elsewhere/kept.json"):
+        store.put_bytes(bucket, key, b"{}")
+    rules = PruneRules(timedelta(days=30), timedelta(days=90), timedelta(days=7), bucket)
+
+    now = datetime.now(UTC)
+    assert prune_once(sync_stack.sessions, store, rules, now=now)["objects"] == 0
+    assert len(conflicts(sync_stack, user)) == 1
+    pruned = prune_once(sync_stack.sessions, store, rules, now=now + timedelta(days=8))
+    assert pruned["objects"] >= 2 and pruned["conflicts"] == 0
+    assert [o.key for o in store.list_objects(bucket, "")] == ["elsewhere/kept.json"]
+    assert len(conflicts(sync_stack, user)) == 1  # the log is kept longer
+    pruned = prune_once(sync_stack.sessions, store, rules, now=now + timedelta(days=91))
+    assert pruned["conflicts"] >= 1
+    assert conflicts(sync_stack, user) == []
+
+
+def test_a_lost_value_is_restored_to_every_device_or_dismissed(sync_stack: Stack) -> None:
+    user = new_user(sync_stack)
+    phone, laptop = new_device(sync_stack, user), new_device(sync_stack, user, "laptop")
+    ada, bob = ident(), ident()
+    laptop.edit("contact", ada, name="Ada")
+    laptop.edit("contact", bob, name="Bob")
+    laptop.sync()
+    phone.edit("contact", ada, name="Concurrent")  # had not seen the laptop's writes
+    phone.edit("contact", bob, name="Robert")
+    phone.sync()
+    laptop.sync()
+    assert laptop.visible()[("contact", ada)]["name"] == "Concurrent"
+    lost = {c["entity_id"]: c for c in conflicts(sync_stack, user)}
+    url = "/v1/devices/conflicts/{}/resolve"
+
+    def resolve(conflict: int, action: str) -> Any:
+        return sync_stack.client.post(
+            url.format(conflict), json={"action": action}, headers=sync_stack.headers()
+        )
+
+    restored = resolve(lost[ada]["id"], "restore")
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["resolution"] == "restored" and restored.json()["resolved_at"]
+    dismissed = resolve(lost[bob]["id"], "dismiss")
+    assert dismissed.json()["resolution"] == "dismissed"
+    again = resolve(lost[ada]["id"], "dismiss")
+    assert (again.status_code, again.json()["code"]) == (409, "already_resolved")
+    assert resolve(10**12, "restore").status_code == 404
+    assert resolve(lost[bob]["id"], "undo").status_code == 422
+    phone.sync()
+    laptop.sync()
+    assert phone.visible()[("contact", ada)]["name"] == "Ada"  # the restore won everywhere
+    assert phone.visible()[("contact", bob)]["name"] == "Robert"  # dismissed: nothing changed
+    assert phone.visible() == laptop.visible() == server_view(sync_stack, user)

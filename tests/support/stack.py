@@ -54,6 +54,8 @@ class Stack:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     s3: EmbeddedS3 | None = None
     bucket_prefix: str = "conveyor-"
+    # Settings the in-process ingress (`client`) gets on top of the stack's own, e.g. a key ring.
+    app_settings: dict[str, Any] = field(default_factory=dict)
     _client: TestClient | None = None
     _token: str | None = None
 
@@ -186,7 +188,7 @@ class Stack:
     @property
     def client(self) -> TestClient:
         if self._client is None:
-            self._client = TestClient(create_app(self.settings(), self.sessions))
+            self._client = TestClient(create_app(self.settings(**self.app_settings), self.sessions))
             self._client.__enter__()
         return self._client
 

@@ -100,7 +100,7 @@ def test_the_default_pixel_limit_is_40_megapixels() -> None:
 
 
 def _obj(key: str, age_s: float, now: datetime) -> ListedObject:
-    return ListedObject(key, now - timedelta(seconds=age_s))
+    return ListedObject(key, 0, now - timedelta(seconds=age_s))
 
 
 def test_the_sweep_keeps_only_what_a_pending_upload_needs() -> None:

@@ -37,7 +37,12 @@ def test_disabled_chores_are_not_scheduled() -> None:
         "postgresql://unused",
         sessionmaker(),
         StubPublisher(None),  # type: ignore[arg-type]
-        SchedulerConfig(oauth_sweep_every_s=30, backup_every_s=60, sync_retention_s=3600),
+        SchedulerConfig(
+            oauth_sweep_every_s=30,
+            backup_every_s=60,
+            sync_prune_every_s=3600,
+            sync_prune=lambda sessions: None,
+        ),
     )
     assert {"oauth_sweep", "backups", "sync_prune"} <= {c.name for c in enabled.chores}
 

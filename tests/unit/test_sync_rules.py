@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.crypto import KeyRing
 from workers.sync import cursor as cursor_mod
 from workers.sync.batch import ClockRule, parse_batch
+from workers.sync.entities import ParsedChange
 from workers.sync.hlc import SERVER_NODE, Hlc, parse, receive
 from workers.sync.merge import (
     TOMBSTONE,
@@ -19,6 +23,7 @@ from workers.sync.merge import (
     is_deleted,
     visible,
 )
+from workers.sync.messages import MessageScope, check, reply_depth
 
 NOW_MS = 1_800_000_000_000
 CLOCK = ClockRule(now_ms=NOW_MS, max_skew_ms=300_000)
@@ -102,16 +107,63 @@ def test_disabled_types_are_refused_and_times_normalised() -> None:
     assert change.fields["due_at"] == "2027-01-01T10:00:00+00:00"
 
 
+RING = KeyRing.parse(f"k1:{base64.b64encode(b'1' * 32).decode()}")
+ROTATED = KeyRing.parse(
+    f"k2:{base64.b64encode(b'2' * 32).decode()},k1:{base64.b64encode(b'1' * 32).decode()}"
+)
+KEYS = cursor_mod.CursorKeys.from_ring(RING)
+
+
+def _edited(text: str, **changes: object) -> str:
+    """The cursor with its body edited and its signature kept (what a tamperer can do)."""
+    encoded, _, signature = text.partition(".")
+    body = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    raw = json.dumps({**body, **changes}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=") + "." + signature
+
+
 def test_cursor_round_trip_and_refusals() -> None:
+    """Broken on purpose once (verify() returning True for any signature): the edited-cursor
+    cases decoded without error and this test failed."""
     issued = cursor_mod.Cursor("u1", T0)
-    assert cursor_mod.decode(issued.encode(), user_id="u1") == issued
-    for text, user in ((issued.encode(), "u2"), ("garbage!", "u1"), ("e30", "u1")):
+    text = issued.encode(KEYS)
+    assert cursor_mod.decode(text, user_id="u1", keys=KEYS) == issued
+    micros = int(T0.timestamp() * 1_000_000)
+    refused = (
+        (text, "u2"),  # another user's
+        ("garbage!", "u1"),
+        ("e30", "u1"),  # {}: no signature
+        (_edited(text, t=micros - 10**12), "u1"),  # an earlier watermark: more data
+        (_edited(text, u="u2"), "u2"),  # re-owned
+        (text.partition(".")[0] + ".AAAA", "u1"),  # signature replaced
+        (text.partition(".")[0], "u1"),  # signature dropped
+    )
+    for bad, user in refused:
         with pytest.raises(cursor_mod.InvalidCursor):
-            cursor_mod.decode(text, user_id=user)
+            cursor_mod.decode(bad, user_id=user, keys=KEYS)
     week = timedelta(days=7)
     assert cursor_mod.needs_full_resync(None, now=T0, retention=week)
     assert cursor_mod.needs_full_resync(issued, now=T0 + 2 * week, retention=week)
     assert not cursor_mod.needs_full_resync(issued, now=T0 + timedelta(days=1), retention=week)
+
+
+def test_cursors_survive_key_rotation_and_unverifiable_ones_mean_a_full_resync() -> None:
+    issued = cursor_mod.Cursor("u1", T0)
+    rotated = cursor_mod.CursorKeys.from_ring(ROTATED)
+    assert cursor_mod.decode(issued.encode(KEYS), user_id="u1", keys=rotated) == issued
+    new = issued.encode(rotated)  # signed by k2 now
+    assert json.loads(base64.urlsafe_b64decode(new.partition(".")[0] + "=="))["k"] == "k2"
+    assert cursor_mod.decode(new, user_id="u1", keys=KEYS) is None  # k2 unknown: full resync
+    legacy = base64.urlsafe_b64encode(b'{"v":1,"u":"u1","t":5}').decode().rstrip("=")
+    assert cursor_mod.decode(legacy, user_id="u1", keys=KEYS) is None  # unsigned, pre-v2
+
+
+def test_a_paged_cursor_round_trips_its_position() -> None:
+    resume = cursor_mod.Resume(None, "message", T0, "6f1c2d3e-0000-4000-8000-000000000001")
+    issued = cursor_mod.Cursor("u1", T0 + timedelta(seconds=1), resume)
+    assert cursor_mod.decode(issued.encode(KEYS), user_id="u1", keys=KEYS) == issued
+    week = timedelta(days=7)
+    assert not cursor_mod.needs_full_resync(issued, now=T0 + 2 * week, retention=week)
 
 
 def _v(ms: int, node: str, value: object = "x") -> Version:
@@ -178,3 +230,72 @@ def test_api_types_match_the_synced_types() -> None:
     from workers.sync.entities import ENTITY_TYPES
 
     assert get_args(SyncType) == SYNC_TYPES == tuple(ENTITY_TYPES)
+
+
+ALICE, BOB = "a11ce000-0000-4000-8000-000000000001", "b0b00000-0000-4000-8000-000000000002"
+CHAN, OTHER = "c0000000-0000-4000-8000-000000000003", "c0000000-0000-4000-8000-000000000004"
+MSG = "d0000000-0000-4000-8000-000000000005"
+
+
+def _message(fields: dict[str, object], *, delete: bool = False) -> ParsedChange:
+    return ParsedChange(0, "message", MSG, Hlc(NOW_MS, 0, "dev"), dict(fields), delete)
+
+
+@pytest.mark.parametrize(
+    ("user", "member_of", "row_author", "fields", "delete", "code"),
+    [
+        (ALICE, {CHAN}, ALICE, {"body": "edit"}, False, None),
+        (ALICE, {CHAN}, ALICE, {}, True, None),
+        (BOB, {CHAN}, ALICE, {"body": "edit"}, False, "not_author"),
+        (BOB, {CHAN}, ALICE, {}, True, "not_author"),
+        (BOB, set(), ALICE, {"body": "edit"}, False, "unknown_entity"),  # invisible to bob
+        (ALICE, set(), ALICE, {"body": "edit"}, False, "not_a_member"),  # she left
+        (ALICE, {CHAN}, ALICE, {"channel_id": OTHER}, False, "immutable_field"),
+        (ALICE, {CHAN}, ALICE, {"channel_id": CHAN, "body": "same"}, False, None),
+        (ALICE, {CHAN}, None, {"channel_id": CHAN, "body": "new"}, False, None),
+        (ALICE, {CHAN}, None, {"channel_id": OTHER, "body": "new"}, False, "not_a_member"),
+        (
+            ALICE,
+            {CHAN},
+            None,
+            {"channel_id": CHAN, "reply_to_id": MSG[:-1] + "9"},
+            False,
+            "invalid_value",
+        ),
+    ],
+)
+def test_who_may_write_a_message(
+    user: str,
+    member_of: set[str],
+    row_author: str | None,
+    fields: dict[str, object],
+    delete: bool,
+    code: str | None,
+) -> None:
+    row = None
+    if row_author is not None:
+        row = {"author_id": row_author, "channel_id": CHAN, "reply_to_id": None}
+    scope = MessageScope(user, frozenset(member_of), {})
+    refused = check(_message(fields, delete=delete), row, None, scope)
+    assert (refused.code if refused else None) == code
+
+
+def test_replies_are_written_after_their_targets_and_plans_follow_cursors() -> None:
+    a, b, c = (
+        ParsedChange(0, "message", i, Hlc(NOW_MS, 0, "d"), f, False)
+        for i, f in (
+            ("a", {"channel_id": CHAN}),
+            ("b", {"channel_id": CHAN, "reply_to_id": "a"}),
+            ("c", {"channel_id": CHAN, "reply_to_id": "b"}),
+        )
+    )
+    assert reply_depth([c, b, a]) == {"b": 1, "c": 2}
+    week = timedelta(days=7)
+    fresh = cursor_mod.Cursor("u1", T0)
+    assert cursor_mod.plan(None, now=T0, retention=week).full_resync
+    assert cursor_mod.plan(fresh, now=T0, retention=week).since == T0
+    page = cursor_mod.Resume(T0, "task", T0, "k")
+    paged = cursor_mod.plan(cursor_mod.Cursor("u1", T0 + week, page), now=T0, retention=week)
+    assert (paged.since, paged.start, paged.watermark) == (T0, page, T0 + week)
+    stale = cursor_mod.plan(cursor_mod.Cursor("u1", T0, page), now=T0 + 2 * week, retention=week)
+    assert stale.full_resync and stale.start is None  # a stale paged delta starts over

@@ -76,6 +76,8 @@ STATUS_BY_CODE = {
     "device_revoked": 403,
     "invalid_cursor": 422,
     "batch_not_uploaded": 409,
+    "already_resolved": 409,
+    "entity_gone": 409,
 }
 
 

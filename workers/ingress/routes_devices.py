@@ -30,6 +30,7 @@ from workers.ingress.schemas_devices import (
     DeviceOut,
     DevicePage,
     RenameIn,
+    ResolveIn,
     SettingsIn,
     SettingsOut,
     SyncAccepted,
@@ -37,8 +38,9 @@ from workers.ingress.schemas_devices import (
     SyncJobOut,
     UploadSlot,
 )
+from workers.sync import conflicts
 from workers.sync import cursor as cursor_mod
-from workers.sync.service import SyncPolicy, batch_key, delta_key
+from workers.sync.service import batch_key, delta_key, sync_bucket
 
 router = APIRouter(tags=["devices"])
 JOB_NAMESPACE = uuid.UUID("5d1f0a52-8f0e-4a53-9f1e-7c0d6b7b3a10")
@@ -116,6 +118,15 @@ def list_conflicts(
     )
 
 
+@router.post("/v1/devices/conflicts/{conflict_id}/resolve", response_model=ConflictOut)
+def resolve_conflict(
+    conflict_id: int, body: ResolveIn, session: SessionDep, key: ApiKeyDep
+) -> ConflictOut:
+    del key
+    resolved = conflicts.resolve(session, conflict_id, body.action, now=datetime.now(UTC))
+    return ConflictOut.of(resolved)
+
+
 @router.get("/v1/devices/settings", response_model=SettingsOut)
 def get_sync_settings(
     user_id: uuid.UUID, session: SessionDep, key: ApiKeyDep, settings: SettingsDep
@@ -163,8 +174,7 @@ def revoke_device(device_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> 
 def start_batch_upload(device: DeviceDep, store: StoreDep, settings: SettingsDep) -> UploadSlot:
     batch_id = uuid.uuid4()
     ttl = timedelta(seconds=settings.sync_upload_url_ttl_s)
-    bucket = SyncPolicy.from_settings(settings).bucket
-    url = store.presigned_put(bucket, batch_key(device.id, batch_id), ttl)
+    url = store.presigned_put(sync_bucket(settings), batch_key(device.id, batch_id), ttl)
     return UploadSlot(batch_id=batch_id, url=url, expires_at=datetime.now(UTC) + ttl)
 
 
@@ -198,14 +208,14 @@ def _check_request(body: SyncIn, device: SyncDevice, request: Request) -> None:
         raise PermanentError("send either changes or uploaded=true", code="invalid_payload")
     if body.cursor is not None:
         try:
-            cursor_mod.decode(body.cursor, user_id=str(device.user_id))
+            keys = cursor_mod.CursorKeys.from_ring(settings_of(request).key_ring())
+            cursor_mod.decode(body.cursor, user_id=str(device.user_id), keys=keys)
         except cursor_mod.InvalidCursor as exc:
             raise PermanentError(str(exc), code="invalid_cursor") from None
     if body.uploaded:
         store = object_store(request)
-        policy = SyncPolicy.from_settings(settings_of(request))
         try:
-            store.stat(policy.bucket, batch_key(device.id, body.batch_id))
+            store.stat(sync_bucket(settings_of(request)), batch_key(device.id, body.batch_id))
         except ObjectNotFound:
             raise PermanentError(
                 "PUT the batch to its upload URL first", code="batch_not_uploaded"
@@ -225,9 +235,9 @@ def sync_status(
         raise NotFound("no such sync job", job_id=job_id)
     result = job.result
     if result is not None and result.get("delta_object"):
-        policy = SyncPolicy.from_settings(settings)  # a fresh link each time it is asked for
-        key = delta_key(device.id, uuid.UUID(result["batch_id"]))
-        url = store.presigned_get(policy.bucket, key, policy.delta_url_ttl)
+        key = delta_key(device.id, uuid.UUID(result["batch_id"]))  # a fresh link every time
+        ttl = timedelta(seconds=settings.sync_delta_url_ttl_s)
+        url = store.presigned_get(sync_bucket(settings), key, ttl)
         result = {**result, "delta_object": {**result["delta_object"], "url": url}}
     return SyncJobOut(
         job_id=job.id,

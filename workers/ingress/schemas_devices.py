@@ -6,12 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.db.models import SyncConflict, SyncDevice
 from shared.db.models.sync import SYNC_TYPES
 
-SyncType = Literal["contact", "task", "decision", "setting"]  # = SYNC_TYPES
+SyncType = Literal["contact", "task", "decision", "setting", "channel", "message"]  # = SYNC_TYPES
 
 
 class DeviceIn(BaseModel):
@@ -65,6 +65,13 @@ class SettingsIn(BaseModel):
     types: list[SyncType] = Field(max_length=len(SYNC_TYPES))
     interval_s: int = Field(ge=10, le=7 * 24 * 3600)
 
+    @model_validator(mode="after")
+    def _messages_need_channels(self) -> SettingsIn:
+        # A device learns that it left a channel (and must drop its messages) from the channel.
+        if "message" in self.types and "channel" not in self.types:
+            raise ValueError("syncing messages needs the channel type too")
+        return self
+
 
 class SettingsOut(BaseModel):
     user_id: uuid.UUID
@@ -114,6 +121,8 @@ class ConflictOut(BaseModel):
     winner_node: str
     reason: str
     created_at: datetime
+    resolved_at: datetime | None = None
+    resolution: str | None = None  # "restored" or "dismissed"
 
     @classmethod
     def of(cls, row: SyncConflict) -> ConflictOut:
@@ -130,7 +139,15 @@ class ConflictOut(BaseModel):
             winner_node=row.winner_node,
             reason=row.reason,
             created_at=row.created_at,
+            resolved_at=row.resolved_at,
+            resolution=row.resolution,
         )
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["restore", "dismiss"]
 
 
 class ConflictPage(BaseModel):

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.repos import outbox as outbox_repo
-from shared.db.repos import sync as sync_repo
 from shared.jobs.periodic import PeriodicSpec, builtin_schedules, submit_due
 from shared.jobs.retention import RetentionPolicy, purge_once
 from shared.messaging.publisher import Publisher, PublishError
@@ -28,6 +27,7 @@ from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
 from workers.uploads.sweep import make_sweep as make_incoming_sweep
+from workers.sync.prune import make_prune as make_sync_prune
 
 log = structlog.get_logger("scheduler")
 
@@ -68,8 +68,8 @@ class SchedulerConfig:
     export_tick: Callable[[sessionmaker[Session]], None] | None = None
     incoming_every_s: float = 0.0  # 0: no sweep of abandoned incoming uploads
     incoming_sweep: Callable[[sessionmaker[Session]], None] | None = None
-    sync_retention_s: float = 0.0  # device sync: forget tombstones older than this; 0: never
-    sync_prune_every_s: float = 3600.0
+    sync_prune_every_s: float = 0.0  # 0: no sync pruning
+    sync_prune: Callable[[sessionmaker[Session]], None] | None = None  # workers/sync/prune.py
     probe_port: int = 0  # /healthz, /readyz, /metrics; 0: none
 
     @classmethod
@@ -90,7 +90,8 @@ class SchedulerConfig:
             export_tick=make_export_tick(settings),
             incoming_every_s=settings.incoming_sweep_interval_s,
             incoming_sweep=make_incoming_sweep(settings),
-            sync_retention_s=settings.sync_tombstone_retention_s,
+            sync_prune_every_s=settings.sync_prune_every_s,
+            sync_prune=make_sync_prune(settings),
             probe_port=settings.probe_port,
         )
 
@@ -220,8 +221,11 @@ class Scheduler:
         if c.incoming_sweep is not None and c.incoming_every_s > 0:
             sweep = c.incoming_sweep
             chores.append(Chore("incoming", c.incoming_every_s, lambda: sweep(self._sessions)))
-        if c.sync_retention_s > 0:
-            chores.append(Chore("sync_prune", c.sync_prune_every_s, self._prune_sync))
+        if c.sync_prune is not None and c.sync_prune_every_s > 0:
+            prune_sync = c.sync_prune  # tombstones, batch results, conflict log, sync objects
+            chores.append(
+                Chore("sync_prune", c.sync_prune_every_s, lambda: prune_sync(self._sessions))
+            )
         return chores
 
     def _housekeeping(self, now: float) -> None:
@@ -278,12 +282,6 @@ class Scheduler:
             margin=timedelta(seconds=self._config.oauth_margin_s),
             idle_lifetimes=self._config.oauth_idle_lifetimes,
         )
-
-    def _prune_sync(self) -> None:
-        cutoff = datetime.now(UTC) - timedelta(seconds=self._config.sync_retention_s)
-        with session_scope(self._sessions) as session:
-            pruned = sync_repo.prune(session, cutoff)
-        log.info("scheduler.sync_pruned", **pruned)
 
     def _prune(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self._config.retention_s)

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared.db.repos import sync as sync_repo
+from workers.sync import messages
 from workers.sync import rows as rows_mod
 from workers.sync.batch import Rejection
 from workers.sync.entities import ENTITY_TYPES, ParsedChange
@@ -29,6 +30,7 @@ class Outcome:
     rejected: list[Rejection] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     touched: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    written: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     newest: Hlc | None = None
 
 
@@ -50,13 +52,34 @@ def merge_batch(session: Session, ctx: MergeContext, changes: Sequence[ParsedCha
     by_entity: dict[tuple[str, str], list[ParsedChange]] = defaultdict(list)
     for change in changes:  # batch order is kept within each entity
         by_entity[(change.entity_type, change.entity_id)].append(change)
-    keys = sorted(by_entity)
+    depth = messages.reply_depth(changes)
+    keys = sorted(by_entity, key=lambda k: (k[0], depth.get(k[1], 0), k[1]))
+    batch_channels = messages.created_channels(changes)
     for start in range(0, len(keys), CHUNK_ENTITIES):
         chunk = keys[start : start + CHUNK_ENTITIES]
         for entity_type in sorted({t for t, _ in chunk}):
             group = [c for key in chunk if key[0] == entity_type for c in by_entity[key]]
-            _merge_type(session, ctx, entity_type, group, outcome)
+            _merge_type(session, ctx, entity_type, group, outcome, batch_channels)
     return outcome
+
+
+def _message_scope(
+    session: Session,
+    ctx: MergeContext,
+    changes: list[ParsedChange],
+    rows: Mapping[str, Mapping[str, Any]],
+    batch_channels: Mapping[str, str],
+) -> messages.MessageScope:
+    named = {str(r["channel_id"]) for r in rows.values()} | {
+        c.fields["channel_id"] for c in changes if "channel_id" in c.fields
+    }
+    replies = {c.fields["reply_to_id"] for c in changes if c.fields.get("reply_to_id")}
+    known = sync_repo.message_channels(session, sorted(replies - set(batch_channels)))
+    return messages.MessageScope(
+        str(ctx.user_id),
+        frozenset(sync_repo.live_channels(session, ctx.user_id, sorted(named))),
+        {**known, **batch_channels},
+    )
 
 
 def _merge_type(
@@ -65,6 +88,7 @@ def _merge_type(
     entity_type: str,
     changes: list[ParsedChange],
     outcome: Outcome,
+    batch_channels: Mapping[str, str],
 ) -> None:
     ids = sorted({c.entity_id for c in changes})
     rows = sync_repo.load_rows(session, entity_type, ctx.user_id, ids, for_update=True)
@@ -72,16 +96,24 @@ def _merge_type(
         sync_repo.load_versions(session, ctx.user_id, entity_type, ids)
     )
     owner = sync_repo.PRODUCT_TABLES[entity_type].owner
+    scope = None
+    if entity_type == "message":
+        scope = _message_scope(session, ctx, changes, rows, batch_channels)
     states: dict[str, State] = {}
     for change in changes:
         row = rows.get(change.entity_id)
-        if row is not None and row[owner] != ctx.user_id:
+        if scope is not None:
+            refused = messages.check(change, row, states.get(change.entity_id), scope)
+            if refused is not None:
+                outcome.rejected.append(_reject(change, refused.code, refused.message))
+                continue
+        elif row is not None and row[owner] != ctx.user_id:
             outcome.rejected.append(_reject(change, "unknown_entity", "no such entity"))
             continue
         if change.entity_id not in states:
             states[change.entity_id] = _current(entity_type, row, before, change, ctx)
         _merge_one(ctx, entity_type, change, states, outcome, exists=row is not None)
-    _write(session, ctx, entity_type, states, before, rows)
+    outcome.written[entity_type].update(_write(session, ctx, entity_type, states, before, rows))
 
 
 def _current(
@@ -142,7 +174,8 @@ def _write(
     states: Mapping[str, State],
     before: Mapping[str, State],
     rows: Mapping[str, Mapping[str, Any]],
-) -> None:
+) -> list[str]:
+    """Write the entities whose registers changed; returns their ids."""
     owner = (sync_repo.PRODUCT_TABLES[entity_type].owner, ctx.user_id)
     versions: list[dict[str, Any]] = []
     products: list[dict[str, Any]] = []
@@ -155,6 +188,7 @@ def _write(
             products.append(rows_mod.product_row(entity_type, entity_id, owner, state, existing))
     sync_repo.upsert_rows(session, entity_type, products)
     sync_repo.upsert_versions(session, versions)
+    return [str(row[sync_repo.PRODUCT_TABLES[entity_type].key]) for row in products]
 
 
 def _reject(change: ParsedChange, code: str, message: str) -> Rejection:

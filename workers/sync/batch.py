@@ -66,6 +66,8 @@ def parse_change(
         raise Rejected("unknown_type", f"type must be one of {', '.join(ENTITY_TYPES)}")
     if entity.name not in enabled:
         raise Rejected("type_not_synced", f"{entity.name} is not enabled in the sync settings")
+    if entity.read_only:
+        raise Rejected("read_only_type", f"{entity.name} entities are changed by the back end only")
     entity_id = canonical_id(entity, raw.get("id"))
     stamp = _stamp(raw.get("hlc"), node, clock)
     delete = raw.get("delete", False)

@@ -9,11 +9,18 @@ from workers.sync.hlc import Hlc
 from workers.sync.merge import TOMBSTONE, State, Version, is_deleted
 
 
-def registers_for(state: Mapping[str, Version], node: str, *, full: bool) -> State | None:
-    """The registers to send `node`: all of them on a full resync (live entities only),
-    otherwise those another writer won (a device knows its own writes)."""
+def registers_for(
+    state: Mapping[str, Version], node: str, *, full: bool, whole: bool = False
+) -> State | None:
+    """The registers to send `node`: all of them on a full resync (live entities only), all of
+    them too for an entity the device may have dropped or missed (`whole`: a message of a
+    channel joined since its cursor, deleted ones included, since the device may still hold
+    them from before a leave it never heard of), otherwise those another writer won (a device
+    knows its own writes)."""
     if full:
         return None if is_deleted(state) else dict(state)
+    if whole:
+        return dict(state)
     mine = {f: v for f, v in state.items() if v.hlc.node != node}
     return mine or None
 

@@ -1,9 +1,12 @@
 """The entity types devices sync, their fields, and how one change is validated.
 
 Values travel as JSON: text as strings, times as ISO 8601 strings (normalised to UTC, e.g.
-"2026-11-30T12:00:00+00:00"), settings as any JSON value. Columns the server derives
-(a task's `completed_at`) or that point at data devices do not sync (`source_message_id`,
-`channel_id`) are read-only: they appear in deltas under `server_fields`, never in changes.
+"2026-11-30T12:00:00+00:00"), ids as lowercase UUID strings, settings as any JSON value.
+Columns the server derives (a task's `completed_at`, a message's `author_id`) or that point
+at data devices do not write (`source_message_id`) are read-only: they appear in deltas under
+`server_fields`, never in changes. `create_only` fields are set when an entity is created and
+never change (a message's channel). A `read_only` type (channels: the user's memberships) is
+only ever sent to devices; changes to it are rejected.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def _small_json(value: Any) -> Any:
 
 
 SETTING_MAX_BYTES = 65_536
+MESSAGE_MAX_CHARS = 40_000
 
 
 def _text(max_length: int | None, *, nullable: bool) -> TypeAdapter[Any]:
@@ -46,6 +50,11 @@ def _text(max_length: int | None, *, nullable: bool) -> TypeAdapter[Any]:
         AfterValidator(_no_nul),
     ]
     return TypeAdapter(text | None if nullable else text)
+
+
+def _uuid(*, nullable: bool) -> TypeAdapter[Any]:
+    ident = Annotated[uuid.UUID, AfterValidator(str)]
+    return TypeAdapter(ident | None if nullable else ident)
 
 
 def _time(*, nullable: bool) -> TypeAdapter[Any]:
@@ -58,11 +67,14 @@ class FieldSpec:
     adapter: TypeAdapter[Any]
     required: bool = False  # must be present when a change creates the entity
     is_time: bool = False
+    create_only: bool = False  # set by the create, never changed afterwards
 
     def to_json(self, column_value: Any) -> Any:
         """A column value read from the database in its wire form."""
         if self.is_time and column_value is not None:
             return _utc(column_value)
+        if isinstance(column_value, uuid.UUID):
+            return str(column_value)
         return column_value
 
 
@@ -72,6 +84,7 @@ class EntityType:
     fields: Mapping[str, FieldSpec]
     server_fields: tuple[str, ...] = ()
     uuid_ids: bool = True  # settings are keyed by name instead
+    read_only: bool = False  # sent to devices, never written by them
 
     def required(self) -> set[str]:
         return {name for name, spec in self.fields.items() if spec.required}
@@ -112,6 +125,29 @@ ENTITY_TYPES: dict[str, EntityType] = {
         "setting",
         {"value": FieldSpec(TypeAdapter(Annotated[Any, AfterValidator(_small_json)]), True)},
         uuid_ids=False,
+    ),
+    # The user's view of a channel they belong to: the channel's fields plus their membership.
+    # Leaving (or the channel's deletion) tombstones it; re-joining revives it.
+    "channel": EntityType(
+        "channel",
+        {
+            "name": FieldSpec(_text(200, nullable=True)),
+            "kind": FieldSpec(TypeAdapter(Literal["direct", "group"])),
+            "topic": FieldSpec(_text(None, nullable=True)),
+            "owner_id": FieldSpec(_uuid(nullable=False)),
+            "role": FieldSpec(TypeAdapter(Literal["owner", "admin", "member"])),
+            "joined_at": FieldSpec(_time(nullable=False), is_time=True),
+        },
+        read_only=True,
+    ),
+    "message": EntityType(
+        "message",
+        {
+            "channel_id": FieldSpec(_uuid(nullable=False), required=True, create_only=True),
+            "body": FieldSpec(_text(MESSAGE_MAX_CHARS, nullable=False), required=True),
+            "reply_to_id": FieldSpec(_uuid(nullable=True), create_only=True),
+        },
+        server_fields=("author_id", "edited_at", "created_at"),
     ),
 }
 SETTING_KEY = TypeAdapter(

@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workers.sync.entities import ENTITY_TYPES
-from workers.sync.hlc import Hlc
+from workers.sync.hlc import SERVER_NODE, Hlc
 from workers.sync.merge import TOMBSTONE, State, Version, is_deleted
 
 FIELD_DEFAULTS: dict[str, Any] = {"status": "open"}  # what a create leaves unset, as the table
+# Read-only columns sync never writes: the owner (set from the syncing user) and the ones the
+# database fills itself.
+NOT_WRITTEN = frozenset({"author_id", "created_at"})
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -102,10 +105,33 @@ def product_row(
     tomb = state.get(TOMBSTONE)
     row["deleted_at"] = ms_to_datetime(tomb.hlc.ms) if tomb and is_deleted(state) else None
     for name in entity.server_fields:
-        row[name] = existing.get(name) if existing is not None else None
+        if name not in NOT_WRITTEN:
+            row[name] = existing.get(name) if existing is not None else None
     if entity_type == "task":
         row["completed_at"] = _completed_at(state, existing)
+    if entity_type == "message":
+        row["edited_at"] = _edited_at(state)
     return row
+
+
+def _edited_at(state: State) -> datetime | None:
+    """When the winning body was written, if that was after the create (which stamped the
+    channel, never written again)."""
+    body, created = state.get("body"), state.get("channel_id")
+    if body is None or created is None or body.hlc <= created.hlc:
+        return None
+    return ms_to_datetime(body.hlc.ms)
+
+
+def server_state(entity_type: str, row: Mapping[str, Any]) -> State:
+    """Registers of a read-only entity, from its row alone: every field stamped by the server
+    at the row's last change, and a tombstone just after it when the row is deleted."""
+    changed: datetime = row["updated_at"]
+    stamp = Hlc(datetime_to_ms(changed), 0, SERVER_NODE)
+    state = {f: Version(stamp, v, changed) for f, v in field_values(entity_type, row).items()}
+    if row["deleted_at"] is not None:
+        state[TOMBSTONE] = Version(stamp.after(SERVER_NODE), True, changed)
+    return state
 
 
 def _completed_at(state: State, existing: Mapping[str, Any] | None) -> datetime | None:

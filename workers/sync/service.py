@@ -30,7 +30,7 @@ from shared.storage.buckets import Bucket, bucket_name
 from workers.sync import build_delta
 from workers.sync.apply_batch import MergeContext, Outcome, merge_batch
 from workers.sync.batch import ClockRule, Rejection, parse_batch
-from workers.sync.cursor import Cursor, InvalidCursor, decode, needs_full_resync
+from workers.sync.cursor import Cursor, CursorKeys, InvalidCursor, decode, plan
 from workers.sync.hlc import SERVER_NODE, Hlc, receive
 from workers.sync.rows import datetime_to_ms
 
@@ -40,6 +40,7 @@ log = structlog.get_logger("sync")
 @dataclass(frozen=True)
 class SyncPolicy:
     bucket: str
+    cursor_keys: CursorKeys
     max_skew_ms: int = 300_000
     retention: timedelta = timedelta(days=30)
     inline_max_bytes: int = 65_536
@@ -47,11 +48,13 @@ class SyncPolicy:
     max_batch_bytes: int = 64 * 1024 * 1024
     max_batch_changes: int = 100_000
     default_interval_s: int = 300
+    page_rows: int = 5_000  # rows scanned per delta page
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SyncPolicy:
         return cls(
-            bucket=bucket_name(settings.bucket_prefix, Bucket.SYNC),
+            bucket=sync_bucket(settings),
+            cursor_keys=CursorKeys.from_ring(settings.key_ring()),
             max_skew_ms=int(settings.sync_max_clock_skew_s * 1000),
             retention=timedelta(seconds=settings.sync_tombstone_retention_s),
             inline_max_bytes=settings.sync_inline_delta_max_bytes,
@@ -59,7 +62,12 @@ class SyncPolicy:
             max_batch_bytes=settings.sync_max_batch_bytes,
             max_batch_changes=settings.sync_max_batch_changes,
             default_interval_s=settings.sync_default_interval_s,
+            page_rows=settings.sync_delta_page_entities,
         )
+
+
+def sync_bucket(settings: Settings) -> str:
+    return bucket_name(settings.bucket_prefix, Bucket.SYNC)
 
 
 def batch_key(device_id: uuid.UUID, batch_id: uuid.UUID) -> str:
@@ -122,33 +130,33 @@ def _sync(
     staged: list[Any] | None,
 ) -> dict[str, Any]:
     now = sync_repo.transaction_time(session)
-    cursor = _cursor(payload.cursor, device.user_id)
+    cursor = _cursor(payload.cursor, device.user_id, policy.cursor_keys)
     raw = _raw_changes(store, policy, device.id, payload, staged)
     clock = ClockRule(now_ms=datetime_to_ms(now), max_skew_ms=policy.max_skew_ms)
     changes, rejected = parse_batch(raw, node=str(device.id), enabled=settings.types, clock=clock)
-    seen_until = cursor.watermark if cursor is not None else None
+    scope = plan(cursor, now=now, retention=policy.retention)
+    seen_until = scope.since if scope.start is not None else _seen(cursor)
     outcome = merge_batch(
         session, MergeContext(device.user_id, device.id, now, seen_until), changes
     )
     sync_repo.add_conflicts(session, outcome.conflicts)
     server_hlc = _advance_clock(settings, now, outcome.newest)
-    full = needs_full_resync(cursor, now=now, retention=policy.retention)
-    watermark = safe_watermark(session)  # before reading: see shared/db/repos/changes.py
+    # Before reading (see shared/db/repos/changes.py); a paged delta keeps its first page's.
+    watermark = scope.watermark or safe_watermark(session)
+    unwritten = {t: ids - outcome.written.get(t, set()) for t, ids in outcome.touched.items()}
     request = build_delta.DeltaRequest(
-        device.user_id,
-        str(device.id),
-        None if full else seen_until,
-        now,
-        settings.types,
-        outcome.touched,
+        device.user_id, str(device.id), scope.since, now, settings.types, unwritten
     )
-    entities = build_delta.build(session, request)
+    page = build_delta.Page(policy.page_rows, scope.start)
+    entities = build_delta.build(session, request, page)
     delta = _place_delta(store, policy, device.id, payload.batch_id, entities)
     sync_repo.touch_device(session, device.id, now)
+    next_cursor = Cursor(str(device.user_id), watermark, page.next)
     return {
         "batch_id": str(payload.batch_id),
-        "cursor": Cursor(str(device.user_id), watermark).encode(),
-        "full_resync": full,
+        "cursor": next_cursor.encode(policy.cursor_keys),
+        "more": page.next is not None,
+        "full_resync": scope.full_resync,
         "server_hlc": server_hlc.wire(),
         "server_time_ms": clock.now_ms,
         "settings": {"types": list(settings.types), "interval_s": settings.interval_s},
@@ -157,11 +165,15 @@ def _sync(
     }
 
 
-def _cursor(text: str | None, user_id: uuid.UUID) -> Cursor | None:
+def _seen(cursor: Cursor | None) -> datetime | None:
+    return cursor.watermark if cursor is not None else None
+
+
+def _cursor(text: str | None, user_id: uuid.UUID, keys: CursorKeys) -> Cursor | None:
     if text is None:
         return None
     try:
-        return decode(text, user_id=str(user_id))
+        return decode(text, user_id=str(user_id), keys=keys)
     except InvalidCursor as exc:
         raise PermanentError(str(exc), code="invalid_cursor") from None
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base, TenantOwned
 
-SYNC_TYPES = ("contact", "task", "decision", "setting")
+SYNC_TYPES = ("contact", "task", "decision", "setting", "channel", "message")
 
 
 def _user_fk() -> ForeignKey:
@@ -90,7 +90,10 @@ class SyncConflict(TenantOwned, Base):
     """A value that lost to a concurrent write: what the user can review and restore by hand."""
 
     __tablename__ = "sync_conflicts"
-    __table_args__ = (Index("ix_sync_conflicts_user", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_sync_conflicts_user", "user_id", "id"),
+        Index("ix_sync_conflicts_created", "created_at"),  # the retention sweep
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), _user_fk(), nullable=False)
@@ -107,6 +110,8 @@ class SyncConflict(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution: Mapped[str | None] = mapped_column(String(20))  # "restored" or "dismissed"
 
 
 class SyncBatch(TenantOwned, Base):

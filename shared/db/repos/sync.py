@@ -20,6 +20,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    or_,
     select,
     text,
     tuple_,
@@ -31,8 +32,11 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Session
 
 from shared.db.models import (
+    Channel,
+    ChannelMember,
     Contact,
     Decision,
+    Message,
     SyncBatch,
     SyncConflict,
     SyncDevice,
@@ -75,7 +79,24 @@ PRODUCT_TABLES: dict[str, ProductTable] = {
         ("title", "outcome", "rationale", "decided_at", "channel_id"),
     ),
     "setting": ProductTable(cast(Table, UserSetting.__table__), "user_id", "key", ("value",)),
+    # Messages are shared by a channel's members; the author owns them (and their registers).
+    "message": ProductTable(
+        cast(Table, Message.__table__),
+        "author_id",
+        "id",
+        ("channel_id", "body", "reply_to_id", "edited_at", "created_at"),
+    ),
 }
+
+
+def key_column(entity_type: str) -> str:
+    """The entity id's name in `changed_rows` results (channels: read-only, no ProductTable)."""
+    return "id" if entity_type == "channel" else PRODUCT_TABLES[entity_type].key
+
+
+M = cast(Table, Message.__table__)
+CM = cast(Table, ChannelMember.__table__)
+CH = cast(Table, Channel.__table__)
 
 
 # --- devices -------------------------------------------------------------------------------
@@ -174,6 +195,30 @@ def add_conflicts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.execute(insert(SyncConflict), list(rows))
 
 
+def prune_conflicts(session: Session, cutoff: datetime) -> int:
+    """Forget conflict-log entries logged before `cutoff` (the log's retention)."""
+    result = session.execute(delete(SyncConflict).where(SyncConflict.created_at < cutoff))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def get_conflict(session: Session, conflict_id: int) -> SyncConflict | None:
+    """The conflict, locked until commit (two resolutions of one entry run one after the other)."""
+    query = select(SyncConflict).where(SyncConflict.id == conflict_id).with_for_update()
+    return session.execute(query).scalar_one_or_none()
+
+
+def write_back(
+    session: Session, entity_type: str, user_id: uuid.UUID, entity_id: str, values: dict[str, Any]
+) -> bool:
+    """A server-side edit of one product row of the user (sync adopts it as a `"server"`
+    write on the next sync); False when the row is gone."""
+    spec = PRODUCT_TABLES[entity_type]
+    t = spec.table
+    key: Any = uuid.UUID(entity_id) if spec.key == "id" else entity_id
+    stmt = update(t).where(t.c[spec.key] == key, t.c[spec.owner] == user_id).values(**values)
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
 def list_conflicts(
     session: Session, user_id: uuid.UUID, *, after_id: int, limit: int
 ) -> list[SyncConflict]:
@@ -225,8 +270,23 @@ def load_versions(
 
 
 def upsert_versions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Write registers; a register only ever moves forward. Needed for messages: their
+    registers belong to the author, and another member's sync (another per-user lock) may
+    fold a server edit into them concurrently with the author's merge."""
     if rows:
-        _upsert_recordset(session, V, rows, ["user_id", "entity_type", "entity_id", "field"])
+        _upsert_recordset(
+            session,
+            V,
+            rows,
+            ["user_id", "entity_type", "entity_id", "field"],
+            where=_NEWER,
+        )
+
+
+_NEWER = (
+    '(excluded.hlc_ms, excluded.hlc_counter, excluded.node COLLATE "C") '
+    '> (t.hlc_ms, t.hlc_counter, t.node COLLATE "C")'
+)
 
 
 def _json_default(value: object) -> str:
@@ -312,6 +372,10 @@ def changed_rows(
 ) -> list[dict[str, Any]]:
     """One page of the user's rows changed at or after `since` (all rows when None),
     tombstones included, in (updated_at, key) order after the keyset position `after`."""
+    if entity_type == "message":
+        return _visible_messages(session, user_id, since, after=after, limit=limit)
+    if entity_type == "channel":
+        return _channel_views(session, user_id, since, after=after, limit=limit)
     spec = PRODUCT_TABLES[entity_type]
     t = spec.table
     query = _select(spec).where(t.c[spec.owner] == user_id)
@@ -320,6 +384,89 @@ def changed_rows(
         query = query.where(tuple_(t.c.updated_at, t.c[spec.key]) > tuple_(*after))
     query = query.order_by(t.c.updated_at, t.c[spec.key]).limit(limit)
     return [dict(row) for row in session.execute(query).mappings()]
+
+
+def _visible_messages(
+    session: Session,
+    user_id: uuid.UUID,
+    since: datetime | None,
+    *,
+    after: tuple[datetime, Any] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Messages of the live channels the user is a live member of, changed since `since` — or all
+    of a channel's messages when the membership changed since then (a join, a re-join): then
+    `member_since` >= `since` and the device gets them whole."""
+    member = (CM.c.channel_id == M.c.channel_id) & (CM.c.user_id == user_id)
+    live = CH.c.id == M.c.channel_id
+    query = _select(PRODUCT_TABLES["message"]).add_columns(CM.c.updated_at.label("member_since"))
+    query = query.select_from(
+        M.join(CM, member & CM.c.deleted_at.is_(None)).join(CH, live & CH.c.deleted_at.is_(None))
+    )
+    if since is not None:
+        query = query.where(or_(M.c.updated_at >= since, CM.c.updated_at >= since))
+    if after is not None:
+        query = query.where(tuple_(M.c.updated_at, M.c.id) > tuple_(*after))
+    query = query.order_by(M.c.updated_at, M.c.id).limit(limit)
+    return [dict(row) for row in session.execute(query).mappings()]
+
+
+def _channel_views(
+    session: Session,
+    user_id: uuid.UUID,
+    since: datetime | None,
+    *,
+    after: tuple[datetime, Any] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The user's memberships joined with their channels: one row per channel the user is or
+    was in, deleted when they left (or the channel was deleted)."""
+    changed = func.greatest(CM.c.updated_at, CH.c.updated_at)
+    query = select(
+        CM.c.channel_id.label("id"),
+        CM.c.user_id,
+        changed.label("updated_at"),
+        func.coalesce(CM.c.deleted_at, CH.c.deleted_at).label("deleted_at"),
+        CH.c.name,
+        CH.c.kind,
+        CH.c.topic,
+        CH.c.owner_id,
+        CM.c.role,
+        CM.c.joined_at,
+    ).select_from(CM.join(CH, CH.c.id == CM.c.channel_id))
+    query = query.where(CM.c.user_id == user_id)
+    if since is not None:
+        query = query.where(changed >= since)
+    if after is not None:
+        query = query.where(tuple_(changed, CM.c.channel_id) > tuple_(*after))
+    query = query.order_by(changed, CM.c.channel_id).limit(limit)
+    return [dict(row) for row in session.execute(query).mappings()]
+
+
+def live_channels(session: Session, user_id: uuid.UUID, channel_ids: Sequence[str]) -> set[str]:
+    """Which of these channels the user is a live member of (deleted channels excluded)."""
+    if not channel_ids:
+        return set()
+    ids = [uuid.UUID(c) for c in channel_ids]
+    query = (
+        select(CM.c.channel_id)
+        .join(CH, CH.c.id == CM.c.channel_id)
+        .where(
+            CM.c.user_id == user_id,
+            CM.c.deleted_at.is_(None),
+            CH.c.deleted_at.is_(None),
+            CM.c.channel_id.in_(ids),
+        )
+    )
+    return {str(c) for c in session.execute(query).scalars()}
+
+
+def message_channels(session: Session, message_ids: Sequence[str]) -> dict[str, str]:
+    """message id -> its channel id, for the ones that exist."""
+    if not message_ids:
+        return {}
+    query = select(M.c.id, M.c.channel_id).where(M.c.id.in_([uuid.UUID(i) for i in message_ids]))
+    return {str(m): str(c) for m, c in session.execute(query).all()}
 
 
 def upsert_rows(session: Session, entity_type: str, rows: Sequence[dict[str, Any]]) -> None:
