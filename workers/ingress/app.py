@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
@@ -26,6 +26,7 @@ from workers.ingress import (
     routes_oauth,
 )
 from workers.ingress.errors import error_response
+from workers.ingress.input_guard import guard_input
 from workers.ingress.limits import BodySizeLimit
 from workers.ingress.metrics import JobsCollector
 from workers.ingress.ops_metrics import OperationsCollector
@@ -41,6 +42,8 @@ STATUS_BY_CODE = {
     "connection_owned_by_another_key": 409,
     "unknown_kind": 422,
     "invalid_payload": 422,
+    "invalid_request": 422,
+    "invalid_json": 400,
     "unknown_version": 422,
     "too_large": 413,
     "storage_unavailable": 503,
@@ -99,7 +102,12 @@ def create_app(
         if engine is not None:
             engine.dispose()
 
-    app = FastAPI(title="Conveyor ingress", version="1", lifespan=lifespan)
+    app = FastAPI(
+        title="Conveyor ingress",
+        version="1",
+        lifespan=lifespan,
+        dependencies=[Depends(guard_input)],
+    )
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(routes_jobs.router)

@@ -54,7 +54,13 @@ class JobIn(BaseModel):
     @field_validator("run_at")
     @classmethod
     def _not_too_far(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value > datetime.now(UTC) + MAX_AHEAD:
+        if value is None:
+            return None
+        try:  # 0001-01-01T00:00+01:00 is year 0 in UTC: neither Python nor PostgreSQL has it
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range: must be between years 1 and 9999 in UTC") from None
+        if value > datetime.now(UTC) + MAX_AHEAD:
             raise ValueError(f"must be at most {MAX_AHEAD.days} days ahead")
         return value
 
