@@ -94,13 +94,19 @@ class Stack:
             CONVEYOR_HEARTBEAT_STALE_S="10",
             CONVEYOR_RELAY_IDLE_POLL_S="0.5",
             CONVEYOR_CANARY_INTERVAL_S="0",
+            CONVEYOR_METRICS_CACHE_S="0",
         )
         env.update(self._s3_env())
         env.update(extra)
         return env
 
     def settings(self, **overrides: Any) -> Settings:
-        fields: dict[str, Any] = {"database_url": self.db_url, "broker_url": self.amqp_url}
+        # metrics_cache_s=0: a test reads the gauges right after changing what they count.
+        fields: dict[str, Any] = {
+            "database_url": self.db_url,
+            "broker_url": self.amqp_url,
+            "metrics_cache_s": 0,
+        }
         if self.s3 is not None:
             fields.update(
                 s3_endpoint=self.s3.endpoint,

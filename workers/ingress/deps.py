@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from shared.db.engine import session_scope
@@ -29,10 +30,20 @@ def db_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 
 
-def api_key(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
-    if not authorization or not authorization.lower().startswith("bearer "):
+# Declares the `apiKey` bearer scheme in OpenAPI; our own error (401 `{code, message}`)
+# instead of FastAPI's when it is missing.
+bearer = HTTPBearer(
+    scheme_name="apiKey", description="an API key: `conveyor apikey create`", auto_error=False
+)
+
+
+def api_key(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> ApiKey:
+    if credentials is None:
         raise Unauthorized("missing bearer API key")
-    key = api_keys_repo.authenticate(session, authorization[7:].strip())
+    key = api_keys_repo.authenticate(session, credentials.credentials.strip())
     if key is None:
         raise Unauthorized("unknown or revoked API key")
     return key

@@ -106,7 +106,7 @@ def start_upload(
     return UploadOut(upload_id=upload_id, url=url, expires_at=datetime.now(UTC) + ttl)
 
 
-@router.post("/v1/uploads/{upload_id}/complete", status_code=202, response_model=CompleteOut)
+@router.post("/v1/uploads/{upload_id:uuid}/complete", status_code=202, response_model=CompleteOut)
 def complete_upload(
     upload_id: uuid.UUID,
     session: SessionDep,
@@ -171,7 +171,7 @@ def _thumbnail_statuses(
     return out
 
 
-@router.get("/v1/files/{file_id}", response_model=FileOut)
+@router.get("/v1/files/{file_id:uuid}", response_model=FileOut)
 def get_file(
     file_id: uuid.UUID, session: SessionDep, key: ApiKeyDep, store: StoreDep, settings: SettingsDep
 ) -> FileOut:
@@ -187,7 +187,7 @@ def get_file(
     )
 
 
-@router.delete("/v1/files/{file_id}", status_code=202, response_model=DeleteOut)
+@router.delete("/v1/files/{file_id:uuid}", status_code=202, response_model=DeleteOut)
 def delete_file(file_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> DeleteOut:
     file = _visible_file(session, key, file_id)
     new = NewJob(
