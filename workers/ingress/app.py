@@ -135,7 +135,7 @@ def _default_store(settings: Settings) -> ObjectStore | None:
 
 
 def _metrics_refusal(request: Request) -> JSONResponse | None:
-    """/metrics is behind a scrape token (docs/operations.md#metrics): it names kinds,
+    """/metrics is behind a scrape token (docs/operations.md#metrics-access): it names kinds,
     queues and volumes, and each read costs database work."""
     settings: Settings = request.app.state.settings
     if settings.metrics_token is None:
