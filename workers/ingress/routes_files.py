@@ -94,7 +94,7 @@ def start_upload(
         id=upload_id,
         user_id=body.user_id,
         api_key_id=key.id,
-        filename=body.filename.replace("\x00", ""),  # PostgreSQL text cannot hold NUL
+        filename=body.filename,  # NUL was refused (422) by workers/ingress/input_guard.py
         declared_type=body.content_type,
         declared_size=body.size,
         incoming_key=incoming_key(upload_id),
