@@ -50,6 +50,56 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[int
     return statuses
 
 
+# Every free-form string refuses NUL (input_guard.py): stated in the schema too, so a client
+# generator (or a fuzzer) knows a NUL is invalid rather than finding out from a 422.
+NO_NUL = "^[^\\u0000]*$"
+
+
+ANY_JSON = {"$ref": "#/components/schemas/JsonWithoutNul"}
+# What a free-form field (`Any`) accepts: any JSON without NUL in strings or keys.
+JSON_WITHOUT_NUL: dict[str, Any] = {
+    "anyOf": [
+        {"type": "null"},
+        {"type": "boolean"},
+        {"type": "number"},
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "array", "items": ANY_JSON},
+        {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": ANY_JSON},
+    ]
+}
+ANNOTATIONS = {"title", "description", "default", "examples"}
+
+
+def _free_form(node: Any) -> bool:
+    return node is True or (isinstance(node, dict) and not node.keys() - ANNOTATIONS)
+
+
+def _strings_without_nul(node: Any) -> None:
+    if isinstance(node, dict):
+        _restrict(node)
+        for child in node.values():
+            _strings_without_nul(child)
+    elif isinstance(node, list):
+        for child in node:
+            _strings_without_nul(child)
+
+
+def _restrict(node: dict[str, Any]) -> None:
+    """One schema node: free-form strings, object keys and `Any` values lose NUL."""
+    fixed = {"enum", "const", "format", "pattern"} & node.keys()
+    if node.get("type") == "string" and not fixed:
+        node["pattern"] = NO_NUL
+    if node.get("type") == "object":
+        node.setdefault("propertyNames", {"pattern": NO_NUL})
+    for key in ("items", "additionalProperties"):
+        if _free_form(node.get(key)):
+            node[key] = dict(ANY_JSON)
+    properties: dict[str, Any] = node.get("properties") or {}
+    for name, child in properties.items():
+        if _free_form(child):
+            properties[name] = {**child, **ANY_JSON}
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
@@ -65,6 +115,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     "description": DESCRIPTIONS[status],
                     "content": {"application/json": {"schema": ERROR_REF}},
                 }
+    _strings_without_nul(schema["paths"])
+    _strings_without_nul(schema["components"]["schemas"])
+    schema["components"]["schemas"]["JsonWithoutNul"] = JSON_WITHOUT_NUL
     app.openapi_schema = schema
     return schema
 
