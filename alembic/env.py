@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
 
 import shared.db.models  # noqa: F401  (registers every table on the metadata)
 from shared.config import get_settings
 from shared.db.base import Base
-from shared.db.engine import normalize_url
+from shared.db.engine import make_engine, normalize_url
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,7 +25,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(_url(), poolclass=pool.NullPool)
+    engine = make_engine(_url(), pooled=False, application_name="conveyor-migrate")
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     probe_port: int = Field(default=0, ge=0, le=65535)
     # The status page (/ui) admits admin API keys and, if set, this token.
     operator_token: SecretStr | None = None
+    # The ingress's /metrics needs `Authorization: Bearer <this>`. Unset: open in development
+    # and test, refused (404) in production. Database gauges are re-read at most every
+    # metrics_cache_s seconds, however often (and by how many scrapers) /metrics is read.
+    metrics_token: SecretStr | None = None
+    metrics_cache_s: float = Field(default=15.0, ge=0)
     ui_refresh_s: float = Field(default=5.0, ge=1)
 
     # OAuth connections (docs/oauth.md). A provider without client id and secret is
@@ -192,9 +197,13 @@ class Settings(BaseSettings):
             if not getattr(self, name):
                 raise ValueError(f"CONVEYOR_{name.upper()} is required in production")
         self._refuse_placeholder_oauth_secrets()
-        token = self.operator_token.get_secret_value() if self.operator_token else ""
-        if token and _is_placeholder(token):  # empty means unset
-            raise ValueError("CONVEYOR_OPERATOR_TOKEN is a placeholder; set a real one or unset it")
+        for name in ("operator_token", "metrics_token"):
+            secret: SecretStr | None = getattr(self, name)
+            token = secret.get_secret_value() if secret else ""
+            if token and _is_placeholder(token):  # empty means unset
+                raise ValueError(
+                    f"CONVEYOR_{name.upper()} is a placeholder; set a real one or unset it"
+                )
         return self
 
     def _refuse_placeholder_oauth_secrets(self) -> None:

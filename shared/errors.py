@@ -49,3 +49,27 @@ class InvalidMessage(PermanentError):
 
 class UnknownKind(PermanentError):
     code = "unknown_kind"
+
+
+def public_failure(exc: BaseException) -> tuple[str, str]:
+    """(code, message) a client may see for an exception we did not raise on purpose.
+
+    Infrastructure errors carry bucket names, request ids, SQL and parameters in their text:
+    that goes to the log only. Clients get a stable code and the short, non-secret part
+    (an S3 error code such as `NoSuchBucket`, a SQLSTATE)."""
+    from minio.error import MinioException, S3Error
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    name = type(exc).__name__
+    if isinstance(exc, S3Error):
+        return "storage_error", f"object storage refused the request ({exc.code})"
+    if isinstance(exc, MinioException):
+        return "storage_error", "object storage failed"
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or "unknown"
+        return "database_error", f"database error (SQLSTATE {state})"
+    if isinstance(exc, SQLAlchemyError):
+        return "database_error", f"database error ({name})"
+    if isinstance(exc, OSError):
+        return "network_error", f"a connection failed ({name})"
+    return "error", f"unexpected {name}; details are in the worker log"

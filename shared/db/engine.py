@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 # Imported for its effect: every session bound to a tenant starts its transactions scoped.
 from shared.db import tenancy as _tenancy  # noqa: F401
@@ -31,13 +33,26 @@ def libpq_dsn(url: str) -> str:
     )
 
 
-def make_engine(url: str, *, pool_size: int = 10, application_name: str = "conveyor") -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    application_name: str = "conveyor",
+    pooled: bool = True,
+) -> Engine:
+    """Every engine Conveyor opens. `hide_parameters`: an error's text (and so a logged
+    traceback) names the SQL but never the bound values, which may be tokens, user data or
+    whatever a hostile client sent. `pooled=False` for one-shot tools (migrations)."""
+    pooling: dict[str, Any] = (
+        {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+        if pooled
+        else {"poolclass": NullPool}
+    )
     return create_engine(
         normalize_url(url),
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
+        hide_parameters=True,
         connect_args={"application_name": application_name},
+        **pooling,
     )
 
 

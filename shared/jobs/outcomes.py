@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
-from shared.errors import JobCancelled, PermanentError, TransientError
+from shared.errors import JobCancelled, PermanentError, TransientError, public_failure
 from shared.jobs.catalog import KindSpec
 from shared.jobs.context import JobContext
 from shared.jobs.lifecycle import Failure, JobState, after_failure
@@ -35,7 +35,10 @@ def classify(exc: BaseException) -> Failure | None:
     if isinstance(exc, TransientError):
         return Failure("retryable", exc.code, exc.message, exc.retry_after)
     if isinstance(exc, Exception):
-        return Failure("retryable", "error", f"{type(exc).__name__}: {exc}"[:2000])
+        # Raw text (S3 bucket and request ids, SQL) only in the log; the job row is public.
+        log.warning("jobs.unexpected_error", error=type(exc).__name__, exc_info=exc)
+        code, message = public_failure(exc)
+        return Failure("retryable", code, message)
     return None  # KeyboardInterrupt, SystemExit, dramatiq Shutdown: let the process stop
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
 from shared.db.models import Job
@@ -57,9 +58,23 @@ class Submitted:
     created: bool  # False: an existing job was returned for the idempotency key
 
 
+def _integral_floats_as_ints(value: Any) -> Any:
+    """JSON has one number type: 7.0 is the integer 7 (as JSON Schema says)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
+
+
 def _model(spec: KindSpec, payload: dict[str, Any]) -> BaseModel:
+    """JSON semantics, strictly: `true` is not 1 and "5" is not 5 (pydantic's lax mode would
+    take both, so a client's typo would run as something it did not ask for)."""
     try:
-        model = spec.payload_model.model_validate(payload)
+        as_json = to_json(_integral_floats_as_ints(payload))
+        model = spec.payload_model.model_validate_json(as_json, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"

@@ -42,7 +42,8 @@ def sign_state(key: bytes, nonce: str) -> str:
 def verify_state(keys: Sequence[bytes], state: str) -> str | None:
     """The nonce if `state` was signed by one of `keys`; None otherwise."""
     nonce, sep, signature = state.partition(".")
-    if not sep or not nonce or len(state) > 200:
+    if not sep or not nonce or len(state) > 200 or not state.isascii():
+        # compare_digest refuses non-ASCII text with a TypeError: what we sign is ASCII
         return None
     for key in keys:
         if hmac.compare_digest(_signature(key, nonce), signature):

@@ -97,4 +97,3 @@ class ObjectStore(Protocol):
         """An upload the store itself refuses unless it is exactly `size` bytes of
         `content_type` at `key` (S3 POST policy: content-length-range, Content-Type)."""
         ...
-

@@ -101,4 +101,3 @@ class MemoryStore:
     ) -> PresignedPost:
         fields = {"key": key, "Content-Type": content_type, "size": str(size)}
         return PresignedPost(f"memory://{bucket}", fields)
-

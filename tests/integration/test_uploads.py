@@ -139,7 +139,8 @@ def test_truncated_jpeg_is_filed_but_thumbnails_fail_as_corrupt(files: Stack) ->
 
 
 def test_hostile_file_names_are_sanitized(files: Stack) -> None:
-    hostile = "../../etc/\u202egpj.exe\x00\u200b/e\u0301vil\x07name.jpg"
+    # A NUL is refused before this point (422, tests/integration/test_hostile_input.py).
+    hostile = "../../etc/\u202egpj.exe\u200b/e\u0301vil\x07name.jpg"
     sent = upload(files, user(), hostile, "image/jpeg", media.photo(64, 64))
     assert files.wait_state(sent.job_id).state == "succeeded"
     row = file_row(files, sent.upload_id)

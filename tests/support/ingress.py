@@ -9,10 +9,11 @@ from tests.support.services import wait_for
 from tests.support.stack import Stack
 
 
-def start_ingress(stack: Stack) -> str:
-    """Spawn the ingress on a free loopback port; returns its base URL once it answers."""
+def start_ingress(stack: Stack, **env: str) -> str:
+    """Spawn the ingress on a free loopback port; returns its base URL once it answers.
+    `env`: extra CONVEYOR_* variables (e.g. CONVEYOR_MASTER_KEYS)."""
     port = free_port()
-    stack.spawn("ingress", ["ingress", "--host", "127.0.0.1", "--port", str(port)])
+    stack.spawn("ingress", ["ingress", "--host", "127.0.0.1", "--port", str(port)], **env)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:

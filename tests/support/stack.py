@@ -105,6 +105,7 @@ class Stack:
             # test_limits.py).
             CONVEYOR_RATE_LIMIT_PER_S=str(TEST_RATE_PER_S),
             CONVEYOR_RATE_LIMIT_BURST=str(TEST_RATE_BURST),
+            CONVEYOR_METRICS_CACHE_S="0",
         )
         env.update(self._s3_env())
         env.update(extra)
@@ -116,6 +117,7 @@ class Stack:
             "broker_url": self.amqp_url,
             "rate_limit_per_s": TEST_RATE_PER_S,
             "rate_limit_burst": TEST_RATE_BURST,
+            "metrics_cache_s": 0,  # a test reads the gauges right after changing them
         }
         if self.s3 is not None:
             fields.update(

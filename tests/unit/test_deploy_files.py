@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -47,6 +48,7 @@ REQUIRED_SECRETS = {
     "CONVEYOR_S3_ACCESS_KEY",
     "CONVEYOR_S3_SECRET_KEY",
     "CONVEYOR_MASTER_KEYS",
+    "CONVEYOR_METRICS_TOKEN",  # the ingress's /metrics scrape token (issue 12)
 }
 
 # Environment every process started from the Conveyor image needs.
@@ -249,6 +251,7 @@ DUMMY_SECRETS = {
     "CONVEYOR_S3_ACCESS_KEY": "s3-access-3",
     "CONVEYOR_S3_SECRET_KEY": "s3-secret-key-4",
     "CONVEYOR_MASTER_KEYS": "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    "CONVEYOR_METRICS_TOKEN": "metrics-token-5",
 }
 
 
@@ -756,3 +759,20 @@ def test_compose_commands_exist_in_the_conveyor_cli(services: dict[str, dict[str
         assert result.exit_code == 0, f"{name}: `conveyor {command[0]}` does not exist"
         for flag in (part for part in command[1:] if part.startswith("--")):
             assert flag in result.output, f"{name}: `conveyor {command[0]}` has no {flag}"
+
+
+def test_metrics_are_scraped_with_a_token_and_workers_bind_for_the_scraper(
+    compose: dict[str, Any],
+) -> None:
+    """Issue 12: the ingress's /metrics needs the token, which Prometheus reads as a
+    secret; worker metrics default to loopback, so Compose opts its workers in to 0.0.0.0."""
+    services = compose["services"]
+    assert "CONVEYOR_METRICS_TOKEN" in services["ingress"]["environment"]
+    assert compose["secrets"]["metrics-token"] == {"environment": "CONVEYOR_METRICS_TOKEN"}
+    assert "metrics-token" in services["prometheus"]["secrets"]
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    [ingress_job] = [j for j in config["scrape_configs"] if j["job_name"] == "conveyor-ingress"]
+    assert ingress_job["authorization"]["credentials_file"] == "/run/secrets/metrics-token"
+    for name, service in services.items():
+        if name.startswith("worker-"):
+            assert service["environment"]["CONVEYOR_METRICS_HOST"] == "0.0.0.0", name

@@ -102,6 +102,10 @@ def test_long_running_processes_have_both_probes_requests_and_enough_grace() -> 
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
         assert "memory" in container["resources"]["limits"], name
         if container["args"][0] == "worker":
+            # Metrics bind the pod IP (the default is loopback, which no scraper reaches).
+            assert _flag(container["args"], "--metrics-host") == "$(POD_IP)", name
+            env = {e["name"]: e for e in container["env"]}
+            assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP", name
             grace = float(_flag(container["args"], "--grace-s"))
             pod = deployment["spec"]["template"]["spec"]
             # The supervisor kills at grace + 5 s; Kubernetes must not SIGKILL before that.

@@ -145,3 +145,30 @@ def test_a_job_reserved_in_this_process_cannot_be_reserved_again() -> None:
     assert running.snapshot() == [(job, 1)]
     running.release(job)
     assert running.reserve(job)
+
+
+def test_infrastructure_error_text_never_reaches_the_job_row() -> None:
+    """Issue 12: S3 and SQL error text (bucket names, request ids, statements, parameters)
+    stays in the log; the job's error is a stable code and a short message. Checked by
+    putting `{exc}` back into the message: the assertions on the secrets fail."""
+    from minio.error import S3Error
+    from sqlalchemy.exc import DataError
+
+    s3 = S3Error(
+        None,  # type: ignore[arg-type]
+        "NoSuchBucket",
+        "The specified bucket does not exist",
+        "secret-bucket-name/key",
+        "REQ-ID-123",
+        "HOST-ID-456",
+        bucket_name="secret-bucket-name",
+    )
+    sql = DataError("SELECT secret_column FROM t WHERE x = %(x)s", {"x": "p4ss"}, ValueError())
+    cases = [(s3, "storage_error", "NoSuchBucket"), (sql, "database_error", "SQLSTATE")]
+    for exc, code, shown in cases:
+        failure = classify(exc)
+        assert failure is not None
+        assert (failure.state, failure.code) == ("retryable", code)
+        assert shown in failure.message
+        for secret in ("secret-bucket-name", "REQ-ID", "HOST-ID", "secret_column", "p4ss"):
+            assert secret not in failure.message, (secret, failure.message)

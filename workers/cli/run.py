@@ -96,6 +96,14 @@ def worker(
     processes: Annotated[int, typer.Option(min=1)] = 2,
     threads: Annotated[int, typer.Option(min=1)] = 8,
     metrics_port: Annotated[int, typer.Option(help="Prometheus port; 0 disables")] = 9191,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            help="address the metrics port binds: loopback unless a scraper on another host "
+            "needs it (Kubernetes: the pod IP; Compose: 0.0.0.0)",
+            envvar="CONVEYOR_METRICS_HOST",
+        ),
+    ] = "127.0.0.1",
     grace_s: Annotated[
         float, typer.Option(help="on SIGTERM, how long in-flight jobs may take to finish")
     ] = 30.0,
@@ -108,7 +116,7 @@ def worker(
     if not settings.broker_url:
         raise typer.BadParameter("CONVEYOR_BROKER_URL is required (use `conveyor dev` without one)")
     settings.require_database_url()
-    metrics_dir = _serve_multiprocess_metrics(metrics_port)
+    metrics_dir = _serve_multiprocess_metrics(metrics_port, metrics_host)
     queue = queue_name(pool)
     command = [
         sys.executable,
@@ -140,7 +148,7 @@ def _metrics_cleanup(directory: str | None) -> Callable[[int], None] | None:
     return lambda pid: multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
-def _serve_multiprocess_metrics(port: int) -> str | None:
+def _serve_multiprocess_metrics(port: int, host: str) -> str | None:
     """Worker processes write metrics to a shared dir; this parent process serves the sum."""
     if port == 0:
         return None
@@ -152,7 +160,7 @@ def _serve_multiprocess_metrics(port: int) -> str | None:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    start_http_server(port, addr="0.0.0.0", registry=registry)
+    start_http_server(port, addr=host, registry=registry)
     return directory
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,7 @@ from shared.oauth.token_client import make_http_client
 from shared.storage.base import ObjectStore
 from workers.ingress import (
     errors,
+    openapi,
     routes_audit,
     routes_backups,
     routes_devices,
@@ -28,8 +30,9 @@ from workers.ingress import (
     routes_oauth,
 )
 from workers.ingress.errors import error_response
+from workers.ingress.input_guard import guard_input
 from workers.ingress.limits import BodySizeLimit
-from workers.ingress.metrics import JobsCollector
+from workers.ingress.metrics import CachedCollector, JobsCollector
 from workers.ingress.ops_metrics import OperationsCollector
 from workers.ingress.ui import routes as routes_ui
 
@@ -45,6 +48,8 @@ STATUS_BY_CODE = {
     "connection_owned_by_another_key": 409,
     "unknown_kind": 422,
     "invalid_payload": 422,
+    "invalid_request": 422,
+    "invalid_json": 400,
     "unknown_version": 422,
     "too_large": 413,
     "storage_unavailable": 503,
@@ -99,10 +104,10 @@ def create_app(
             app.state.sessions = sessions
         app.state.store = store if store is not None else _default_store(settings)
         registry = CollectorRegistry()
-        registry.register(
-            JobsCollector(app.state.sessions, settings.broker_url, settings.rabbitmq_api_url)
-        )
-        registry.register(OperationsCollector(app.state.sessions))
+        jobs = JobsCollector(app.state.sessions, settings.broker_url, settings.rabbitmq_api_url)
+        ttl = settings.metrics_cache_s
+        registry.register(CachedCollector(jobs, ttl))
+        registry.register(CachedCollector(OperationsCollector(app.state.sessions), ttl))
         app.state.registry = registry
         app.state.oauth_http = make_http_client(settings.oauth_http_timeout_s)
         yield
@@ -110,7 +115,12 @@ def create_app(
         if engine is not None:
             engine.dispose()
 
-    app = FastAPI(title="Conveyor ingress", version="1", lifespan=lifespan)
+    app = FastAPI(
+        title="Conveyor ingress",
+        version="1",
+        lifespan=lifespan,
+        dependencies=[Depends(guard_input)],
+    )
     app.state.settings = settings
     app.state.clock = clock or (lambda: datetime.now(UTC))  # tests inject one (rate limits)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -123,6 +133,7 @@ def create_app(
     app.include_router(routes_audit.router)
     app.include_router(routes_ui.router)
     errors.install(app, STATUS_BY_CODE)
+    openapi.install(app)
     _add_ops_routes(app)
     return app
 
@@ -134,6 +145,21 @@ def _default_store(settings: Settings) -> ObjectStore | None:
     from shared.storage.s3 import S3Store
 
     return S3Store.from_settings(settings)
+
+
+def _metrics_refusal(request: Request) -> JSONResponse | None:
+    """/metrics is behind a scrape token (docs/operations.md#metrics-access): it names kinds,
+    queues and volumes, and each read costs database work."""
+    settings: Settings = request.app.state.settings
+    if settings.metrics_token is None:
+        if settings.env == "production":
+            return error_response(404, "not_found", "set CONVEYOR_METRICS_TOKEN to serve /metrics")
+        return None
+    expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+    given = request.headers.get("authorization", "").encode()
+    if not hmac.compare_digest(given, expected):
+        return error_response(401, "unauthorized", "/metrics needs the scrape token (Bearer)")
+    return None
 
 
 def _add_ops_routes(app: FastAPI) -> None:
@@ -151,8 +177,11 @@ def _add_ops_routes(app: FastAPI) -> None:
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics(request: Request) -> PlainTextResponse:
+    def metrics(request: Request) -> Response:
         from prometheus_client import REGISTRY
 
+        refused = _metrics_refusal(request)
+        if refused is not None:
+            return refused
         body = generate_latest(REGISTRY) + generate_latest(request.app.state.registry)
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)

@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Protocol
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from shared import scopes
@@ -56,14 +57,23 @@ def db_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 
 
+# Declares the `apiKey` bearer scheme in OpenAPI; our own error (401 `{code, message}`)
+# instead of FastAPI's when it is missing.
+bearer = HTTPBearer(
+    scheme_name="apiKey", description="an API key: `conveyor apikey create`", auto_error=False
+)
+
+
 def live_key(
-    request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiKey:
     """The caller's key, known, not revoked and not expired, after spending one token of its
     rate-limit bucket (429 if empty); no scope checked yet."""
-    if not authorization or not authorization.lower().startswith("bearer "):
+    if credentials is None:
         raise Unauthorized("missing bearer API key")
-    key = api_keys_repo.identify(session, authorization[7:].strip())
+    key = api_keys_repo.identify(session, credentials.credentials.strip())
     if key is None:
         raise Unauthorized("unknown or revoked API key")
     if api_keys_repo.is_expired(key):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import structlog
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,3 +83,27 @@ def _used_queues() -> set[str]:
 
     work = {queue_name(spec.pool) for spec in all_specs()}
     return work | {dead_letter_queue(q) for q in work}
+
+
+class CachedCollector(Collector):
+    """Serves `inner`'s last samples for `ttl_s` seconds: the GROUP BYs behind the job gauges
+    run at most once per interval per ingress, however many scrapers (or replicas' worth of
+    scrapes) arrive. One scrape at a time refreshes; the others wait for it, then share."""
+
+    def __init__(self, inner: Collector, ttl_s: float) -> None:
+        self._inner = inner
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._samples: list[Metric] = []
+        self._read_at: float | None = None
+        self.refreshes = 0
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            now = time.monotonic()
+            if self._read_at is None or now - self._read_at >= self._ttl_s:
+                self._samples = list(self._inner.collect())
+                self._read_at = now
+                self.refreshes += 1
+            samples = self._samples
+        yield from samples

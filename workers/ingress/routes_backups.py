@@ -84,12 +84,12 @@ def list_backups(
     return BackupPage(backups=[_out(session, b) for b in visible])
 
 
-@router.get("/v1/backups/{backup_id}", response_model=BackupOut)
+@router.get("/v1/backups/{backup_id:uuid}", response_model=BackupOut)
 def get_backup(backup_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> BackupOut:
     return _out(session, _visible(session, key, backup_id))
 
 
-@router.get("/v1/backups/{backup_id}/download", response_model=DownloadOut)
+@router.get("/v1/backups/{backup_id:uuid}/download", response_model=DownloadOut)
 def download(
     backup_id: uuid.UUID,
     session: SessionDep,
@@ -109,7 +109,7 @@ def download(
     )
 
 
-@router.delete("/v1/backups/{backup_id}", response_model=DeletedOut)
+@router.delete("/v1/backups/{backup_id:uuid}", response_model=DeletedOut)
 def delete(
     backup_id: uuid.UUID,
     session: SessionDep,
@@ -131,7 +131,7 @@ def delete(
     return DeletedOut(deleted=doomed)
 
 
-@router.post("/v1/backups/{backup_id}/restore", status_code=202, response_model=RestoreOut)
+@router.post("/v1/backups/{backup_id:uuid}/restore", status_code=202, response_model=RestoreOut)
 def restore(
     backup_id: uuid.UUID, body: RestoreIn, session: SessionDep, key: ApiKeyDep
 ) -> RestoreOut:
@@ -155,7 +155,7 @@ def restore(
     return RestoreOut(backup_id=backup.id, job_id=job_id)
 
 
-@router.get("/v1/backup-settings/{user_id}", response_model=SettingsOut)
+@router.get("/v1/backup-settings/{user_id:uuid}", response_model=SettingsOut)
 def get_settings(user_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> SettingsOut:
     row = backups_repo.get_settings(session, user_id)
     if row is None or not may_see(key, row):
@@ -163,7 +163,7 @@ def get_settings(user_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> Set
     return SettingsOut.of(row)
 
 
-@router.put("/v1/backup-settings/{user_id}", response_model=SettingsOut)
+@router.put("/v1/backup-settings/{user_id:uuid}", response_model=SettingsOut)
 def put_settings(
     user_id: uuid.UUID, body: SettingsIn, session: SessionDep, key: ApiKeyDep
 ) -> SettingsOut:

@@ -10,7 +10,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.security import APIKeyHeader
 
 from shared.db.models import SyncDevice, User
 from shared.db.models.sync import SYNC_TYPES
@@ -64,10 +65,19 @@ def _device(session: SessionDep, device_id: uuid.UUID) -> SyncDevice:
     return device
 
 
+# `Authorization: Device <secret>`, declared as its own scheme in OpenAPI.
+device_secret = APIKeyHeader(
+    name="Authorization",
+    scheme_name="deviceSecret",
+    description="`Device <secret>`, the secret returned once by POST /v1/devices",
+    auto_error=False,
+)
+
+
 def device_auth(
     device_id: uuid.UUID,
     session: SessionDep,
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Depends(device_secret)] = None,
 ) -> SyncDevice:
     scheme, _, secret = (authorization or "").partition(" ")
     device = sync_repo.get_device(session, device_id)
@@ -107,7 +117,7 @@ def list_conflicts(
     user_id: uuid.UUID,
     session: SessionDep,
     key: ApiKeyDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # a bigint conflict id
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ConflictPage:
     del key
@@ -152,7 +162,7 @@ def put_sync_settings(
     return SettingsOut(user_id=user.id, types=row.types, interval_s=row.interval_s)
 
 
-@router.patch("/v1/devices/{device_id}", response_model=DeviceOut)
+@router.patch("/v1/devices/{device_id:uuid}", response_model=DeviceOut)
 def rename_device(
     device_id: uuid.UUID, body: RenameIn, session: SessionDep, key: ApiKeyDep
 ) -> DeviceOut:
@@ -162,7 +172,7 @@ def rename_device(
     return DeviceOut.of(device)
 
 
-@router.delete("/v1/devices/{device_id}", response_model=DeviceOut)
+@router.delete("/v1/devices/{device_id:uuid}", response_model=DeviceOut)
 def revoke_device(device_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> DeviceOut:
     del key
     device = _device(session, device_id)
@@ -170,7 +180,9 @@ def revoke_device(device_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> 
     return DeviceOut.of(device)
 
 
-@router.post("/v1/devices/{device_id}/sync/uploads", status_code=201, response_model=UploadSlot)
+@router.post(
+    "/v1/devices/{device_id:uuid}/sync/uploads", status_code=201, response_model=UploadSlot
+)
 def start_batch_upload(device: DeviceDep, store: StoreDep, settings: SettingsDep) -> UploadSlot:
     batch_id = uuid.uuid4()
     ttl = timedelta(seconds=settings.sync_upload_url_ttl_s)
@@ -178,7 +190,7 @@ def start_batch_upload(device: DeviceDep, store: StoreDep, settings: SettingsDep
     return UploadSlot(batch_id=batch_id, url=url, expires_at=datetime.now(UTC) + ttl)
 
 
-@router.post("/v1/devices/{device_id}/sync", status_code=202, response_model=SyncAccepted)
+@router.post("/v1/devices/{device_id:uuid}/sync", status_code=202, response_model=SyncAccepted)
 def sync(
     body: SyncIn, device: DeviceDep, session: SessionDep, request: Request, response: Response
 ) -> SyncAccepted:
@@ -222,7 +234,7 @@ def _check_request(body: SyncIn, device: SyncDevice, request: Request) -> None:
             ) from None
 
 
-@router.get("/v1/devices/{device_id}/sync/{job_id}", response_model=SyncJobOut)
+@router.get("/v1/devices/{device_id:uuid}/sync/{job_id:uuid}", response_model=SyncJobOut)
 def sync_status(
     job_id: uuid.UUID,
     device: DeviceDep,

@@ -143,14 +143,14 @@ def list_exports(
     return ExportPage(exports=[_out_audited(session, key, e, j, store) for e, j in rows])
 
 
-@router.get("/v1/exports/{export_id}", response_model=ExportOut)
+@router.get("/v1/exports/{export_id:uuid}", response_model=ExportOut)
 def get_export(
     export_id: uuid.UUID, session: SessionDep, key: ApiKeyDep, store: StoreDep
 ) -> ExportOut:
     return _out_audited(session, key, *_visible(session, key, export_id), store)
 
 
-@router.post("/v1/exports/{export_id}/cancel", response_model=ExportOut)
+@router.post("/v1/exports/{export_id:uuid}/cancel", response_model=ExportOut)
 def cancel(export_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> ExportOut:
     export, job = _visible(session, key, export_id)
     if job is None:
@@ -158,7 +158,7 @@ def cancel(export_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> ExportO
     return _out(export, cancel_job(session, job), None)
 
 
-@router.delete("/v1/exports/{export_id}", status_code=204)
+@router.delete("/v1/exports/{export_id:uuid}", status_code=204)
 def delete(export_id: uuid.UUID, session: SessionDep, key: ApiKeyDep, store: StoreDep) -> Response:
     export, job = _visible(session, key, export_id)
     if job is not None and job.state in ACTIVE:
@@ -191,7 +191,7 @@ def list_schedules(session: SessionDep, key: ApiKeyDep, user_id: str) -> list[Sc
     return [ScheduleOut.of(s) for s in found]
 
 
-@router.delete("/v1/export-schedules/{schedule_id}", status_code=204)
+@router.delete("/v1/export-schedules/{schedule_id:uuid}", status_code=204)
 def delete_schedule(schedule_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> Response:
     schedule = exports_repo.get_schedule(session, schedule_id)
     if schedule is None or not may_see(key, schedule):

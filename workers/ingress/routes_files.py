@@ -101,7 +101,7 @@ def start_upload(
         id=upload_id,
         user_id=body.user_id,
         api_key_id=key.id,
-        filename=body.filename.replace("\x00", ""),  # PostgreSQL text cannot hold NUL
+        filename=body.filename,  # NUL was refused (422) by workers/ingress/input_guard.py
         declared_type=body.content_type,
         declared_size=body.size,
         incoming_key=incoming_key(upload_id),
@@ -118,7 +118,7 @@ def start_upload(
     )
 
 
-@router.post("/v1/uploads/{upload_id}/complete", status_code=202, response_model=CompleteOut)
+@router.post("/v1/uploads/{upload_id:uuid}/complete", status_code=202, response_model=CompleteOut)
 def complete_upload(
     upload_id: uuid.UUID,
     session: SessionDep,
@@ -183,7 +183,7 @@ def _thumbnail_statuses(
     return out
 
 
-@router.get("/v1/files/{file_id}", response_model=FileOut)
+@router.get("/v1/files/{file_id:uuid}", response_model=FileOut)
 def get_file(
     file_id: uuid.UUID, session: SessionDep, key: ApiKeyDep, store: StoreDep, settings: SettingsDep
 ) -> FileOut:
@@ -199,7 +199,7 @@ def get_file(
     )
 
 
-@router.delete("/v1/files/{file_id}", status_code=202, response_model=DeleteOut)
+@router.delete("/v1/files/{file_id:uuid}", status_code=202, response_model=DeleteOut)
 def delete_file(file_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> DeleteOut:
     file = _visible_file(session, key, file_id)
     new = NewJob(

@@ -17,7 +17,7 @@ from shared.jobs.submit import NewJob, submit_jobs
 from workers.ingress.cursors import decode_cursor, encode_cursor
 from workers.ingress.deps import ApiKeyDep, SessionDep, SubmitKeyDep, may_see, require_kind
 from workers.ingress.quotas import check_batch_work, check_queue_caps
-from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage
+from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage, all_kinds
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -64,7 +64,12 @@ def _visible(session: SessionDep, key: ApiKey, job_id: uuid.UUID) -> Job:
     return job
 
 
-@router.post("", status_code=202, response_model=JobOut)
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={200: {"model": JobOut, "description": "replayed: `Idempotent-Replayed: true`"}},
+)
 def submit(
     body: JobIn,
     session: SessionDep,
@@ -107,7 +112,7 @@ def _by_ids(session: SessionDep, ids: list[uuid.UUID]) -> list[Job]:
     return list(session.execute(select(Job).where(Job.id.in_(ids))).scalars())
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id:uuid}", response_model=JobOut)
 def get_job(job_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> JobOut:
     job = _visible(session, key, job_id)
     return JobOut.of(job, jobs_repo.events_of(session, job.id))
@@ -117,7 +122,10 @@ def get_job(job_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> JobOut:
 def list_jobs(
     session: SessionDep,
     key: ApiKeyDep,
-    kind: str | None = None,
+    kind: Annotated[
+        str | None,
+        Query(json_schema_extra={"enum": all_kinds()}, description="any catalogued kind"),
+    ] = None,
     state: Literal[JOB_STATES] | None = None,  # type: ignore[valid-type]
     user_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -138,7 +146,7 @@ def list_jobs(
     return JobPage(jobs=[JobOut.of(j) for j in jobs], next_cursor=next_cursor)
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut)
+@router.post("/{job_id:uuid}/cancel", response_model=JobOut)
 def cancel(job_id: uuid.UUID, session: SessionDep, key: SubmitKeyDep) -> JobOut:
     visible = _visible(session, key, job_id)
     require_kind(key, visible.kind)

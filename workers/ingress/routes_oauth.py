@@ -164,12 +164,12 @@ def list_connections(
     return ConnectionPage(connections=[ConnectionOut.of(c) for c in rows])
 
 
-@router.get("/v1/connections/{connection_id}", response_model=ConnectionOut)
+@router.get("/v1/connections/{connection_id:uuid}", response_model=ConnectionOut)
 def get_connection(connection_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> ConnectionOut:
     return ConnectionOut.of(_visible(session, key, connection_id))
 
 
-@router.delete("/v1/connections/{connection_id}", response_model=ConnectionOut)
+@router.delete("/v1/connections/{connection_id:uuid}", response_model=ConnectionOut)
 def delete_connection(
     connection_id: uuid.UUID, request: Request, session: SessionDep, key: ApiKeyDep
 ) -> ConnectionOut:
@@ -210,7 +210,7 @@ def refresh_deps(request: Request) -> RefreshDeps:
     )
 
 
-@router.post("/v1/connections/{connection_id}/token", response_model=TokenOut)
+@router.post("/v1/connections/{connection_id:uuid}/token", response_model=TokenOut)
 def access_token(
     connection_id: uuid.UUID, request: Request, session: SessionDep, key: ApiKeyDep
 ) -> TokenOut | JSONResponse:

@@ -12,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     field_validator,
     model_validator,
 )
@@ -27,6 +28,17 @@ PRIORITY_NAMES = {v: k.value for k, v in AMQP_PRIORITY.items()}
 MAX_AHEAD = timedelta(days=366)
 
 
+def _json_integer(value: object) -> object:
+    """What JSON Schema calls an integer: 7 or 7.0, never `true` or "7" (pydantic's lax mode
+    takes both, strict mode refuses 7.0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
 def _strict_run_at(value: object) -> object:
     """An ISO 8601 string with a time zone; numbers (Unix times? relative?) are refused."""
     if not isinstance(value, str):
@@ -34,18 +46,64 @@ def _strict_run_at(value: object) -> object:
     return value
 
 
-class JobIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def public_kinds() -> list[str]:
+    from shared.jobs.catalog import all_specs
 
-    kind: str = Field(min_length=1, max_length=100)
+    return [spec.kind for spec in all_specs() if spec.public]
+
+
+def _public_payload_schemas(schema: dict[str, JsonValue]) -> None:
+    """`payload` in OpenAPI: one of the public kinds' payload models (with their supported
+    versions), so a schema-valid payload is one some kind accepts."""
+    from shared.jobs.catalog import all_specs
+
+    options: list[JsonValue] = []
+    for spec in all_specs():
+        model_schema = spec.payload_model.model_json_schema()
+        if not spec.public or "$defs" in model_schema:
+            continue
+        properties = model_schema.get("properties", {})
+        if isinstance(properties, dict) and "version" in properties:
+            properties["version"] = {"enum": sorted(spec.supported_versions), "default": 1}
+        options.append(model_schema)
+    schema.clear()
+    schema["anyOf"] = options or [{"type": "object"}]
+
+
+def all_kinds() -> list[str]:
+    from shared.jobs.catalog import all_specs
+
+    return [spec.kind for spec in all_specs()]
+
+
+class JobIn(BaseModel):
+    # OpenAPI states the one cross-field rule: not both run_at and delay_s (non-null).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "not": {
+                "required": ["run_at", "delay_s"],
+                "properties": {"run_at": {"type": "string"}, "delay_s": {"type": "number"}},
+            }
+        },
+    )
+
+    # An enum in OpenAPI; validated by the catalogue so an unknown kind keeps its own code
+    # (422 `unknown_kind`) and an internal one its 403.
+    kind: str = Field(
+        min_length=1,
+        max_length=100,
+        json_schema_extra=lambda schema: schema.update(enum=list[JsonValue](public_kinds())),
+    )
     user_id: str = Field(min_length=1, max_length=200)
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict, json_schema_extra=_public_payload_schemas)
     priority: Priority | None = None
     run_at: Annotated[AwareDatetime, BeforeValidator(_strict_run_at)] | None = Field(
         default=None, description="not before this time: ISO 8601 with a time zone"
     )
     delay_s: float | None = Field(
         default=None,
+        strict=True,  # a number, not `true` or "5"
         ge=0,
         le=MAX_AHEAD.total_seconds(),
         description="not before this many seconds from now (instead of run_at)",
@@ -54,7 +112,13 @@ class JobIn(BaseModel):
     @field_validator("run_at")
     @classmethod
     def _not_too_far(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value > datetime.now(UTC) + MAX_AHEAD:
+        if value is None:
+            return None
+        try:  # 0001-01-01T00:00+01:00 is year 0 in UTC: neither Python nor PostgreSQL has it
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range: must be between years 1 and 9999 in UTC") from None
+        if value > datetime.now(UTC) + MAX_AHEAD:
             raise ValueError(f"must be at most {MAX_AHEAD.days} days ahead")
         return value
 

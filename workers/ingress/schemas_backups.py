@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.db.models import Backup, BackupSettings, Job
+from workers.backups.tables import DATA_TYPES
+from workers.ingress.schemas import JsonInt
+
+# Validated by the route (422 `invalid_data_types` naming the known ones); an enum in OpenAPI.
+DataType = Annotated[str, Field(json_schema_extra={"enum": list(DATA_TYPES)})]
 
 
 class BackupIn(BaseModel):
@@ -16,14 +21,14 @@ class BackupIn(BaseModel):
 
     user_id: uuid.UUID
     type: Literal["full", "incremental"] = "full"
-    data_types: list[str] | None = Field(default=None, min_length=1, max_length=20)
+    data_types: list[DataType] | None = Field(default=None, min_length=1, max_length=20)
 
 
 class RestoreIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["replace", "merge"] = "replace"
-    dry_run: bool = False
+    dry_run: bool = Field(default=False, strict=True)
 
 
 class BackupOut(BaseModel):
@@ -103,12 +108,12 @@ class DownloadOut(BaseModel):
 class SettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
-    interval_s: int = Field(ge=60, le=90 * 24 * 3600)
+    enabled: bool = Field(default=True, strict=True)
+    interval_s: JsonInt = Field(ge=60, le=90 * 24 * 3600)
     type: Literal["full", "incremental"] = "incremental"
-    data_types: list[str] | None = Field(default=None, min_length=1, max_length=20)
-    full_every: int = Field(default=7, ge=0, le=1000, description="a full after N incrementals")
-    keep_last: int = Field(default=14, ge=1, le=10_000, description="restore points kept")
+    data_types: list[DataType] | None = Field(default=None, min_length=1, max_length=20)
+    full_every: JsonInt = Field(default=7, ge=0, le=1000, description="a full after N incrementals")
+    keep_last: JsonInt = Field(default=14, ge=1, le=10_000, description="restore points kept")
 
 
 class SettingsOut(SettingsIn):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.db.models import SyncConflict, SyncDevice
 from shared.db.models.sync import SYNC_TYPES
+from workers.ingress.schemas import JsonInt
 
 SyncType = Literal["contact", "task", "decision", "setting", "channel", "message"]  # = SYNC_TYPES
 
@@ -63,7 +64,7 @@ class SettingsIn(BaseModel):
 
     user_id: uuid.UUID
     types: list[SyncType] = Field(max_length=len(SYNC_TYPES))
-    interval_s: int = Field(ge=10, le=7 * 24 * 3600)
+    interval_s: JsonInt = Field(ge=10, le=7 * 24 * 3600)
 
     @model_validator(mode="after")
     def _messages_need_channels(self) -> SettingsIn:
@@ -85,7 +86,7 @@ class SyncIn(BaseModel):
     batch_id: uuid.UUID
     cursor: str | None = Field(default=None, max_length=512)
     changes: list[Any] | None = None
-    uploaded: bool = False
+    uploaded: bool = Field(default=False, strict=True)
 
 
 class SyncAccepted(BaseModel):

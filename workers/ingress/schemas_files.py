@@ -6,9 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from shared.db.models import StoredFile
+from workers.ingress.schemas import JsonInt
+from workers.uploads.detect import WHITELIST
 from workers.uploads.thumbnail_status import Status, ThumbnailStatus
 
 
@@ -17,8 +19,14 @@ class UploadIn(BaseModel):
 
     user_id: str = Field(min_length=1, max_length=200)
     filename: str = Field(min_length=1, max_length=1024)
-    content_type: str = Field(min_length=1, max_length=255)
-    size: int = Field(ge=1)
+    # Checked against the whitelist by the route (aliases and parameters are normalized, so
+    # `image/jpg; q=1` passes too); OpenAPI lists the canonical types.
+    content_type: str = Field(
+        min_length=1,
+        max_length=255,
+        json_schema_extra=lambda schema: schema.update(enum=list[JsonValue](sorted(WHITELIST))),
+    )
+    size: JsonInt = Field(ge=1)
 
 
 class UploadOut(BaseModel):

@@ -26,8 +26,8 @@ from workers.exports.expiry import make_tick as make_export_tick
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
 from workers.scheduler.relay import relay_once
-from workers.uploads.sweep import make_sweep as make_incoming_sweep
 from workers.sync.prune import make_prune as make_sync_prune
+from workers.uploads.sweep import make_sweep as make_incoming_sweep
 
 log = structlog.get_logger("scheduler")
 

@@ -123,7 +123,7 @@ class ExportRequest(BaseModel):
     template: Name = Field(max_length=64)
     format: ExportFormat
     range: DateRange
-    anonymize: bool = False
+    anonymize: bool = Field(default=False, strict=True)
     compression: Compression = Compression.NONE
     options: ExportOptions = Field(default_factory=ExportOptions)
 
