@@ -67,10 +67,11 @@ class SettingsIn(BaseModel):
     interval_s: JsonInt = Field(ge=10, le=7 * 24 * 3600)
 
     @model_validator(mode="after")
-    def _messages_need_channels(self) -> SettingsIn:
-        # A device learns that it left a channel (and must drop its messages) from the channel.
+    def _messages_bring_channels(self) -> SettingsIn:
+        # A device learns that it left a channel (and must drop its messages) from the channel:
+        # syncing messages turns channel sync on too (a valid request is never refused for it).
         if "message" in self.types and "channel" not in self.types:
-            raise ValueError("syncing messages needs the channel type too")
+            self.types = [*self.types, "channel"]
         return self
 
 
