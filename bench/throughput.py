@@ -26,6 +26,7 @@ import pika
 from sqlalchemy import text
 
 from bench.baselines import ThroughputResult, run_celery_threads, run_plain_dramatiq
+from bench.writes import WriteCounter
 from shared.db.engine import make_engine, make_session_factory, session_scope
 from shared.jobs.submit import NewJob, submit_jobs
 from tests.support.services import (
@@ -122,7 +123,7 @@ class ConveyorStack:
                 ).scalar_one()
             )
 
-    def close(self) -> None:
+    def stop_processes(self) -> None:
         for process in self.processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -130,6 +131,9 @@ class ConveyorStack:
                     process.wait(20)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self.stop_processes()
         self.engine.dispose()
         drop_database(self.db_url)
         delete_vhost(self.vhost)
@@ -137,8 +141,9 @@ class ConveyorStack:
 
 def run_conveyor(
     jobs: int, processes: int, threads: int, timeout_s: float = 600
-) -> tuple[ThroughputResult, Latency]:
+) -> tuple[ThroughputResult, Latency, list[str]]:
     stack = ConveyorStack(processes, threads)
+    counter = WriteCounter(stack.db_url)
     try:
         started = time.time()
         for offset in range(0, jobs, BATCH):
@@ -159,8 +164,13 @@ def run_conveyor(
         result = ThroughputResult(
             "conveyor", jobs, stack.last_finished_epoch() - started, submitted - started
         )
-        return result, _light_load_latency(stack)
+        latency = _light_load_latency(stack)
+        # Backends flush their counters when they exit: stop the processes, then read them.
+        stack.stop_processes()
+        stack.engine.dispose()
+        return result, latency, counter.report(jobs + latency.samples)
     finally:
+        counter.close()
         stack.close()
 
 
@@ -202,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-baselines", action="store_true")
     args = parser.parse_args(argv)
 
-    conveyor, latency = run_conveyor(args.jobs, args.processes, args.threads)
+    conveyor, latency, writes = run_conveyor(args.jobs, args.processes, args.threads)
+    print(f"conveyor: {conveyor.jobs_per_s:.0f} jobs/s", "\n".join(writes), sep="\n", flush=True)
     rows = [conveyor]
     if not args.skip_baselines:
         base = AMQP_BASE_URL + "/"
