@@ -28,8 +28,10 @@ def running(stack: Stack) -> Iterator[Stack]:
 
 
 def test_job_succeeds_and_records_every_transition(running: Stack) -> None:
-    """Mutation check: with the claim's history insert disabled, the `running` row was
-    missing and this test failed."""
+    """The full history from the API and the repository; the happy path stores no
+    `job_events` row (the job row's timestamps carry it, issue #11).
+    Mutation checks: with the view's synthesized claim removed, the `running` entry was
+    missing; with SUCCEED_SQL writing its history row again, stored rows were not empty."""
     job = running.submit(payload={"sleep_ms": 150})
     assert job["state"] == "queued"
 
@@ -44,6 +46,16 @@ def test_job_succeeds_and_records_every_transition(running: Stack) -> None:
         (1, "queued", "running", None),
         (1, "running", "succeeded", None),
     ]
+    assert running.stored_events(job["id"]) == []
+    seen = running.client.get(f"/v1/jobs/{job['id']}", headers=running.headers())
+    events = seen.json()["events"]
+    assert [(e["from_state"], e["to_state"]) for e in events] == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "succeeded"),
+    ]
+    times = [e["at"] for e in events]
+    assert times == sorted(times)
 
 
 def test_completion_event_is_published_on_the_events_exchange(running: Stack) -> None:

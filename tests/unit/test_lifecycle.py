@@ -13,6 +13,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from shared.errors import JobCancelled, PermanentError, TransientError
 from shared.jobs.lifecycle import (
+    RECORDED_ON_ROW,
     TRANSITIONS,
     Failure,
     JobState,
@@ -40,12 +41,24 @@ def _documented_transitions() -> dict[str, tuple[frozenset[str], str]]:
     return table
 
 
+def _documented_on_row() -> set[str]:
+    """Transitions whose 'recorded as' cell starts with 'row:' (history on the job row)."""
+    section = DOCS.read_text().split("## Transitions", 1)[1].split("\n## ", 1)[0]
+    names = set()
+    for line in section.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 6 and cells[5].startswith("row:"):
+            names.add(cells[0])
+    return names
+
+
 def test_the_documented_transition_table_is_the_code() -> None:
     code = {
         t.value: (frozenset("(none)" if s is None else s.value for s in sources), target.value)
         for t, (sources, target) in TRANSITIONS.items()
     }
     assert _documented_transitions() == code
+    assert _documented_on_row() == {t.value for t in RECORDED_ON_ROW}
 
 
 def test_every_state_is_reachable_and_terminal_states_only_leave_by_replay() -> None:
@@ -145,3 +158,4 @@ def test_a_job_reserved_in_this_process_cannot_be_reserved_again() -> None:
     assert running.snapshot() == [(job, 1)]
     running.release(job)
     assert running.reserve(job)
+
