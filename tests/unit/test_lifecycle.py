@@ -159,3 +159,28 @@ def test_a_job_reserved_in_this_process_cannot_be_reserved_again() -> None:
     running.release(job)
     assert running.reserve(job)
 
+
+def test_completion_events_follow_the_catalogue_unless_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Default: every terminal state of every kind (the public contract); the setting
+    overrides per kind, "*" for the others. Mutation check: ignoring "*" failed this test."""
+    from shared.config import get_settings
+    from shared.jobs.messages import publishes_completion
+
+    get_settings.cache_clear()
+    try:
+        for state in ("succeeded", "failed", "cancelled", "dead"):
+            assert publishes_completion("diag.noop", state)
+        assert publishes_completion("no.such.kind", "succeeded")
+        monkeypatch.setenv(
+            "CONVEYOR_COMPLETION_EVENTS",
+            '{"*": ["failed", "dead"], "export.create": ["succeeded", "failed"]}',
+        )
+        get_settings.cache_clear()
+        assert not publishes_completion("diag.noop", "succeeded")
+        assert publishes_completion("diag.noop", "dead")
+        assert publishes_completion("export.create", "succeeded")
+        assert not publishes_completion("export.create", "dead")
+    finally:
+        get_settings.cache_clear()
