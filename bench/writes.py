@@ -18,7 +18,9 @@ and the scheduler have stopped.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -49,6 +51,15 @@ def _stats(
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}, int(commits), float(active or 0.0)
 
 
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a local process (PostgreSQL runs on this machine)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class WriteCounter:
     """Open before the run (holds a temporary slot so the run's WAL stays readable)."""
 
@@ -60,6 +71,21 @@ class WriteCounter:
             "SELECT pg_create_physical_replication_slot('bench_' || pg_backend_pid(), true, true)"
         )
         self.before = self.snapshot()
+        self._cpu_before = self._backend_cpu()
+
+    def _backend_cpu(self) -> dict[int, float]:
+        pids = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+        return {p[0]: _cpu_s(p[0]) for p in pids}
+
+    def backend_cpu_line(self, jobs: int) -> str:
+        """CPU of this database's backends over the run (call before the processes stop:
+        backends that ended during the run are missed, so this is a lower bound)."""
+        now = self._backend_cpu()
+        used = sum(cpu - self._cpu_before.get(pid, 0.0) for pid, cpu in now.items())
+        return f"  PostgreSQL backend CPU: {used * 1000 / jobs:.3f} ms (backends alive at the end)"
 
     def snapshot(self) -> Snapshot:
         self.conn.execute("SELECT pg_stat_clear_snapshot()")
@@ -67,7 +93,7 @@ class WriteCounter:
         tables, commits, active = _stats(self.conn)
         return Snapshot(str(lsn[0]) if lsn else "0/0", tables, commits, active)
 
-    def report(self, jobs: int) -> list[str]:
+    def report(self, jobs: int, cpu_line: str = "") -> list[str]:
         after = self.snapshot()
         b, a = self.before, after
         lines = [f"per job, over {jobs} jobs (PostgreSQL counters of the bench database):"]
@@ -80,6 +106,8 @@ class WriteCounter:
             total_writes += ins + upd + dele
             lines.append(f"  {t:<11} {ins:>6.2f} {upd:>6.2f} {hot:>6.2f} {dele:>6.2f}")
         lines.append(f"  row writes (ins+upd+del): {total_writes:.2f}")
+        if cpu_line:
+            lines.append(cpu_line)
         lines.append(
             f"  commits: {(a.commits - b.commits) / jobs:.2f}   statement time: "
             f"{(a.active_ms - b.active_ms) / jobs:.3f} ms"
