@@ -30,8 +30,8 @@ def running(stack: Stack) -> Iterator[Stack]:
 def test_job_succeeds_and_records_every_transition(running: Stack) -> None:
     """The full history from the API and the repository; the happy path stores no
     `job_events` row (the job row's timestamps carry it, issue #11).
-    Mutation checks: with the view's synthesized claim removed, the `running` entry was
-    missing; with SUCCEED_SQL writing its history row again, stored rows were not empty."""
+    Mutation check: with SUCCEED_SQL writing its history row again, this test failed (the
+    stored success came before the row's claim in the history)."""
     job = running.submit(payload={"sleep_ms": 150})
     assert job["state"] == "queued"
 

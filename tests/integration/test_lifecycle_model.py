@@ -7,8 +7,7 @@ the job row carrying it (view `job_history`).
 
 Mutation checks (done once by hand): letting CLAIM_SQL take over any running job
 (`OR true` after the heartbeat condition) fails this test within a few steps; so does
-re-enabling the claim's history insert for plain claims (stored rows differ), and dropping the
-stored claim from `add_event` (history differs after a retry)."""
+re-enabling the claim's history insert for plain claims (stored rows differ)."""
 
 from __future__ import annotations
 
