@@ -11,6 +11,8 @@ leaves `running` any other way than by succeeding, that attempt's claim (written
 its `started_at`). The view `job_history` is the full history: stored rows plus the ones the
 row implies, ordered by (`phase`, `seq`) within a job. Existing rows keep their stored
 history and get nothing synthesized twice (each synthesized row is skipped when stored).
+`security_invoker`: row-level security on `jobs`/`job_events` (tenancy, #12) applies to
+readers of the view as to readers of the tables.
 
 Also: the idempotency key's unique index covers only rows that have a key. Every non-HOT
 update of a job writes an entry into every index whose predicate holds, so jobs without a key
@@ -30,7 +32,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 JOB_HISTORY = """
-CREATE VIEW job_history AS
+CREATE VIEW job_history WITH (security_invoker = true) AS
 SELECT e.job_id, e.at, e.attempt, e.from_state, e.to_state, e.reason, e.message,
        1 AS phase, e.id AS seq
 FROM job_events AS e
