@@ -26,6 +26,7 @@ import pika
 from sqlalchemy import text
 
 from bench.baselines import ThroughputResult, run_celery_threads, run_plain_dramatiq
+from bench.writes import WriteCounter
 from shared.db.engine import make_engine, make_session_factory, session_scope
 from shared.jobs.submit import NewJob, submit_jobs
 from tests.support.services import (
@@ -50,7 +51,7 @@ class Latency:
 class ConveyorStack:
     """A fresh database and vhost with a scheduler and one worker pool as subprocesses."""
 
-    def __init__(self, processes: int, threads: int) -> None:
+    def __init__(self, processes: int, threads: int, extra_env: dict[str, str]) -> None:
         self.db_url = create_database("conveyor_bench")
         self.vhost, self.amqp_url = create_vhost()
         declare_broker_topology(self.amqp_url)
@@ -62,6 +63,7 @@ class ConveyorStack:
             CONVEYOR_DATABASE_URL=self.db_url,
             CONVEYOR_BROKER_URL=self.amqp_url,
             CONVEYOR_LOG_JSON="true",
+            **extra_env,
         )
         self.processes = [
             self._spawn(["scheduler"], env, "scheduler"),
@@ -122,7 +124,7 @@ class ConveyorStack:
                 ).scalar_one()
             )
 
-    def close(self) -> None:
+    def stop_processes(self) -> None:
         for process in self.processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -130,15 +132,23 @@ class ConveyorStack:
                     process.wait(20)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self.stop_processes()
         self.engine.dispose()
         drop_database(self.db_url)
         delete_vhost(self.vhost)
 
 
 def run_conveyor(
-    jobs: int, processes: int, threads: int, timeout_s: float = 600
-) -> tuple[ThroughputResult, Latency]:
-    stack = ConveyorStack(processes, threads)
+    jobs: int,
+    processes: int,
+    threads: int,
+    timeout_s: float = 900,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[ThroughputResult, Latency, list[str]]:
+    stack = ConveyorStack(processes, threads, extra_env or {})
+    counter = WriteCounter(stack.db_url)
     try:
         started = time.time()
         for offset in range(0, jobs, BATCH):
@@ -159,8 +169,14 @@ def run_conveyor(
         result = ThroughputResult(
             "conveyor", jobs, stack.last_finished_epoch() - started, submitted - started
         )
-        return result, _light_load_latency(stack)
+        latency = _light_load_latency(stack)
+        cpu = counter.backend_cpu_line(jobs + latency.samples)
+        # Backends flush their counters when they exit: stop the processes, then read them.
+        stack.stop_processes()
+        stack.engine.dispose()
+        return result, latency, counter.report(jobs + latency.samples, cpu)
     finally:
+        counter.close()
         stack.close()
 
 
@@ -200,9 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument(
+        "--completion-events",
+        help='CONVEYOR_COMPLETION_EVENTS for the workers, e.g. \'{"*": ["failed"]}\'',
+    )
     args = parser.parse_args(argv)
 
-    conveyor, latency = run_conveyor(args.jobs, args.processes, args.threads)
+    env = {}
+    if args.completion_events:
+        env["CONVEYOR_COMPLETION_EVENTS"] = args.completion_events
+    conveyor, latency, writes = run_conveyor(args.jobs, args.processes, args.threads, extra_env=env)
+    print(f"conveyor: {conveyor.jobs_per_s:.0f} jobs/s", "\n".join(writes), sep="\n", flush=True)
     rows = [conveyor]
     if not args.skip_baselines:
         base = AMQP_BASE_URL + "/"

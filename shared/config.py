@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     # per-kind overrides as JSON, e.g. {"export.create": 2592000}.
     job_retention_s: float = Field(default=7 * 86400, gt=0)
     job_retention_by_kind: dict[str, float] = Field(default_factory=dict)
+    # Completion events (`conveyor.events`, job.<kind>.<state>) per kind, overriding the
+    # catalogue's default (every terminal state): JSON {"kind": [states]}, "*" for every kind
+    # not named, e.g. {"*": ["failed", "dead", "cancelled"]} drops success events (half the
+    # outbox traffic of a successful job). docs/lifecycle.md, "Completion events".
+    completion_events: dict[str, list[str]] = Field(default_factory=dict)
     canary_interval_s: float = 300.0  # a diag.noop every N seconds; 0 disables
     # diag.noop appends start/end lines of each run here (the chaos suite's external count).
     diag_trace_path: Path | None = None

@@ -1,7 +1,7 @@
 """limits: per-key rate-limit overrides and the shared token buckets
 
 Revision ID: 0010_limits12
-Revises: 0009_sync
+Revises: 0010_keys12
 Create Date: 2026-11-30 18:50:00
 
 `api_keys.rate_limit_per_s` / `rate_limit_burst` override the configured defaults for one

@@ -1,7 +1,7 @@
 """device sync, part 2: messages and channels sync; conflict-log pruning index
 
 Revision ID: 0010_sync10
-Revises: 0009_sync
+Revises: 0010_tenancy12
 Create Date: 2026-11-30 18:50:00
 
 Users whose sync settings still hold the four original types (the default) get the two new

@@ -11,7 +11,7 @@ from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
 from shared.errors import PermanentError
 from shared.jobs.catalog import KindSpec
-from shared.jobs.messages import dead_letter, event_message, job_message
+from shared.jobs.messages import completion_events, dead_letter, job_message
 from shared.jobs.submit import NewJob, job_row, validate_payload
 from shared.messaging.contract import JobEnvelope
 
@@ -58,7 +58,7 @@ def adopt_foreign(
             outbox_repo.add_many(
                 session,
                 [
-                    event_message(
+                    *completion_events(
                         job_id=envelope.job_id,
                         kind=spec.kind,
                         user_id=envelope.user_id,

@@ -11,7 +11,7 @@ from shared.db.models.jobs import TERMINAL_STATES
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
 from shared.errors import PermanentError
-from shared.jobs.messages import event_for
+from shared.jobs.messages import events_for
 
 
 class NotCancellable(PermanentError):
@@ -46,4 +46,4 @@ def _cancel_queued(session: Session, job: Job) -> None:
         to_state="cancelled",
         reason="cancelled",
     )
-    outbox_repo.add_many(session, [event_for(job, "cancelled", error_code="cancelled")])
+    outbox_repo.add_many(session, events_for(job, "cancelled", error_code="cancelled"))

@@ -33,6 +33,10 @@ class KindSpec:
     # Internal kinds (file.delete, oauth.refresh, ...) are submitted by Conveyor's own services,
     # which check ownership first; the public API refuses them.
     public: bool = True
+    # Terminal states announced on `conveyor.events` (a public contract: external services
+    # bind job.# and friends; nothing inside Conveyor consumes them). CONVEYOR_COMPLETION_EVENTS
+    # overrides this per kind.
+    completion_events: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "dead"})
 
 
 _SPECS: dict[str, KindSpec] = {}

@@ -2,9 +2,9 @@
 that follows a failed attempt.
 
 Every write of a job's state goes through one named transition (the SQL lives in
-`shared/db/repos/job_transitions.py`, each statement writing the state, its `job_events`
-row and any outbox row together). `TRANSITIONS` is the table a test compares with the
-diagram in docs/lifecycle.md.
+`shared/db/repos/job_transitions.py`, each statement writing the state, its history and any
+outbox row together). `TRANSITIONS` and `RECORDED_ON_ROW` are the table a test compares with
+docs/lifecycle.md.
 """
 
 from __future__ import annotations
@@ -57,6 +57,13 @@ TRANSITIONS: dict[Transition, tuple[frozenset[JobState | None], JobState]] = {
     Transition.KILL: (frozenset({R}), JobState.DEAD),
     Transition.REPLAY: (frozenset({JobState.DEAD, JobState.FAILED}), Q),
 }
+
+
+# The happy path's history is the job row itself (created_at; started_at + attempt;
+# finished_at), shown with the stored rows by the view `job_history`. Every other transition
+# is a `job_events` row, and an attempt that leaves `running` other than by succeeding has its
+# claim stored then (issue #11: ~one row write fewer per transition on the hot path).
+RECORDED_ON_ROW = frozenset({Transition.SUBMIT, Transition.CLAIM, Transition.SUCCEED})
 
 
 def transition_for(from_state: JobState | None, to_state: JobState) -> Transition:

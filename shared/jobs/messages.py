@@ -7,9 +7,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from shared.config import get_settings
 from shared.db.models import Job
 from shared.db.repos.outbox import outbox_row
 from shared.db.tenancy import DEFAULT_TENANT
+from shared.errors import UnknownKind
+from shared.jobs.catalog import get_spec
 from shared.messaging.contract import JobEnvelope
 from shared.messaging.names import (
     DETAIL_HEADER,
@@ -103,8 +106,46 @@ def requeue_message(job: Job, *, publish_after: datetime | None = None) -> dict[
     )
 
 
-def event_for(job: Job, state: str, *, error_code: str | None = None) -> dict[str, Any]:
-    return event_message(
+def publishes_completion(kind: str, state: str) -> bool:
+    """Whether a job of `kind` reaching `state` gets a completion event: the setting
+    CONVEYOR_COMPLETION_EVENTS (the kind, else "*"), else the catalogue (every terminal state
+    by default; a kind no longer known keeps them all)."""
+    overrides = get_settings().completion_events
+    states = overrides.get(kind, overrides.get("*"))
+    if states is not None:
+        return state in states
+    try:
+        return state in get_spec(kind).completion_events
+    except UnknownKind:
+        return True
+
+
+def completion_events(
+    *,
+    job_id: uuid.UUID,
+    kind: str,
+    user_id: str,
+    state: str,
+    attempt: int,
+    error_code: str | None = None,
+) -> list[dict[str, Any]]:
+    """The completion event's outbox row, or none when that kind's events for `state` are off."""
+    if not publishes_completion(kind, state):
+        return []
+    return [
+        event_message(
+            job_id=job_id,
+            kind=kind,
+            user_id=user_id,
+            state=state,
+            attempt=attempt,
+            error_code=error_code,
+        )
+    ]
+
+
+def events_for(job: Job, state: str, *, error_code: str | None = None) -> list[dict[str, Any]]:
+    return completion_events(
         job_id=job.id,
         kind=job.kind,
         user_id=job.user_id,

@@ -15,7 +15,7 @@ from shared.errors import JobCancelled, PermanentError, TransientError, public_f
 from shared.jobs.catalog import KindSpec
 from shared.jobs.context import JobContext
 from shared.jobs.lifecycle import Failure, JobState, after_failure
-from shared.jobs.messages import dead_letter, event_message, job_message
+from shared.jobs.messages import completion_events, dead_letter, job_message
 from shared.messaging.contract import JobEnvelope
 from shared.metrics import JOB_RETRIES
 
@@ -116,16 +116,14 @@ def _failure_messages(
                 tenant_id=envelope.tenant_id,
             )
         ]
-    messages = [
-        event_message(
-            job_id=ctx.job_id,
-            kind=ctx.kind,
-            user_id=ctx.user_id,
-            state=state,
-            attempt=ctx.attempt,
-            error_code=failure.code,
-        )
-    ]
+    messages = completion_events(
+        job_id=ctx.job_id,
+        kind=ctx.kind,
+        user_id=ctx.user_id,
+        state=state,
+        attempt=ctx.attempt,
+        error_code=failure.code,
+    )
     if state == "dead":
         messages.append(
             dead_letter(

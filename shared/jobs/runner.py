@@ -26,7 +26,7 @@ from shared.errors import PermanentError
 from shared.jobs.adopt import adopt_foreign
 from shared.jobs.catalog import KindSpec
 from shared.jobs.context import JobContext, LostOwnership
-from shared.jobs.messages import event_message
+from shared.jobs.messages import event_message, publishes_completion
 from shared.jobs.outcomes import classify, record_failure
 from shared.jobs.state_writer import StateWriter
 from shared.messaging.contract import JobEnvelope
@@ -207,19 +207,20 @@ def _run_and_commit(
 ) -> None:
     with session_scope(ctx.sessions) as session:
         result = handler(ctx, session, payload)
-        event = event_message(
-            job_id=ctx.job_id,
-            kind=ctx.kind,
-            user_id=ctx.user_id,
-            state="succeeded",
-            attempt=ctx.attempt,
-            result=result,
-        )
-        # Serialized here (event_message already proved it JSON-able), so a bad result fails
-        # this job alone, not the batch it would have joined.
-        success = Success(
-            ctx.job_id, ctx.attempt, json.dumps(result), event["routing_key"], event["body"]
-        )
+        # Serialized here, so a bad result fails this job alone, not the batch it would join.
+        result_json = json.dumps(result)
+        routing_key, body = None, None
+        if publishes_completion(ctx.kind, "succeeded"):
+            event = event_message(
+                job_id=ctx.job_id,
+                kind=ctx.kind,
+                user_id=ctx.user_id,
+                state="succeeded",
+                attempt=ctx.attempt,
+                result=result,
+            )
+            routing_key, body = event["routing_key"], event["body"]
+        success = Success(ctx.job_id, ctx.attempt, result_json, routing_key, body)
         if deps.writer is not None and not session.in_transaction():
             # The handler wrote nothing here: its success can join the group commit.
             succeeded = deps.writer.succeed(success)

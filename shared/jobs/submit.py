@@ -224,11 +224,11 @@ def _write(
 ) -> set[uuid.UUID]:
     rows = [row for _, row in staged]
     inserted = jobs_repo.insert_jobs(session, rows)
-    events, messages = [], []
+    # No `queued` history row: the job row's created_at is the submit (view job_history).
+    messages = []
     for new, row in staged:
         if row["id"] not in inserted:
             continue
-        events.append({"job_id": row["id"], "attempt": 0, "from_state": None, "to_state": "queued"})
         delayed = row["run_at"] if row["run_at"] > now else None
         messages.append(
             job_message(
@@ -241,6 +241,5 @@ def _write(
                 tenant_id=row["tenant_id"],
             )
         )
-    jobs_repo.add_events(session, events)
     outbox_repo.add_many(session, messages)
     return inserted

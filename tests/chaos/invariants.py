@@ -19,7 +19,7 @@ class JobRow:
     job_id: str
     state: str
     attempt: int
-    successes: int  # `succeeded` rows in job_events
+    successes: int  # `succeeded` entries in the job's history (view job_history)
 
 
 @dataclass

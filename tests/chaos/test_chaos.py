@@ -76,7 +76,7 @@ def _api_key(stack: ChaosStack) -> str:
 def _rows(stack: ChaosStack) -> dict[str, JobRow]:
     rows = stack.execute_sql(
         "SELECT j.id::text, j.state, j.attempt, "
-        "(SELECT count(*) FROM job_events e WHERE e.job_id = j.id AND e.to_state = 'succeeded') "
+        "(SELECT count(*) FROM job_history h WHERE h.job_id = j.id AND h.to_state = 'succeeded') "
         "FROM jobs j"
     )
     return {str(r[0]): JobRow(str(r[0]), str(r[1]), int(str(r[2])), int(str(r[3]))) for r in rows}
@@ -89,8 +89,8 @@ def _lost_details(stack: ChaosStack, report: Report) -> list[str]:
     if ids:
         quoted = ",".join(f"'{j}'" for j in ids)
         for row in stack.execute_sql(
-            "SELECT job_id::text, attempt, from_state, to_state, reason, at FROM job_events "
-            f"WHERE job_id IN ({quoted}) ORDER BY job_id, id"
+            "SELECT job_id::text, attempt, from_state, to_state, reason, at FROM job_history "
+            f"WHERE job_id IN ({quoted}) ORDER BY job_id, phase, seq"
         ):
             lines.append("  " + " ".join(str(c) for c in row))
     return lines

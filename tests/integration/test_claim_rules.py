@@ -200,3 +200,56 @@ def test_the_reaper_kills_a_vanished_job_out_of_attempts_and_dead_letters_it(
             select(OutboxMessage).where(OutboxMessage.routing_key == "conveyor.default.XQ")
         ).scalars()
         assert [m for m in letters if str(job_id).encode() in m.body]
+
+
+def test_a_retried_job_keeps_every_claim_in_its_history(stack: Stack) -> None:
+    """Claims are not stored while they run (the row's started_at carries them), so leaving
+    `running` must store the attempt's claim: a retry, then a take-over, then success show
+    every transition in order, with the time each claim had.
+    Mutation checks: without the stored claim in `add_event`, attempt 1's claim vanished;
+    without the replaced attempt's claim in CLAIM_SQL, attempt 2's claim vanished."""
+    job_id = new_job(stack)
+    first = claim(stack, job_id, "w1")
+    assert first is not None
+    first_started = stack.job(job_id).started_at
+    ctx = JobContext(job_id, "diag.noop", "u", 1, 3, stack.sessions)
+    envelope = JobEnvelope(version=1, kind="diag.noop", user_id="u", job_id=job_id)
+    failure = Failure("retryable", "error", "boom")
+    now = datetime.now(UTC)
+    assert (
+        record_failure(
+            stack.sessions, DIAG_NOOP, ctx, failure, envelope, queue="conveyor.default", now=now
+        )
+        == "queued"
+    )
+    with session_scope(stack.sessions) as session:
+        session.execute(update(Job).where(Job.id == job_id).values(run_at=now))
+    second = claim(stack, job_id, "w1")
+    assert second is not None and second.attempt == 2
+    second_started = stack.job(job_id).started_at
+    age_heartbeat(stack, job_id, STALE_S + 5)
+    third = claim(stack, job_id, "w2")
+    assert third is not None and third.took_over and third.attempt == 3
+    with session_scope(stack.sessions) as session:
+        ok = succeed_in_session(
+            session, Success(job_id, 3, "null", "job.diag.noop.succeeded", b"{}"),
+            exchange=EVENTS_EXCHANGE,
+        )  # fmt: skip
+    assert ok
+    assert stack.events(job_id) == [
+        (0, None, "queued", None),
+        (1, "queued", "running", None),
+        (1, "running", "queued", "error"),
+        (2, "queued", "running", None),
+        (3, "running", "running", "take_over"),
+        (3, "running", "succeeded", None),
+    ]
+    assert [e[:3] for e in stack.stored_events(job_id)] == [
+        (1, "queued", "running"),
+        (1, "running", "queued"),
+        (2, "queued", "running"),
+        (3, "running", "running"),
+    ]
+    with session_scope(stack.sessions) as session:
+        history = jobs_repo.history_of(session, job_id)
+    assert history[1].at == first_started and history[3].at == second_started

@@ -62,13 +62,15 @@ def unsent(stack: Stack, job_id: uuid.UUID) -> int:
 def test_a_relay_crash_after_publishing_republishes_and_the_job_still_runs_once(
     stack: Stack,
 ) -> None:
-    """The first publish reached RabbitMQ but the relay died before marking the row sent: the
+    """The first publish reached RabbitMQ but the relay died before deleting the row: the
     row is still pending, the job runs from the first message, the next relay pass publishes
-    it again, and the worker skips that duplicate (the job is no longer queued).
+    it again (and deletes it: published rows do not stay), and the worker skips that duplicate
+    (the job is no longer queued).
 
     Mutation checks: with `relay_once` marking the rows sent (and committing) before
     publishing, the crash left the row marked and nothing was republished; with CLAIM_SQL
-    accepting a `succeeded` job, the duplicate ran a second attempt. Both failed this test."""
+    accepting a `succeeded` job, the duplicate ran a second attempt; with the relay marking
+    rows sent instead of deleting them, rows stayed. All failed this test."""
     stack.stop_schedulers()  # this test is the relay
     with session_scope(stack.sessions) as session:
         [outcome] = submit_jobs(session, [NewJob("diag.noop", "u", {"sleep_ms": 200})])
@@ -86,6 +88,8 @@ def test_a_relay_crash_after_publishing_republishes_and_the_job_still_runs_once(
         # Published again, together with the job's completion event.
         assert relay_once(stack.sessions, publisher, batch_size=500) == 2
         assert unsent(stack, job_id) == 0
+        with session_scope(stack.sessions) as session:
+            assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 0
     finally:
         publisher.close()
 

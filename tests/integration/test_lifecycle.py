@@ -28,8 +28,10 @@ def running(stack: Stack) -> Iterator[Stack]:
 
 
 def test_job_succeeds_and_records_every_transition(running: Stack) -> None:
-    """Mutation check: with the claim's history insert disabled, the `running` row was
-    missing and this test failed."""
+    """The full history from the API and the repository; the happy path stores no
+    `job_events` row (the job row's timestamps carry it, issue #11).
+    Mutation check: with SUCCEED_SQL writing its history row again, this test failed (the
+    stored success came before the row's claim in the history)."""
     job = running.submit(payload={"sleep_ms": 150})
     assert job["state"] == "queued"
 
@@ -44,6 +46,16 @@ def test_job_succeeds_and_records_every_transition(running: Stack) -> None:
         (1, "queued", "running", None),
         (1, "running", "succeeded", None),
     ]
+    assert running.stored_events(job["id"]) == []
+    seen = running.client.get(f"/v1/jobs/{job['id']}", headers=running.headers())
+    events = seen.json()["events"]
+    assert [(e["from_state"], e["to_state"]) for e in events] == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "succeeded"),
+    ]
+    times = [e["at"] for e in events]
+    assert times == sorted(times)
 
 
 def test_completion_event_is_published_on_the_events_exchange(running: Stack) -> None:
@@ -141,7 +153,7 @@ def test_delayed_job_does_not_start_before_run_at(running: Stack) -> None:
 
 
 def test_cancelled_queued_job_never_starts(running: Stack) -> None:
-    """Its delayed message is still published at `run_at` (the outbox row gets `sent_at`)
+    """Its delayed message is still published at `run_at` (the relay deletes the outbox row)
     and the worker skips the delivery (its `jobs.delivery_skipped` log line, state
     `cancelled`): the test sees both instead of trusting a sleep."""
     job = running.submit(run_at=(datetime.now(UTC) + timedelta(seconds=1)).isoformat())
@@ -149,7 +161,7 @@ def test_cancelled_queued_job_never_starts(running: Stack) -> None:
     assert response.status_code == 200
     assert response.json()["state"] == "cancelled"
     wait_for(
-        lambda: all(m.sent_at is not None for m in job_messages(running, job["id"])),
+        lambda: job_messages(running, job["id"]) == [],
         timeout=30,
         what="the delayed message published",
     )

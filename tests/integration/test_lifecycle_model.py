@@ -2,8 +2,12 @@
 PostgreSQL (the statements workers run) and to the in-memory model of docs/lifecycle.md
 (tests/support/lifecycle_model.py) must agree on every job's state, attempt and history.
 
-Mutation check (done once by hand): letting CLAIM_SQL take over any running job
-(`OR true` after the heartbeat condition) fails this test within a few steps."""
+It also checks which rows `job_events` stores: the happy path (submit, claim, succeed) none,
+the job row carrying it (view `job_history`).
+
+Mutation checks (done once by hand): letting CLAIM_SQL take over any running job
+(`OR true` after the heartbeat condition) fails this test within a few steps; so does
+re-enabling the claim's history insert for plain claims (stored rows differ)."""
 
 from __future__ import annotations
 
@@ -157,6 +161,8 @@ class Lifecycle(RuleBasedStateMachine):
             assert (job.state, job.attempt) == (modelled.state.value, modelled.attempt)
             history = [(a, f, t) for a, f, t, _ in self.stack.events(job_id)]
             assert history == modelled.history
+            stored = [(a, f, t) for a, f, t, _ in self.stack.stored_events(job_id)]
+            assert stored == modelled.stored()
 
 
 def test_postgresql_obeys_the_documented_lifecycle(stack: Stack) -> None:

@@ -9,12 +9,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, select, text
 
 from shared.db.engine import session_scope
 from shared.db.models import Job, OutboxMessage
 from shared.db.repos import outbox as outbox_repo
 from shared.jobs.submit import NewJob, submit_jobs
+from shared.messaging.names import EVENTS_EXCHANGE
 from tests.support.logs import log_events
 from tests.support.services import rabbitmqctl, wait_for
 from tests.support.stack import Stack
@@ -88,6 +89,7 @@ def running_job(
             text(
                 "UPDATE jobs SET state = 'running', attempt = :attempt, run_at = now(),"
                 " worker = 'vanished', cancel_requested = :cancel,"
+                " started_at = now() - make_interval(secs => :age),"
                 " heartbeat_at = now() - make_interval(secs => :age) WHERE id = :id"
             ),
             {"id": job_id, "age": heartbeat_age_s, "cancel": cancel_requested, "attempt": attempt},
@@ -121,7 +123,8 @@ def test_reaper_requeues_a_job_whose_worker_vanished_without_redelivery(stack: S
     # checked at once, long before its heartbeat would be 120 s old.
     job = stack.job(healthy)
     assert (job.state, job.attempt, job.worker) == ("running", 1, "vanished")
-    assert [e[2] for e in stack.events(healthy)] == ["queued"]  # no reaper transition
+    # Its history is the submit and the claim the row records; no reaper transition.
+    assert [e[2] for e in stack.events(healthy)] == ["queued", "running"]
 
     done = stack.wait_state(lost, "succeeded", timeout=60)
     assert done.attempt == 2
@@ -150,6 +153,10 @@ def test_a_cancel_pending_when_the_worker_vanished_ends_cancelled(stack: Stack) 
     (with its completion event) instead of queueing a retry. Mutation check: with the reaper
     passing `cancel_requested=False` to `after_failure`, the job was requeued and ran."""
     job_id = running_job(stack, heartbeat_age_s=600, cancel_requested=True)
+    # The relay deletes what it publishes: the event is observed on the exchange.
+    channel = stack.amqp_channel()
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key="job.diag.noop.cancelled")
     stack.stop_schedulers()
     stack.start_scheduler(CONVEYOR_HEARTBEAT_STALE_S=REAPER_STALE_S)
     stack.start_worker("default", processes=1, threads=2)
@@ -158,11 +165,15 @@ def test_a_cancel_pending_when_the_worker_vanished_ends_cancelled(stack: Stack) 
     assert done.state == "cancelled"
     assert done.attempt == 1
     assert stack.events(job_id)[-1] == (1, "running", "cancelled", "worker_lost")
-    with session_scope(stack.sessions) as session:
-        events = session.execute(
-            select(OutboxMessage.body).where(OutboxMessage.routing_key == "job.diag.noop.cancelled")
-        ).scalars()
-        assert [b for b in events if str(job_id).encode() in b]
+    seen: list[str] = []
+
+    def event_arrived() -> bool:
+        while (got := channel.basic_get(queue, auto_ack=True))[0] is not None:
+            seen.append(json.loads(got[2])["job_id"])
+        return str(job_id) in seen
+
+    wait_for(event_arrived, timeout=30, what="the cancelled job's completion event")
+    channel.connection.close()
 
 
 def test_jobs_committed_while_no_scheduler_runs_are_published_later(stack: Stack) -> None:
@@ -196,8 +207,8 @@ def test_rolled_back_submission_publishes_nothing(stack: Stack) -> None:
 
 def queued_job(stack: Stack, *, age_s: float, message_sent: bool) -> uuid.UUID:
     """A due `queued` job untouched for `age_s` (database clock). `message_sent`: its message
-    left the outbox (and, as far as the test is concerned, was lost); otherwise its outbox row
-    still waits (due tomorrow)."""
+    left the outbox (the relay deleted the published row; as far as the test is concerned it
+    was lost); otherwise its outbox row still waits (due tomorrow)."""
     job_id = uuid.uuid4()
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     with session_scope(stack.sessions) as session:
@@ -211,11 +222,7 @@ def queued_job(stack: Stack, *, age_s: float, message_sent: bool) -> uuid.UUID:
             {"id": job_id, "age": age_s},
         )
         if message_sent:
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.job_id == job_id)
-                .values(sent_at=func.now() - timedelta(seconds=age_s))
-            )
+            session.execute(delete(OutboxMessage).where(OutboxMessage.job_id == job_id))
     return job_id
 
 
@@ -237,12 +244,18 @@ def test_queued_job_whose_message_was_lost_is_published_again(stack: Stack) -> N
     fresh = queued_job(stack, age_s=0, message_sent=True)
     stack.stop_schedulers()  # the module's scheduler would lead with the 120 s default
     stack.start_scheduler(CONVEYOR_REPUBLISH_QUEUED_AFTER_S="45")
-    # The sweep writes a new outbox row: it ran, and one pass looked at all three jobs
-    # (`fresh` becomes 45 s old only well after this wait has ended).
-    wait_for(lambda: len(outbox_rows(stack, lost)) == 2, timeout=60, what="lost republished")
-    assert len(outbox_rows(stack, waiting)) == 1
+
+    # The sweep logs each job it republishes (its new outbox row may be published and deleted
+    # by the relay at once): it ran, and one pass looked at all three jobs (`fresh` becomes
+    # 45 s old only well after this wait has ended).
+    def republished(job_id: uuid.UUID) -> list[dict[str, object]]:
+        return log_events(stack, "scheduler", event="scheduler.job_republished", job_id=str(job_id))
+
+    wait_for(lambda: republished(lost), timeout=60, what="lost republished")
     assert outbox_rows(stack, waiting) == [None]
-    assert len(outbox_rows(stack, fresh)) == 1
+    assert not republished(waiting)
+    assert outbox_rows(stack, fresh) == []
+    assert not republished(fresh)
 
     stack.start_worker("default", processes=1, threads=2)
     done = stack.wait_state(lost, timeout=60)

@@ -29,6 +29,31 @@ class ModelJob:
         self.history.append((self.attempt, self.state.value, to.value))
         self.state = to
 
+    def stored(self) -> list[tuple[int, str | None, str]]:
+        """The rows `job_events` holds (docs/lifecycle.md, above "Transitions"): every
+        transition but submit, claim and succeed, which the job row carries; a claim is
+        stored once its attempt leaves `running` other than by succeeding, or is taken over."""
+        kept = []
+        for i, (attempt, from_state, to_state) in enumerate(self.history):
+            if from_state is None and to_state == "queued":
+                continue  # submit
+            if (from_state, to_state) == ("running", "succeeded"):
+                continue
+            if (from_state, to_state) == ("queued", "running"):
+                later = self.history[i + 1 :]
+                left = any(
+                    f == "running"
+                    and (
+                        (a == attempt and t not in ("succeeded", "running"))
+                        or (t == "running" and a == attempt + 1)
+                    )
+                    for a, f, t in later
+                )
+                if not left:
+                    continue
+            kept.append((attempt, from_state, to_state))
+        return kept
+
 
 class LifecycleModel:
     def __init__(self) -> None:

@@ -257,7 +257,17 @@ class Stack:
         with session_scope(self.sessions) as session:
             return [
                 (e.attempt, e.from_state, e.to_state, e.reason)
-                for e in jobs_repo.events_of(session, uuid.UUID(str(job_id)))
+                for e in jobs_repo.history_of(session, uuid.UUID(str(job_id)))
+            ]
+
+    def stored_events(
+        self, job_id: str | uuid.UUID
+    ) -> list[tuple[int, str | None, str, str | None]]:
+        """The `job_events` rows alone (the non-happy transitions), without the row's history."""
+        with session_scope(self.sessions) as session:
+            return [
+                (e.attempt, e.from_state, e.to_state, e.reason)
+                for e in jobs_repo.stored_events_of(session, uuid.UUID(str(job_id)))
             ]
 
     def wait_state(

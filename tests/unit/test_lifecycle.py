@@ -13,6 +13,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from shared.errors import JobCancelled, PermanentError, TransientError
 from shared.jobs.lifecycle import (
+    RECORDED_ON_ROW,
     TRANSITIONS,
     Failure,
     JobState,
@@ -40,12 +41,24 @@ def _documented_transitions() -> dict[str, tuple[frozenset[str], str]]:
     return table
 
 
+def _documented_on_row() -> set[str]:
+    """Transitions whose 'recorded as' cell starts with 'row:' (history on the job row)."""
+    section = DOCS.read_text().split("## Transitions", 1)[1].split("\n## ", 1)[0]
+    names = set()
+    for line in section.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 6 and cells[5].startswith("row:"):
+            names.add(cells[0])
+    return names
+
+
 def test_the_documented_transition_table_is_the_code() -> None:
     code = {
         t.value: (frozenset("(none)" if s is None else s.value for s in sources), target.value)
         for t, (sources, target) in TRANSITIONS.items()
     }
     assert _documented_transitions() == code
+    assert _documented_on_row() == {t.value for t in RECORDED_ON_ROW}
 
 
 def test_every_state_is_reachable_and_terminal_states_only_leave_by_replay() -> None:
@@ -172,3 +185,29 @@ def test_infrastructure_error_text_never_reaches_the_job_row() -> None:
         assert shown in failure.message
         for secret in ("secret-bucket-name", "REQ-ID", "HOST-ID", "secret_column", "p4ss"):
             assert secret not in failure.message, (secret, failure.message)
+
+
+def test_completion_events_follow_the_catalogue_unless_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Default: every terminal state of every kind (the public contract); the setting
+    overrides per kind, "*" for the others. Mutation check: ignoring "*" failed this test."""
+    from shared.config import get_settings
+    from shared.jobs.messages import publishes_completion
+
+    get_settings.cache_clear()
+    try:
+        for state in ("succeeded", "failed", "cancelled", "dead"):
+            assert publishes_completion("diag.noop", state)
+        assert publishes_completion("no.such.kind", "succeeded")
+        monkeypatch.setenv(
+            "CONVEYOR_COMPLETION_EVENTS",
+            '{"*": ["failed", "dead"], "export.create": ["succeeded", "failed"]}',
+        )
+        get_settings.cache_clear()
+        assert not publishes_completion("diag.noop", "succeeded")
+        assert publishes_completion("diag.noop", "dead")
+        assert publishes_completion("export.create", "succeeded")
+        assert not publishes_completion("export.create", "dead")
+    finally:
+        get_settings.cache_clear()

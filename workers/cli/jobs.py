@@ -150,7 +150,7 @@ def show_job(
             job = _follow(factory, job_id)
         _print_job(job)
         table = Table("at", "attempt", "from", "to", "reason", "message")
-        for e in jobs_repo.events_of(session, job_id):
+        for e in jobs_repo.history_of(session, job_id):
             table.add_row(
                 e.at.isoformat(timespec="milliseconds"),
                 str(e.attempt),

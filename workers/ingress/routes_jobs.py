@@ -115,7 +115,7 @@ def _by_ids(session: SessionDep, ids: list[uuid.UUID]) -> list[Job]:
 @router.get("/{job_id:uuid}", response_model=JobOut)
 def get_job(job_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> JobOut:
     job = _visible(session, key, job_id)
-    return JobOut.of(job, jobs_repo.events_of(session, job.id))
+    return JobOut.of(job, jobs_repo.history_of(session, job.id))
 
 
 @router.get("", response_model=JobPage)

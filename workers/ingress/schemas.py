@@ -17,7 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from shared.db.models import Job, JobEvent
+from shared.db.models import Job
+from shared.db.repos.jobs import HistoryEntry
 from shared.messaging.names import AMQP_PRIORITY, Priority
 
 PRIORITY_NAMES = {v: k.value for k, v in AMQP_PRIORITY.items()}
@@ -144,7 +145,7 @@ class EventOut(BaseModel):
     message: str | None
 
     @classmethod
-    def of(cls, event: JobEvent) -> EventOut:
+    def of(cls, event: HistoryEntry) -> EventOut:
         return cls(
             at=event.at,
             attempt=event.attempt,
@@ -179,7 +180,7 @@ class JobOut(BaseModel):
     events: list[EventOut] | None = None
 
     @classmethod
-    def of(cls, job: Job, events: list[JobEvent] | None = None) -> JobOut:
+    def of(cls, job: Job, events: list[HistoryEntry] | None = None) -> JobOut:
         return cls(
             id=job.id,
             kind=job.kind,

@@ -16,7 +16,7 @@ from shared.db.repos import outbox as outbox_repo
 from shared.errors import UnknownKind
 from shared.jobs.catalog import DIAG_NOOP, KindSpec, get_spec
 from shared.jobs.lifecycle import AfterFailure, Failure, after_failure
-from shared.jobs.messages import dead_letter, event_for, requeue_message
+from shared.jobs.messages import dead_letter, events_for, requeue_message
 from shared.messaging.names import queue_name
 
 log = structlog.get_logger("scheduler")
@@ -75,7 +75,7 @@ def _messages_after_reaping(
 ) -> list[dict[str, Any]]:
     if state == "queued":
         return [requeue_message(job, publish_after=outcome.run_at)]
-    messages = [event_for(job, state, error_code=WORKER_LOST.code)]
+    messages = events_for(job, state, error_code=WORKER_LOST.code)
     if state == "dead":  # as when a worker kills it: a copy in the pool's dead-letter queue
         body = requeue_message(job)["body"]
         queue = queue_name(spec.pool)

@@ -1,6 +1,6 @@
-"""Outbox relay: publish committed rows with confirms, then mark them sent.
+"""Outbox relay: publish committed rows with confirms, then delete them.
 
-A crash after publishing but before marking re-publishes the batch: delivery is
+A crash after publishing but before the delete commits re-publishes the batch: delivery is
 at-least-once and workers skip jobs that are no longer queued.
 """
 
@@ -26,7 +26,7 @@ def relay_once(sessions: sessionmaker[Session], publisher: Publisher, *, batch_s
         if not batch:
             return 0
         publisher.publish(batch)  # raises PublishError: rows stay pending, transaction rolls back
-        outbox_repo.mark_sent(session, [m.id for m in batch])
+        outbox_repo.delete_published(session, [m.id for m in batch])
     for exchange, count in Counter(m.exchange or "(default)" for m in batch).items():
         OUTBOX_PUBLISHED.labels(exchange).inc(count)
     return len(batch)

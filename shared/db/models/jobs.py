@@ -20,7 +20,6 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
-    UniqueConstraint,
     func,
     text,
 )
@@ -91,7 +90,14 @@ class Job(TenantOwned, Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint(f"state IN {JOB_STATES!r}", name="state"),
-        UniqueConstraint("api_key_id", "idempotency_key", name="uq_jobs_idempotency"),
+        # Partial: keyless jobs (most) write no entries here on insert and non-HOT updates.
+        Index(
+            "uq_jobs_idempotency",
+            "api_key_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
         Index("ix_jobs_state_kind", "state", "kind"),
         Index("ix_jobs_tenant_user_created", "tenant_id", "user_id", "created_at"),
         Index("ix_jobs_created_id", "created_at", "id"),

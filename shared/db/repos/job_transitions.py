@@ -1,9 +1,11 @@
 """The hot transitions' SQL: claim / take over, and succeed.
 
-Each statement writes the state change and its `job_events` row (and, for succeed, the
-completion event's outbox row) together, for a whole batch at once. The group-commit writer
-runs them on its own connections and the per-job path runs the very same text inside the
-handler's session with one-element arrays, so both paths obey one set of rules.
+Each statement writes the state change (and, for succeed, the completion event's outbox row)
+for a whole batch at once. The happy path stores no `job_events` rows: the claim's history is
+the row's `started_at` + `attempt`, the success's its `finished_at` (view `job_history`); a
+take-over stores its row and the replaced attempt's claim in the same statement. The
+group-commit writer runs them on its own connections and the per-job path runs the very same
+text inside the handler's session with one-element arrays, so both paths obey one set of rules.
 
 Claim rules (see docs/lifecycle.md):
 - `queued` → `running` when due (`run_at <= clock_timestamp()`, the database clock; never
@@ -26,7 +28,7 @@ from sqlalchemy.orm import Session
 
 CLAIM_SQL = """
 WITH current AS (
-    SELECT j.id, j.state FROM jobs AS j
+    SELECT j.id, j.state, j.attempt, j.started_at FROM jobs AS j
     WHERE j.id = ANY(CAST(%(ids)s AS uuid[]))
     ORDER BY j.id
     FOR UPDATE
@@ -41,17 +43,26 @@ WITH current AS (
             j.heartbeat_at < now() - make_interval(secs => %(stale_s)s)
             OR j.worker = %(worker)s)))
     RETURNING j.id, j.attempt, j.max_attempts, j.kind, j.user_id, j.payload,
-              c.state AS from_state, j.heartbeat_at
+              c.state AS from_state, c.attempt AS previous_attempt,
+              c.started_at AS previous_started_at
 ), history AS (
-    INSERT INTO job_events (job_id, attempt, from_state, to_state, reason)
-    SELECT id, attempt, from_state, 'running',
-           CASE WHEN from_state = 'running' THEN 'take_over' END
-    FROM claimed
+    -- A plain claim writes no row (started_at and attempt carry it, view job_history); a
+    -- take-over stores the replaced attempt's claim (unless stored) and itself.
+    INSERT INTO job_events (job_id, at, attempt, from_state, to_state, reason)
+    SELECT id, previous_started_at, previous_attempt, 'queued', 'running', NULL
+    FROM claimed AS t
+    WHERE from_state = 'running' AND previous_started_at IS NOT NULL AND NOT EXISTS (
+        SELECT FROM job_events AS e
+        WHERE e.job_id = t.id AND e.attempt = t.previous_attempt AND e.to_state = 'running')
+    UNION ALL
+    SELECT id, clock_timestamp(), attempt, 'running', 'running', 'take_over'
+    FROM claimed WHERE from_state = 'running'
 )
 SELECT id, attempt, max_attempts, kind, user_id, payload, from_state FROM claimed
 """
 
-# One statement: the state change, its transition row and its completion event, all or nothing.
+# One statement: the state change and its completion event, all or nothing. No history row:
+# finished_at and the attempt carry the success (view job_history).
 SUCCEED_SQL = """
 WITH input AS (
     SELECT * FROM unnest(CAST(%(ids)s AS uuid[]), CAST(%(attempts)s AS integer[]),
@@ -66,12 +77,10 @@ WITH input AS (
     FROM input AS i
     WHERE j.id = i.id AND j.attempt = i.attempt AND j.state = 'running'
     RETURNING j.id, j.attempt
-), transitions AS (
-    INSERT INTO job_events (job_id, attempt, from_state, to_state)
-    SELECT id, attempt, 'running', 'succeeded' FROM done
 ), events AS (
     INSERT INTO outbox (exchange, routing_key, body, priority)
     SELECT %(exchange)s, i.routing_key, i.body, 0 FROM done JOIN input AS i USING (id)
+    WHERE i.routing_key IS NOT NULL  -- None: nobody subscribes to this kind's successes
 )
 SELECT id FROM done
 """
@@ -95,8 +104,8 @@ class Success:
     job_id: uuid.UUID
     attempt: int
     result_json: str  # serialized by the caller: one bad result cannot fail a batch
-    routing_key: str
-    event_body: bytes
+    routing_key: str | None  # None: no completion event (CONVEYOR_COMPLETION_EVENTS)
+    event_body: bytes | None
 
 
 def claim_params(ids: Sequence[uuid.UUID], *, worker: str, stale_s: float) -> dict[str, Any]:

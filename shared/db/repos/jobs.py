@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    Table,
+    and_,
+    column,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -17,6 +31,39 @@ from shared.db.tenancy import tenant_of
 
 J = cast(Table, Job.__table__)
 E = cast(Table, JobEvent.__table__)
+# The full history (alembic 0010): stored `job_events` rows plus the happy-path transitions
+# the job row carries (submit at created_at, the current claim at started_at, succeed at
+# finished_at). Not in the ORM metadata: it is a view.
+H = table(
+    "job_history",
+    *(column(c) for c in ("job_id", "at", "attempt", "from_state", "to_state", "reason")),
+    column("message"),
+    column("phase"),
+    column("seq"),
+)
+
+# When an attempt leaves `running` other than by succeeding, its claim becomes a stored row
+# (with the time the row kept in started_at), so the history stays complete once the row
+# moves on. A take-over stores the previous attempt's claim the same way (CLAIM_SQL).
+_STORE_CLAIM = text(
+    """
+    INSERT INTO job_events (job_id, at, attempt, from_state, to_state)
+    SELECT j.id, j.started_at, j.attempt, 'queued', 'running' FROM jobs AS j
+    WHERE j.id = :job_id AND j.attempt = :attempt AND j.started_at IS NOT NULL
+      AND NOT EXISTS (SELECT FROM job_events AS e
+                      WHERE e.job_id = j.id AND e.attempt = j.attempt AND e.to_state = 'running')
+    """
+)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: datetime
+    attempt: int
+    from_state: str | None
+    to_state: str
+    reason: str | None
+    message: str | None
 
 
 def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
@@ -48,6 +95,9 @@ def add_event(
     reason: str | None = None,
     message: str | None = None,
 ) -> None:
+    """A non-happy transition's row; leaving `running` first stores that attempt's claim."""
+    if from_state == "running":
+        session.execute(_STORE_CLAIM, {"job_id": job_id, "attempt": attempt})
     add_events(
         session,
         [
@@ -67,7 +117,18 @@ def get(session: Session, job_id: uuid.UUID) -> Job | None:
     return session.get(Job, job_id)
 
 
-def events_of(session: Session, job_id: uuid.UUID) -> list[JobEvent]:
+def history_of(session: Session, job_id: uuid.UUID) -> list[HistoryEntry]:
+    """Every transition of the job, in order: what `GET /v1/jobs/{id}` and `conveyor job` show."""
+    stmt = (
+        select(H.c.at, H.c.attempt, H.c.from_state, H.c.to_state, H.c.reason, H.c.message)
+        .where(H.c.job_id == job_id)
+        .order_by(H.c.phase, H.c.seq)
+    )
+    return [HistoryEntry(*row) for row in session.execute(stmt)]
+
+
+def stored_events_of(session: Session, job_id: uuid.UUID) -> list[JobEvent]:
+    """Only the stored rows (the non-happy transitions); most callers want `history_of`."""
     stmt = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
     return list(session.execute(stmt).scalars())
 

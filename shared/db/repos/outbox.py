@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import OutboxMessage
@@ -71,12 +71,16 @@ def claim_due(session: Session, limit: int) -> list[PendingMessage]:
     return [PendingMessage(*row) for row in session.execute(stmt)]
 
 
-def mark_sent(session: Session, ids: Sequence[int]) -> None:
+def delete_published(session: Session, ids: Sequence[int]) -> None:
+    """Published rows leave at once (one write per row instead of a mark and a later prune).
+    In the relay's transaction: a crash before its commit leaves them pending, republished."""
     if ids:
-        session.execute(update(T).where(T.c.id.in_(ids)).values(sent_at=func.now()))
+        session.execute(delete(T).where(T.c.id.in_(ids)))
 
 
 def prune_sent(session: Session, older_than: datetime) -> int:
+    """Rows marked sent (by relays before issue #11, during a rolling deploy); new relays
+    delete what they publish, so this finds nothing once they all run."""
     result = cast(CursorResult[Any], session.execute(delete(T).where(T.c.sent_at < older_than)))
     return int(result.rowcount or 0)
 

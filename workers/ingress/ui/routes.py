@@ -70,7 +70,7 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
     if job is None:
         return _page(request, "not_found.html", 404, job_id=job_id, who=who, refresh_s=0)
     refresh_s = 0 if job.state in TERMINAL_STATES else _settings(request).ui_refresh_s
-    events = jobs_repo.events_of(session, job.id)
+    events = jobs_repo.history_of(session, job.id)
     return _page(request, "job.html", job=job, events=events, who=who, refresh_s=refresh_s)
 
 
