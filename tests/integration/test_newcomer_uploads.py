@@ -12,16 +12,14 @@ from shared.embedded import EmbeddedS3
 from tests.integration.test_newcomer_api import assert_error
 from tests.support import media
 from tests.support.stack import Stack
-from tests.support.uploads import post_upload, upload
+from tests.support.uploads import post_upload, start_media_stack, upload
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> Iterator[Stack]:
-    stack = Stack.create(tmp_path_factory.mktemp("logs"), s3=s3_server)
-    stack.start_scheduler()
-    stack.start_worker("media", processes=1, threads=2)
+    stack = start_media_stack(tmp_path_factory.mktemp("logs"), s3_server, threads=2)
     yield stack
     stack.close()
 

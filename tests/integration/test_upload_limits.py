@@ -22,7 +22,7 @@ from shared.jobs.submit import NewJob, submit_jobs
 from shared.storage.buckets import Bucket, bucket_name
 from tests.support import media
 from tests.support.stack import Stack
-from tests.support.uploads import exists, file_row, post_upload, upload
+from tests.support.uploads import exists, file_row, post_upload, start_media_stack, upload
 from workers.uploads.sweep import sweep_once
 
 pytestmark = pytest.mark.integration
@@ -30,9 +30,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> Iterator[Stack]:
-    stack = Stack.create(tmp_path_factory.mktemp("logs"), s3=s3_server)
-    stack.start_scheduler()
-    stack.start_worker("media", processes=1, threads=2)
+    stack = start_media_stack(tmp_path_factory.mktemp("logs"), s3_server, threads=2)
     yield stack
     stack.close()
 

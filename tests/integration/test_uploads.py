@@ -26,6 +26,7 @@ from tests.support.uploads import (
     get,
     jobs_for_file,
     leftovers,
+    start_media_stack,
     storage,
     upload,
 )
@@ -39,9 +40,9 @@ QUOTA = 3_000_000
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> Iterator[Stack]:
-    stack = Stack.create(tmp_path_factory.mktemp("logs"), s3=s3_server)
-    stack.start_scheduler()
-    stack.start_worker("media", processes=1, threads=4, CONVEYOR_USER_QUOTA_BYTES=str(QUOTA))
+    stack = start_media_stack(
+        tmp_path_factory.mktemp("logs"), s3_server, threads=4, CONVEYOR_USER_QUOTA_BYTES=str(QUOTA)
+    )
     yield stack
     stack.close()
 
@@ -193,12 +194,10 @@ def test_redelivered_processing_does_not_double_count(files: Stack) -> None:
     assert len(jobs_for_file(files, "image.thumbnail", sent.upload_id)) == 1
 
 
-def test_jobs_naming_another_user_touch_nothing(files: Stack) -> None:
-    """upload.process and image.thumbnail for a user who does not own the upload or file:
-    `not_found`, nothing moved. Broken on purpose (each owner check removed in turn, in
-    uploads/service.py and thumbnails/service.py): this failed at that kind's assertion."""
-    who, mallory, upload_id = user(), user(), uuid.uuid4()
-    data = media.photo(100, 100)
+def put_incoming(files: Stack, who: str, data: bytes) -> tuple[uuid.UUID, str]:
+    """An upload row and its bytes in the incoming bucket, as a client's PUT leaves them
+    (no upload.process job yet). Returns the upload id and the incoming bucket's name."""
+    upload_id = uuid.uuid4()
     with session_scope(files.sessions) as session:
         files_repo.add_upload(
             session,
@@ -213,6 +212,15 @@ def test_jobs_naming_another_user_touch_nothing(files: Stack) -> None:
         )
     incoming = bucket_name(files.bucket_prefix, Bucket.INCOMING)
     files.store.put_bytes(incoming, incoming_key(upload_id), data)
+    return upload_id, incoming
+
+
+def test_jobs_naming_another_user_touch_nothing(files: Stack) -> None:
+    """upload.process and image.thumbnail for a user who does not own the upload or file:
+    `not_found`, nothing moved. Broken on purpose (each owner check removed in turn, in
+    uploads/service.py and thumbnails/service.py): this failed at that kind's assertion."""
+    who, mallory, data = user(), user(), media.photo(100, 100)
+    upload_id, incoming = put_incoming(files, who, data)
     job = files.submit_internal("upload.process", {"upload_id": str(upload_id)}, user_id=mallory)
     done = files.wait_state(job["id"])
     assert (done.state, done.error_code) == ("failed", "not_found")
@@ -228,21 +236,8 @@ def test_jobs_naming_another_user_touch_nothing(files: Stack) -> None:
 
 
 def test_crash_before_commit_then_redeliveries_count_once(files: Stack) -> None:
-    who, data, upload_id = user(), media.photo(100, 100), uuid.uuid4()
-    with session_scope(files.sessions) as session:
-        files_repo.add_upload(
-            session,
-            Upload(
-                id=upload_id,
-                user_id=who,
-                filename="c.jpg",
-                declared_type="image/jpeg",
-                declared_size=len(data),
-                incoming_key=incoming_key(upload_id),
-            ),
-        )
-    incoming = bucket_name(files.bucket_prefix, Bucket.INCOMING)
-    files.store.put_bytes(incoming, incoming_key(upload_id), data)
+    who, data = user(), media.photo(100, 100)
+    upload_id, _ = put_incoming(files, who, data)
     policy = UploadPolicy(bucket_prefix=files.bucket_prefix, quota_bytes=QUOTA)
     now = datetime.now(UTC)
 

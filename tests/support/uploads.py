@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,9 +13,18 @@ from sqlalchemy import select
 from shared.db.engine import session_scope
 from shared.db.models import Job, StoredFile
 from shared.db.repos import files as files_repo
+from shared.embedded import EmbeddedS3
 from shared.storage.base import ObjectNotFound
 from shared.storage.buckets import THUMBNAIL_SIZES, Bucket, bucket_name, file_key, thumbnail_key
 from tests.support.stack import Stack
+
+
+def start_media_stack(logs: Path, s3: EmbeddedS3, *, threads: int = 2, **env: str) -> Stack:
+    """A stack with a scheduler and one `media` worker process: what upload tests drive."""
+    stack = Stack.create(logs, s3=s3)
+    stack.start_scheduler()
+    stack.start_worker("media", processes=1, threads=threads, **env)
+    return stack
 
 
 @dataclass(frozen=True)
