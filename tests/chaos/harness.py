@@ -25,6 +25,7 @@ from shared.storage.buckets import all_bucket_names
 from shared.storage.s3 import S3Store
 from tests.support.pg_cluster import PgCluster
 from tests.support.services import create_vhost, delete_vhost, rabbitmqctl, wait_for
+from tests.support.stack import TEST_RATE_BURST, TEST_RATE_PER_S
 from workers.cli.run import declare_broker_topology
 
 STARTUP_TIMEOUT_S = 120  # a loaded 2-core box: imports alone can take seconds
@@ -105,6 +106,10 @@ class ChaosStack:
             CONVEYOR_DIAG_TRACE_PATH=str(self.trace_path),
             CONVEYOR_CANARY_INTERVAL_S="0",
             CONVEYOR_OAUTH_SWEEP_INTERVAL_S="0",
+            # The suite's clients submit thousands of jobs a minute on one key: faults are
+            # under test here, not the rate limit (tests/integration/test_limits.py).
+            CONVEYOR_RATE_LIMIT_PER_S=str(TEST_RATE_PER_S),
+            CONVEYOR_RATE_LIMIT_BURST=str(TEST_RATE_BURST),
         )
         env.update(self.env_overrides)
         return env
