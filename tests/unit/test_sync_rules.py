@@ -137,6 +137,8 @@ def test_cursor_round_trip_and_refusals() -> None:
         (_edited(text, u="u2"), "u2"),  # re-owned
         (text.partition(".")[0] + ".AAAA", "u1"),  # signature replaced
         (text.partition(".")[0], "u1"),  # signature dropped
+        (text + "é", "u1"),  # a non-ASCII signature (was a TypeError, i.e. a 500)
+        (text.partition(".")[0] + ".\u00e9\u00e9", "u1"),
     )
     for bad, user in refused:
         with pytest.raises(cursor_mod.InvalidCursor):

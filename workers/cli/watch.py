@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 from datetime import UTC, datetime
 
 from rich.console import Group
@@ -28,11 +29,16 @@ def watch_status(settings: Settings, interval_s: float, *, iterations: int | Non
     frames = 0
     # Not a terminal (a pipe, a log file): print each frame instead of redrawing in place.
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+    # Ctrl-C sets a flag the loop checks, rather than raising KeyboardInterrupt wherever the
+    # main thread happens to be (inside a driver's blocking call it could be swallowed and
+    # the watch would not stop: seen under load).
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
     with sessions() as factory:
         try:
             if live is not None:
                 live.start()
-            while iterations is None or frames < iterations:
+            while not stop.is_set() and (iterations is None or frames < iterations):
                 with session_scope(factory) as session:
                     frame = render(build_overview(session, reader, datetime.now(UTC), limit=5))
                 if live is not None:
@@ -40,10 +46,9 @@ def watch_status(settings: Settings, interval_s: float, *, iterations: int | Non
                 else:
                     console.print(frame)
                 frames += 1
-                time.sleep(interval_s)
-        except KeyboardInterrupt:
-            pass
+                stop.wait(interval_s)
         finally:
+            signal.signal(signal.SIGINT, previous)
             if live is not None:
                 live.stop()
 

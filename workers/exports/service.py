@@ -128,7 +128,10 @@ def create_export(
 def prepare(session: Session, export: Export, config: ExportConfig, now: datetime) -> Prepared:
     """Resolve the range, plan the query, and (for reports) compute the figures up front."""
     request = ExportRequest.model_validate(export.request)
-    timezone = request.options.timezone or _user_timezone(session, export.user_id)
+    # Looked up even when the request names a time zone: it also proves the user is this
+    # tenant's (the rows are read over an owner connection, outside row-level security).
+    stored_timezone = _user_timezone(session, export.user_id)
+    timezone = request.options.timezone or stored_timezone
     window = ranges.resolve(request.range, timezone, now)
     scope = Scope(_product_user(export.user_id), window.start, window.end, timezone)
     the_plan = plan(request, scope, title=request.options.title)

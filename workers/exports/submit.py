@@ -49,9 +49,13 @@ def validate(session: Session, user_id: str, request: ExportRequest, limits: Lim
         raise PermanentError(
             "user_id must be a product user id (uuid)", code="unknown_user"
         ) from None
-    timezone = request.options.timezone or exports_repo.product_user_timezone(session, product_user)
-    if timezone is None:
+    # Always looked up (through the caller's tenant-bound session), even with a time zone
+    # given: the export reads over an owner connection that row-level security does not
+    # filter, so another tenant's user must be "unknown" here.
+    stored = exports_repo.product_user_timezone(session, product_user)
+    if stored is None:
         raise PermanentError(f"no user {user_id}", code="unknown_user", user_id=user_id)
+    timezone = request.options.timezone or stored
     ranges.zone(timezone)
     if request.anonymize and not limits.anonymize_available:
         raise PermanentError(

@@ -13,6 +13,7 @@ from shared.db.models import ApiKey, Backup, BackupSettings
 from shared.db.repos import audit as audit_repo
 from shared.db.repos import backups as backups_repo
 from shared.db.repos import jobs as jobs_repo
+from shared.db.repos import tenants as tenants_repo
 from shared.errors import ConveyorError, PermanentError
 from shared.storage.buckets import Bucket, bucket_name
 from workers.backups.requests import request_backup, request_restore
@@ -54,6 +55,13 @@ def _visible(session: SessionDep, key: ApiKey, backup_id: uuid.UUID) -> Backup:
     return backup
 
 
+def _require_user(session: SessionDep, user_id: uuid.UUID) -> None:
+    """Backups read and write over owner connections: the user must be the caller's tenant's
+    (another tenant's user id is "not found", never backed up or restored into)."""
+    if not tenants_repo.product_user_visible(session, user_id):
+        raise NotFound("no such user", user_id=user_id)
+
+
 def _out(session: SessionDep, backup: Backup) -> BackupOut:
     job = jobs_repo.get(session, backup.job_id) if backup.job_id else None
     return BackupOut.of(backup, job)
@@ -61,6 +69,7 @@ def _out(session: SessionDep, backup: Backup) -> BackupOut:
 
 @router.post("/v1/backups", status_code=202, response_model=BackupOut)
 def create(body: BackupIn, session: SessionDep, key: ApiKeyDep, settings: SettingsDep) -> BackupOut:
+    _require_user(session, body.user_id)
     check_concurrent_backups(session, settings, body.user_id)
     backup = request_backup(
         session,
@@ -167,6 +176,7 @@ def get_settings(user_id: uuid.UUID, session: SessionDep, key: ApiKeyDep) -> Set
 def put_settings(
     user_id: uuid.UUID, body: SettingsIn, session: SessionDep, key: ApiKeyDep
 ) -> SettingsOut:
+    _require_user(session, user_id)
     existing = backups_repo.get_settings(session, user_id)
     if existing is not None and not may_see(key, existing):
         raise NotFound("no backup settings for this user", user_id=user_id)

@@ -56,7 +56,8 @@ class CursorKeys:
         key = dict(self.keys).get(kid)
         if key is None:
             return None
-        return hmac.compare_digest(_mac(key, body), signature)
+        # As bytes: compare_digest refuses str with non-ASCII characters (TypeError → a 500).
+        return hmac.compare_digest(_mac(key, body).encode(), signature.encode())
 
 
 @dataclass(frozen=True)

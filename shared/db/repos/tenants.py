@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import Tenant
-from shared.db.tenancy import TENANT_ID_PATTERN
+from shared.db.models import Tenant, User
+from shared.db.tenancy import TENANT_ID_PATTERN, tenant_of
 from shared.errors import PermanentError
 
 
@@ -42,3 +43,15 @@ def get(session: Session, tenant_id: str) -> Tenant | None:
 
 def list_tenants(session: Session) -> list[Tenant]:
     return list(session.execute(select(Tenant).order_by(Tenant.created_at, Tenant.id)).scalars())
+
+
+def product_user_visible(session: Session, user_id: uuid.UUID) -> bool:
+    """Whether the product user is live in the session's tenant. Work that reads or writes a
+    user's data over an owner connection (backups, exports: ADBC, staging tables) bypasses
+    row-level security, so it asks this first through the tenant-bound session: another
+    tenant's user id is then "not found". (An owner session, e.g. the CLI, sees them all.)"""
+    stmt = select(User.id).where(User.id == user_id, User.deleted_at.is_(None))
+    tenant = tenant_of(session)
+    if tenant is not None:
+        stmt = stmt.where(User.tenant_id == tenant)  # RLS filters too; this says it in code
+    return session.execute(stmt).first() is not None
