@@ -292,3 +292,34 @@ def test_a_deleted_channel_takes_its_messages_and_settings_need_channels(
     stored = sync_stack.client.put("/v1/devices/settings", json=body, headers=sync_stack.headers())
     assert stored.status_code == 200, stored.text
     assert sorted(stored.json()["types"]) == ["channel", "contact", "message"]
+
+
+def test_replies_point_only_at_visible_messages_accepted_in_their_channel(
+    sync_stack: Stack,
+) -> None:
+    """Found in review: the batch's own message → channel map won over the database, taking
+    even refused changes. Bob could reply from his channel to a message of a channel he cannot
+    see by naming it in the same batch, and a reply to a refused create failed the whole sync
+    on its foreign key, retried until dead: the device was stuck on that batch. (Broken on
+    purpose once, with the batch map back in front of the database: the reply into the
+    hidden channel was accepted and this test failed.)"""
+    alice, bob = new_user(sync_stack), new_user(sync_stack)
+    secret, bobs_own = new_channel(sync_stack, alice), new_channel(sync_stack, bob)
+    alices, bobs = new_device(sync_stack, alice), new_device(sync_stack, bob)
+    alices.sync()
+    bobs.sync()
+    hidden = ident()
+    alices.edit("message", hidden, channel_id=secret, body="not for bob")
+    assert alices.sync()["rejected"] == []
+
+    bobs.edit("message", hidden, channel_id=bobs_own, body="mine now?")
+    bobs.edit("message", ident(), channel_id=bobs_own, body="re", reply_to_id=hidden)
+    assert codes(bobs.sync()) == ["unknown_entity", "invalid_value"]
+
+    parent, child = ident(), ident()
+    bobs.edit("message", parent, channel_id=bobs_own)  # no body: the create is refused
+    bobs.edit("message", child, channel_id=bobs_own, body="re", reply_to_id=parent)
+    assert codes(bobs.sync()) == ["missing_fields", "invalid_value"]  # the sync itself succeeds
+    bobs.sync()
+    assert messages(bobs.visible()) == messages(server_view(sync_stack, bob)) == {}
+    assert server_view(sync_stack, alice)[("message", hidden)]["body"] == "not for bob"

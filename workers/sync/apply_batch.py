@@ -54,12 +54,11 @@ def merge_batch(session: Session, ctx: MergeContext, changes: Sequence[ParsedCha
         by_entity[(change.entity_type, change.entity_id)].append(change)
     depth = messages.reply_depth(changes)
     keys = sorted(by_entity, key=lambda k: (k[0], depth.get(k[1], 0), k[1]))
-    batch_channels = messages.created_channels(changes)
     for start in range(0, len(keys), CHUNK_ENTITIES):
         chunk = keys[start : start + CHUNK_ENTITIES]
         for entity_type in sorted({t for t, _ in chunk}):
             group = [c for key in chunk if key[0] == entity_type for c in by_entity[key]]
-            _merge_type(session, ctx, entity_type, group, outcome, batch_channels)
+            _merge_type(session, ctx, entity_type, group, outcome)
     return outcome
 
 
@@ -68,17 +67,19 @@ def _message_scope(
     ctx: MergeContext,
     changes: list[ParsedChange],
     rows: Mapping[str, Mapping[str, Any]],
-    batch_channels: Mapping[str, str],
 ) -> messages.MessageScope:
+    """Channels the user may write to, and the channel of every existing reply target. What
+    the database says wins; a message this batch creates joins `channels` only once its create
+    is accepted (see _merge_type), so a reply cannot point into a channel the user cannot see
+    or at a message whose create was refused (its foreign key would fail the whole sync)."""
     named = {str(r["channel_id"]) for r in rows.values()} | {
         c.fields["channel_id"] for c in changes if "channel_id" in c.fields
     }
     replies = {c.fields["reply_to_id"] for c in changes if c.fields.get("reply_to_id")}
-    known = sync_repo.message_channels(session, sorted(replies - set(batch_channels)))
     return messages.MessageScope(
         str(ctx.user_id),
         frozenset(sync_repo.live_channels(session, ctx.user_id, sorted(named))),
-        {**known, **batch_channels},
+        dict(sync_repo.message_channels(session, sorted(replies))),
     )
 
 
@@ -88,7 +89,6 @@ def _merge_type(
     entity_type: str,
     changes: list[ParsedChange],
     outcome: Outcome,
-    batch_channels: Mapping[str, str],
 ) -> None:
     ids = sorted({c.entity_id for c in changes})
     rows = sync_repo.load_rows(session, entity_type, ctx.user_id, ids, for_update=True)
@@ -98,7 +98,7 @@ def _merge_type(
     owner = sync_repo.PRODUCT_TABLES[entity_type].owner
     scope = None
     if entity_type == "message":
-        scope = _message_scope(session, ctx, changes, rows, batch_channels)
+        scope = _message_scope(session, ctx, changes, rows)
     states: dict[str, State] = {}
     for change in changes:
         row = rows.get(change.entity_id)
@@ -112,7 +112,12 @@ def _merge_type(
             continue
         if change.entity_id not in states:
             states[change.entity_id] = _current(entity_type, row, before, change, ctx)
+        applied = outcome.applied
         _merge_one(ctx, entity_type, change, states, outcome, exists=row is not None)
+        created = scope is not None and row is None and outcome.applied > applied
+        if created and "channel_id" in change.fields:
+            # Replies later in this batch (written after it: reply_depth) may point at it.
+            scope.channels.setdefault(change.entity_id, change.fields["channel_id"])
     outcome.written[entity_type].update(_write(session, ctx, entity_type, states, before, rows))
 
 

@@ -25,7 +25,8 @@ CREATE_ONLY = tuple(n for n, spec in ENTITY_TYPES["message"].fields.items() if s
 class MessageScope:
     user_id: str
     member_of: frozenset[str]  # channels the user is a live member of
-    channels: Mapping[str, str]  # message id -> channel id: existing ones and this batch's
+    # message id -> channel id: existing ones, plus this batch's creates once accepted
+    channels: dict[str, str]
 
 
 def check(
@@ -65,15 +66,6 @@ def _check_create(change: ParsedChange, scope: MessageScope) -> Rejected | None:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def created_channels(changes: Iterable[ParsedChange]) -> dict[str, str]:
-    """message id -> channel id of the messages this batch creates (or names a channel for)."""
-    return {
-        c.entity_id: c.fields["channel_id"]
-        for c in changes
-        if c.entity_type == "message" and "channel_id" in c.fields
-    }
 
 
 def reply_depth(changes: Iterable[ParsedChange]) -> dict[str, int]:
