@@ -114,8 +114,8 @@ def _merge_type(
             states[change.entity_id] = _current(entity_type, row, before, change, ctx)
         applied = outcome.applied
         _merge_one(ctx, entity_type, change, states, outcome, exists=row is not None)
-        created = scope is not None and row is None and outcome.applied > applied
-        if created and "channel_id" in change.fields:
+        created = row is None and outcome.applied > applied
+        if scope is not None and created and "channel_id" in change.fields:
             # Replies later in this batch (written after it: reply_depth) may point at it.
             scope.channels.setdefault(change.entity_id, change.fields["channel_id"])
     outcome.written[entity_type].update(_write(session, ctx, entity_type, states, before, rows))
