@@ -51,6 +51,15 @@ def test_read_only_key_reads_but_gets_403_on_every_write(stack: Stack) -> None:
         stack.client.post(
             "/v1/backups", json={"user_id": str(uuid.uuid4())}, headers=stack.headers(reader)
         ),
+        # A GET that leads to a stored connection (found in review: a read key could start
+        # one; broken on purpose once with the route back on ApiKeyDep: this case was a 409
+        # provider_not_configured instead of the 403).
+        stack.client.get(
+            "/v1/oauth/generic/authorize",
+            params={"user_id": "someone"},
+            headers=stack.headers(reader),
+            follow_redirects=False,
+        ),
     ]
     for response in writes:
         assert code_of(response) == (403, "forbidden_scope"), response.text

@@ -97,6 +97,16 @@ def api_key(request: Request, key: LiveKeyDep) -> ApiKey:
     return key
 
 
+def write_key(key: LiveKeyDep) -> ApiKey:
+    """The `write` scope whatever the method: for GET routes that change something (starting
+    an OAuth authorization stores state and leads to a stored connection)."""
+    if not scopes.may_write(key.is_admin, key.scopes):
+        raise ForbiddenScope(
+            f"this key's scopes ({scopes.describe(key.is_admin, key.scopes)}) do not allow this"
+        )
+    return key
+
+
 def submit_key(key: LiveKeyDep) -> ApiKey:
     if scopes.may_write(key.is_admin, key.scopes) or scopes.submit_kinds(key.scopes):
         return key
@@ -118,6 +128,7 @@ def admin_key(key: LiveKeyDep) -> ApiKey:
 
 
 ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
+WriteKeyDep = Annotated[ApiKey, Depends(write_key)]
 SubmitKeyDep = Annotated[ApiKey, Depends(submit_key)]
 AdminKeyDep = Annotated[ApiKey, Depends(admin_key)]
 

@@ -33,7 +33,7 @@ from shared.oauth.providers import (
     zoho_accounts_server_from_callback,
 )
 from shared.oauth.refresh import RefreshDeps, RefreshOutcome, valid_access_token
-from workers.ingress.deps import ApiKeyDep, SessionDep, may_see
+from workers.ingress.deps import ApiKeyDep, SessionDep, WriteKeyDep, may_see
 from workers.ingress.schemas_oauth import ConnectionOut, ConnectionPage, TokenOut
 
 router = APIRouter(tags=["oauth"])
@@ -82,7 +82,7 @@ def authorize(
     provider: str,
     request: Request,
     session: SessionDep,
-    key: ApiKeyDep,
+    key: WriteKeyDep,
     user_id: Annotated[str, Query(min_length=1, max_length=200)],
 ) -> RedirectResponse:
     settings = _settings(request)
