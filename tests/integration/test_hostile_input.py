@@ -187,3 +187,13 @@ def test_a_500_from_a_failed_query_never_shows_its_bound_parameters(stack: Stack
         response = test_client.get("/boom")
     assert response.status_code == 500 and response.json()["code"] == "internal_error"
     assert secret not in response.text
+
+
+def test_a_conflict_id_past_bigint_is_a_422(client: TestClient, stack: Stack) -> None:
+    """Found by the schemathesis run after the merges: a 2**101 conflict id reached
+    PostgreSQL and was a 500 (broken on purpose once: the Path bound removed)."""
+    huge = "2347024319704005950252852969472"
+    response = client.post(
+        f"/v1/devices/conflicts/{huge}/resolve", json={"action": "dismiss"}, headers=stack.headers()
+    )
+    assert_4xx(response, 422, "invalid_request", "conflict_id")

@@ -22,6 +22,7 @@ from shared.db.repos import limits as limits_repo
 from shared.storage.memory import MemoryStore
 from tests.integration.test_newcomer_api import assert_error
 from tests.support.stack import Stack
+from tests.support.sync_client import new_user
 from workers.ingress.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -165,9 +166,14 @@ def test_queued_jobs_are_capped_per_kind_and_a_batch_is_refused_whole(stack: Sta
         too_many = capped.post("/v1/jobs:batch", json={"jobs": [job] * 2}, headers=headers)
         assert_error(too_many, 429, "queue_full", "diag.noop", f"cap {cap}")
         assert int(too_many.headers["Retry-After"]) > 0
-        assert capped.post("/v1/jobs", json=job, headers=headers).status_code == 202
+        once = {**headers, "Idempotency-Key": f"last-{user}"}
+        assert capped.post("/v1/jobs", json=job, headers=once).status_code == 202
         refused = capped.post("/v1/jobs", json=job, headers=headers)
         assert_error(refused, 429, "queue_full")
+        # At the cap, a replay of the last submission still gets its job (it adds none).
+        # (Broken on purpose once, the cap checked before the replay lookup: this was a 429.)
+        replayed = capped.post("/v1/jobs", json=job, headers=once)
+        assert replayed.status_code == 200, replayed.text
         listed = capped.get("/v1/jobs", params={"user_id": user}, headers=headers).json()
         assert len(listed["jobs"]) == 3  # nothing of the refused batch was written
 
@@ -195,14 +201,14 @@ def test_a_batchs_total_declared_work_is_bounded(stack: Stack) -> None:
 
 def test_one_backup_at_a_time_per_user(stack: Stack) -> None:
     """Broken on purpose (no check_concurrent_backups): the second was a 202."""
-    user = str(uuid.uuid4())
+    user = new_user(stack)  # a product user of the key's tenant (others are 404)
     first = stack.client.post("/v1/backups", json={"user_id": user}, headers=stack.headers())
     assert first.status_code == 202, first.text
     second = stack.client.post("/v1/backups", json={"user_id": user}, headers=stack.headers())
     assert_error(second, 429, "too_many_backups")
     assert int(second.headers["Retry-After"]) > 0
     other = stack.client.post(
-        "/v1/backups", json={"user_id": str(uuid.uuid4())}, headers=stack.headers()
+        "/v1/backups", json={"user_id": new_user(stack)}, headers=stack.headers()
     )
     assert other.status_code == 202
 

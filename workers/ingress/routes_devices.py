@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import APIKeyHeader
 
 from shared.db.models import SyncDevice, User
@@ -130,7 +130,10 @@ def list_conflicts(
 
 @router.post("/v1/devices/conflicts/{conflict_id}/resolve", response_model=ConflictOut)
 def resolve_conflict(
-    conflict_id: int, body: ResolveIn, session: SessionDep, key: ApiKeyDep
+    conflict_id: Annotated[int, Path(ge=1, le=2**63 - 1)],  # a bigint: larger is a 422
+    body: ResolveIn,
+    session: SessionDep,
+    key: ApiKeyDep,
 ) -> ConflictOut:
     del key
     resolved = conflicts.resolve(session, conflict_id, body.action, now=datetime.now(UTC))

@@ -79,7 +79,10 @@ def submit(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
     new = _new_job(key, body, idempotency_key)
-    check_queue_caps(session, request.app.state.settings, key, [new])
+    # A replay adds no job: it is answered (200, or 422 idempotency_mismatch) even at the cap.
+    replay = idempotency_key and jobs_repo.find_by_idempotency_key(session, key.id, idempotency_key)
+    if not replay:
+        check_queue_caps(session, request.app.state.settings, key, [new])
     [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
     if not outcome.created:
         response.status_code = 200
