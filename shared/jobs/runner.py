@@ -20,9 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.engine import session_scope
 from shared.db.repos import jobs as jobs_repo
-from shared.db.repos.job_transitions import Claim, Success, claim_in_session, succeed_in_session
+from shared.db.repos.job_transitions import (
+    Claim,
+    Delivery,
+    Success,
+    claim_in_session,
+    succeed_in_session,
+)
 from shared.db.tenancy import act_as_owner, tenant_sessions
-from shared.errors import PermanentError
+from shared.errors import InvalidMessage, PermanentError
 from shared.jobs.adopt import adopt_foreign
 from shared.jobs.catalog import KindSpec
 from shared.jobs.context import JobContext, LostOwnership
@@ -133,25 +139,35 @@ def _claim_or_adopt(
 ) -> Claim | None:
     job_id = envelope.job_id
     assert job_id is not None
+    delivery = Delivery(job_id, spec.kind, envelope.tenant_id)
     if deps.writer is not None:
-        claim = deps.writer.claim(job_id)
+        claim = deps.writer.claim(delivery)
         if claim is not None:
             return claim
     with session_scope(deps.sessions) as session:
         if deps.writer is None:
-            claim = claim_in_session(session, job_id, worker=deps.worker_name, stale_s=deps.stale_s)
+            claim = claim_in_session(
+                session, delivery, worker=deps.worker_name, stale_s=deps.stale_s
+            )
             if claim is not None:
                 return claim
-        state = jobs_repo.state_of(session, job_id)
-        if state is not None:
-            log.info("jobs.delivery_skipped", state=state, redelivered=redelivered)
+        known = jobs_repo.identity_of(session, job_id)
+        if known is not None:
+            if (known.kind, known.tenant_id) != (spec.kind, envelope.tenant_id):
+                # The id names a job of another kind or tenant (a forged or colliding id):
+                # that job is not this message's to run, and the message is not ours to drop.
+                raise InvalidMessage(
+                    f"job {job_id} is not a {spec.kind} job of tenant {envelope.tenant_id!r}",
+                    code="job_mismatch",
+                )
+            log.info("jobs.delivery_skipped", state=known.state, redelivered=redelivered)
             return None
         # First sight of a job published straight onto RabbitMQ by another service.
         # The database's clock: the claim below compares run_at with it.
         now = jobs_repo.database_now(session)
         if not adopt_foreign(session, spec, envelope, queue=queue, now=now):
             return None
-        claim = claim_in_session(session, job_id, worker=deps.worker_name, stale_s=deps.stale_s)
+        claim = claim_in_session(session, delivery, worker=deps.worker_name, stale_s=deps.stale_s)
         if claim is None:
             log.info("jobs.adopted_for_later", run_at=str(envelope.run_at))
         return claim
@@ -166,18 +182,17 @@ def _run_claimed(
     *,
     queue: str,
 ) -> str:
-    # The handler's transactions act as the job's tenant (RLS); the bookkeeping around it
-    # (claim, success, failure) runs as the owner. A forged envelope naming another tenant
-    # than the job row's fails closed: the handler cannot see the job's resources.
+    # The handler's transactions act as the job's tenant (RLS), taken from the claimed row;
+    # the bookkeeping around it (claim, success, failure) runs as the owner.
     ctx = JobContext(
         claim.job_id,
         claim.kind,
         claim.user_id,
         claim.attempt,
         claim.max_attempts,
-        tenant_sessions(deps.sessions, envelope.tenant_id),
+        tenant_sessions(deps.sessions, claim.tenant_id),
         store_factory=deps.store,
-        tenant_id=envelope.tenant_id,
+        tenant_id=claim.tenant_id,
     )
     log.debug("jobs.started", attempt=claim.attempt)
     started = time.perf_counter()

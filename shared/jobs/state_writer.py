@@ -26,6 +26,7 @@ from shared.db.repos.job_transitions import (
     CLAIM_SQL,
     SUCCEED_SQL,
     Claim,
+    Delivery,
     Success,
     claim_params,
     claims_from_rows,
@@ -45,7 +46,7 @@ RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailur
 
 @dataclass
 class _ClaimRequest:
-    job_id: uuid.UUID
+    delivery: Delivery
     future: Future[Claim | None] = field(default_factory=Future)
 
 
@@ -84,8 +85,8 @@ class StateWriter:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def claim(self, job_id: uuid.UUID) -> Claim | None:
-        request = _ClaimRequest(job_id)
+    def claim(self, delivery: Delivery) -> Claim | None:
+        request = _ClaimRequest(delivery)
         self._submit(request)
         return request.future.result()
 
@@ -125,9 +126,22 @@ class StateWriter:
             if claimed is not None:
                 given: set[uuid.UUID] = set()
                 for c in claims:
-                    # Two deliveries of one job in one batch: only the first gets the claim.
-                    claim = claimed.get(c.job_id) if c.job_id not in given else None
-                    given.add(c.job_id)
+                    # Two deliveries of one job in one batch: only the first of its kind and
+                    # tenant gets the claim (a forged twin never takes it from the genuine one).
+                    d = c.delivery
+                    claim = claimed.get(d.job_id)
+                    if (
+                        d.job_id in given
+                        or claim is None
+                        or (claim.kind, claim.tenant_id)
+                        != (
+                            d.kind,
+                            d.tenant_id,
+                        )
+                    ):
+                        c.future.set_result(None)
+                        continue
+                    given.add(d.job_id)
                     c.future.set_result(claim)
         if successes:
             succeeded = self._attempt(successes, lambda conn: self._succeed(conn, successes))
@@ -184,7 +198,7 @@ class StateWriter:
 
     def _claim(self, conn: Conn, claims: list[_ClaimRequest]) -> dict[uuid.UUID, Claim]:
         params = claim_params(
-            [c.job_id for c in claims], worker=self._worker, stale_s=self._stale_s
+            [c.delivery for c in claims], worker=self._worker, stale_s=self._stale_s
         )
         return claims_from_rows(conn.execute(CLAIM_SQL, params).fetchall())
 

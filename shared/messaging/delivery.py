@@ -8,6 +8,9 @@ instead, for anything that escapes the runner:
   limit outside the handler): the message is **requeued** (`basic_nack(requeue=True)`) and
   the process **stops taking deliveries** — every worker thread waits in
   `before_process_message` until a probe reaches the database again — then resumes;
+- a message found unusable only once the runner looked at the database (`InvalidMessage`,
+  e.g. `job_mismatch`: its job id names another tenant's or kind's job) is dead-lettered
+  with the error's code as the reason;
 - anything else (a bug, bad data the code did not expect): the message is **dead-lettered**
   with reason `unhandled_error` and the exception as detail, then acknowledged. If even the
   dead-letter publish fails, it is nacked without requeue, so RabbitMQ's own dead-lettering
@@ -27,6 +30,7 @@ import structlog
 from dramatiq.middleware import Interrupt, Middleware
 
 from shared.db.engine import is_unreachable
+from shared.errors import InvalidMessage
 
 log = structlog.get_logger("messaging")
 
@@ -104,13 +108,19 @@ class DeliveryGuard(Middleware):
             self._requeue(message, "database_unreachable")
         elif isinstance(exception, Interrupt):  # Shutdown, or a time limit outside the handler
             self._requeue(message, type(exception).__name__)
+        elif isinstance(exception, InvalidMessage):
+            self._store(message, exception.code, exception.message[:1000])
         else:
-            detail = f"{type(exception).__name__}: {exception}"[:1000]
-            if self._dead_letter(message, "unhandled_error", detail):
-                log.error("messaging.dead_lettered", reason="unhandled_error", detail=detail)
-            else:
-                message.fail()
-                log.error("messaging.nacked", reason="unhandled_error", detail=detail)
+            self._store(
+                message, "unhandled_error", f"{type(exception).__name__}: {exception}"[:1000]
+            )
+
+    def _store(self, message: Any, reason: str, detail: str) -> None:
+        if self._dead_letter(message, reason, detail):
+            log.error("messaging.dead_lettered", reason=reason, detail=detail)
+        else:
+            message.fail()
+            log.error("messaging.nacked", reason=reason, detail=detail)
 
     @staticmethod
     def _requeue(message: Any, why: str) -> None:

@@ -20,6 +20,12 @@ from shared.messaging.wire_auth import WireAuth, check_kind, tenant_for
 FOREIGN_ID_NAMESPACE = uuid.UUID("6f1c1f7e-3a55-4d6b-9a57-1c0f6f0b2d11")
 
 
+def foreign_job_id(tenant_id: str, publisher: str, message_id: str) -> uuid.UUID:
+    """Scoped by tenant and publisher: two publishers' "order-42" are two jobs, and one
+    publisher cannot aim a message id at another's job."""
+    return uuid.uuid5(FOREIGN_ID_NAMESPACE, f"{tenant_id}\n{publisher}\n{message_id}")
+
+
 def to_dramatiq(
     body: bytes,
     *,
@@ -47,7 +53,9 @@ def to_dramatiq(
         return _reject(body, queue=queue, reason=exc.code, detail=exc.message)
     if envelope.job_id is None:
         job_id = (
-            uuid.uuid5(FOREIGN_ID_NAMESPACE, amqp_message_id) if amqp_message_id else uuid.uuid4()
+            foreign_job_id(origin.tenant_id, origin.publisher, amqp_message_id)
+            if amqp_message_id
+            else uuid.uuid4()
         )
         envelope = envelope.model_copy(update={"job_id": job_id})
     kwargs = {

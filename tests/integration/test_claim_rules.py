@@ -15,7 +15,13 @@ from sqlalchemy import select, text, update
 from shared.db.engine import session_scope
 from shared.db.models import Job, OutboxMessage
 from shared.db.repos import jobs as jobs_repo
-from shared.db.repos.job_transitions import Success, claim_in_session, succeed_in_session
+from shared.db.repos.job_transitions import (
+    Delivery,
+    Success,
+    claim_in_session,
+    succeed_in_session,
+)
+from shared.db.tenancy import DEFAULT_TENANT
 from shared.jobs.catalog import DIAG_NOOP
 from shared.jobs.context import JobContext
 from shared.jobs.lifecycle import Failure
@@ -38,7 +44,9 @@ def new_job(stack: Stack, **fields: object) -> uuid.UUID:
 
 def claim(stack: Stack, job_id: uuid.UUID, worker: str = "w1"):  # type: ignore[no-untyped-def]
     with session_scope(stack.sessions) as session:
-        return claim_in_session(session, job_id, worker=worker, stale_s=STALE_S)
+        return claim_in_session(
+            session, Delivery(job_id, "diag.noop", DEFAULT_TENANT), worker=worker, stale_s=STALE_S
+        )
 
 
 def age_heartbeat(stack: Stack, job_id: uuid.UUID, seconds: float) -> None:
@@ -68,6 +76,20 @@ def test_a_job_whose_owner_stopped_heartbeating_is_taken_over_with_history(stack
     assert taken is not None and taken.took_over and taken.attempt == 2
     assert stack.job(job_id).worker == "w2"
     assert (2, "running", "running", "take_over") in stack.events(job_id)
+
+
+def test_a_delivery_claims_only_a_job_of_its_own_kind_and_tenant(stack: Stack) -> None:
+    """The runner acts as the claimed row's tenant, so the claim itself must refuse a
+    delivery whose kind or tenant differs from the row's. Mutation check: with the `wanted`
+    join reduced to the id, both foreign claims took the job."""
+    job_id = new_job(stack)
+    for kind, tenant in (("file.delete", DEFAULT_TENANT), ("diag.noop", "another-tenant")):
+        with session_scope(stack.sessions) as session:
+            foreign = Delivery(job_id, kind, tenant)
+            assert claim_in_session(session, foreign, worker="w9", stale_s=STALE_S) is None
+    assert (stack.job(job_id).state, stack.job(job_id).attempt) == ("queued", 0)
+    own = claim(stack, job_id)
+    assert own is not None and (own.kind, own.tenant_id) == ("diag.noop", DEFAULT_TENANT)
 
 
 def test_the_owner_itself_may_take_back_a_job_it_knows_it_is_not_running(stack: Stack) -> None:

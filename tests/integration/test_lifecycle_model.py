@@ -30,7 +30,13 @@ from sqlalchemy import update
 from shared.db.engine import session_scope
 from shared.db.models import Job
 from shared.db.repos import jobs as jobs_repo
-from shared.db.repos.job_transitions import Success, claim_in_session, succeed_in_session
+from shared.db.repos.job_transitions import (
+    Delivery,
+    Success,
+    claim_in_session,
+    succeed_in_session,
+)
+from shared.db.tenancy import DEFAULT_TENANT
 from shared.errors import PermanentError
 from shared.jobs.cancel import cancel_job
 from shared.jobs.catalog import DIAG_NOOP
@@ -77,7 +83,12 @@ class Lifecycle(RuleBasedStateMachine):
     def claim(self, data: st.DataObject, worker: str) -> None:
         key = data.draw(self._keys())
         with session_scope(self.stack.sessions) as session:
-            got = claim_in_session(session, self.ids[key], worker=worker, stale_s=STALE_S)
+            got = claim_in_session(
+                session,
+                Delivery(self.ids[key], "diag.noop", DEFAULT_TENANT),
+                worker=worker,
+                stale_s=STALE_S,
+            )
         expected = self.model.claim(key, worker)
         assert (got.attempt if got else None) == expected
         if got is not None:

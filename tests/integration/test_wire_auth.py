@@ -13,10 +13,12 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker
+from sqlalchemy import text
 
 from shared.crypto import KeyRing, sign
 from shared.embedded import EmbeddedS3
@@ -40,6 +42,7 @@ class World:
     publisher: AmqpUser  # registered: may send public kinds
     stranger: AmqpUser  # may write the exchange, but nobody registered it
     shared: AmqpUser  # credentials shared by several services: must sign each message
+    rival: AmqpUser  # registered for another tenant
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +53,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> It
         amqp_user(stack) as publisher,
         amqp_user(stack) as stranger,
         amqp_user(stack) as shared,
+        amqp_user(stack) as rival,
     ):
+        with stack.engine.begin() as conn:
+            conn.execute(text("INSERT INTO tenants (id, name) VALUES ('rival', 'Rival')"))
         env = {
             "CONVEYOR_BROKER_URL": service.url,  # not guest: the deploy file's permissions
-            "CONVEYOR_WIRE_PUBLISHERS": json.dumps({publisher.name: "default"}),
+            "CONVEYOR_WIRE_PUBLISHERS": json.dumps(
+                {publisher.name: "default", rival.name: "rival"}
+            ),
             "CONVEYOR_WIRE_SHARED_PUBLISHERS": json.dumps([shared.name]),
             "CONVEYOR_WIRE_SIGNING_KEYS": SIGNING_KEYS,
             "CONVEYOR_WIRE_SIGNERS": json.dumps({"crmA": "default"}),
@@ -61,7 +69,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> It
         stack.start_scheduler(**env)
         stack.start_worker("media", processes=1, threads=2, **env)
         stack.start_worker("default", processes=1, threads=2, **env)
-        yield World(stack, service, publisher, stranger, shared)
+        yield World(stack, service, publisher, stranger, shared, rival)
         stack.close()
 
 
@@ -204,3 +212,30 @@ def test_shared_credentials_need_a_valid_signature(world: World) -> None:
     assert world.stack.wait_state(ids[0], timeout=60).state == "succeeded"
     for job_id in ids[1:]:
         assert refused(world, job_id, "conveyor.default.XQ") == "bad_signature"
+
+
+def test_a_job_id_of_another_tenant_or_kind_is_dead_lettered_and_the_job_untouched(
+    world: World,
+) -> None:
+    """A message whose job id names an existing job of another tenant (or another kind) may
+    neither run it nor be dropped: `job_mismatch` in the DLQ, the job as it was. Broken on
+    purpose once (the claim not filtered by tenant and kind, the mismatch not checked): the
+    messages were acknowledged as "skipped" and nothing reached the DLQ."""
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    victim = world.stack.submit("diag.noop", user_id="victim", run_at=later)
+    before = world.stack.job(victim["id"])
+    forged = [  # (publisher, kind, payload, dead-letter queue)
+        (world.rival, "diag.noop", {}, "conveyor.default.XQ"),  # another tenant's job
+        (world.service, "file.delete", {"file_id": str(uuid.uuid4())}, MEDIA_DLQ),  # kind
+    ]
+    for who, kind, payload, queue in forged:
+        body = {"version": 1, "job_id": victim["id"], "kind": kind, "user_id": "victim"}
+        with who.publisher() as foreign:
+            foreign.publish(json.dumps({**body, "payload": payload}).encode(), routing_key=kind)
+        found = wait_for(
+            lambda q=queue: dead_letters(world.stack, victim["id"], q), what=f"{kind} dead letter"
+        )
+        [(headers, _)] = found  # type: ignore[misc]
+        assert headers["x-conveyor-reason"] == "job_mismatch"
+    after = world.stack.job(victim["id"])
+    assert (after.state, after.attempt, after.tenant_id) == ("queued", 0, before.tenant_id)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.messaging.translate import FOREIGN_ID_NAMESPACE
+from shared.messaging.translate import foreign_job_id
 from tests.support.services import wait_for
 from tests.support.stack import Stack
 from tests.support.wire import AmqpUser, ForeignPublisher, amqp_user, dead_letters
@@ -77,7 +77,7 @@ def test_id_less_message_gets_an_id_derived_from_message_id(
     message_id = f"order-{uuid.uuid4()}"
     body = json.dumps({"version": 1, "kind": "diag.noop", "user_id": "u"}).encode()
     channel.publish(body, message_id=message_id)
-    expected = uuid.uuid5(FOREIGN_ID_NAMESPACE, message_id)
+    expected = foreign_job_id("default", channel.user, message_id)
     assert running.wait_state(expected).state == "succeeded"
 
 

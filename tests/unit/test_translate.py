@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.messaging.names import REJECT_ACTOR
-from shared.messaging.translate import FOREIGN_ID_NAMESPACE, to_dramatiq
+from shared.messaging.translate import FOREIGN_ID_NAMESPACE, foreign_job_id, to_dramatiq
 from shared.messaging.wire_auth import WireAuth
 
 KNOWN = {"diag.noop", "file.delete", REJECT_ACTOR}
@@ -54,12 +54,25 @@ def test_id_less_messages_get_a_stable_id_from_their_amqp_message_id() -> None:
     body = b'{"version":1,"kind":"diag.noop","user_id":"u"}'
     first = translate(body, amqp_message_id="m-1")
     again = translate(body, amqp_message_id="m-1")
-    expected = str(uuid.uuid5(FOREIGN_ID_NAMESPACE, "m-1"))
+    expected = str(uuid.uuid5(FOREIGN_ID_NAMESPACE, "default\nconveyor\nm-1"))
     assert (
         first["kwargs"]["envelope"]["job_id"] == again["kwargs"]["envelope"]["job_id"] == expected
     )
     without = translate(body)
     assert without["kwargs"]["envelope"]["job_id"] != expected
+
+
+def test_the_same_message_id_from_two_publishers_is_two_jobs() -> None:
+    """Ids are scoped by (tenant, publisher): one publisher's "order-42" cannot name another
+    publisher's job. Broken on purpose once (uuid5 of the message id alone): equal ids."""
+    body = b'{"version":1,"kind":"diag.noop","user_id":"u"}'
+    ours = translate(body, publisher="conveyor", amqp_message_id="order-42")
+    theirs = translate(body, publisher="crm-svc", amqp_message_id="order-42")
+    ids = {m["kwargs"]["envelope"]["job_id"] for m in (ours, theirs)}
+    assert ids == {
+        str(foreign_job_id("default", "conveyor", "order-42")),
+        str(foreign_job_id("tenant-a", "crm-svc", "order-42")),
+    }
 
 
 @pytest.mark.parametrize(

@@ -27,11 +27,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 CLAIM_SQL = """
-WITH current AS (
+WITH wanted AS (
+    -- A delivery claims only a job of its own kind and tenant: an envelope that names
+    -- another tenant's (or kind's) job id claims nothing (the runner dead-letters it).
+    SELECT * FROM unnest(CAST(%(ids)s AS uuid[]), CAST(%(kinds)s AS text[]),
+                         CAST(%(tenants)s AS text[])) AS w(id, kind, tenant_id)
+), current AS (
     SELECT j.id, j.state, j.attempt, j.started_at FROM jobs AS j
-    WHERE j.id = ANY(CAST(%(ids)s AS uuid[]))
+    JOIN wanted AS w ON w.id = j.id AND w.kind = j.kind AND w.tenant_id = j.tenant_id
     ORDER BY j.id
-    FOR UPDATE
+    FOR UPDATE OF j
 ), claimed AS (
     UPDATE jobs AS j
     SET state = 'running', attempt = j.attempt + 1, worker = %(worker)s, started_at = now(),
@@ -42,7 +47,7 @@ WITH current AS (
         OR (c.state = 'running' AND (
             j.heartbeat_at < now() - make_interval(secs => %(stale_s)s)
             OR j.worker = %(worker)s)))
-    RETURNING j.id, j.attempt, j.max_attempts, j.kind, j.user_id, j.payload,
+    RETURNING j.id, j.attempt, j.max_attempts, j.kind, j.user_id, j.tenant_id, j.payload,
               c.state AS from_state, c.attempt AS previous_attempt,
               c.started_at AS previous_started_at
 ), history AS (
@@ -58,7 +63,7 @@ WITH current AS (
     SELECT id, clock_timestamp(), attempt, 'running', 'running', 'take_over'
     FROM claimed WHERE from_state = 'running'
 )
-SELECT id, attempt, max_attempts, kind, user_id, payload, from_state FROM claimed
+SELECT id, attempt, max_attempts, kind, user_id, tenant_id, payload, from_state FROM claimed
 """
 
 # One statement: the state change and its completion event, all or nothing. No history row:
@@ -95,8 +100,18 @@ class Claim:
     max_attempts: int
     kind: str
     user_id: str
+    tenant_id: str
     payload: dict[str, Any]
     took_over: bool = False
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a message asks to run: the job, and the kind and tenant it must have."""
+
+    job_id: uuid.UUID
+    kind: str
+    tenant_id: str
 
 
 @dataclass(frozen=True)
@@ -108,8 +123,15 @@ class Success:
     event_body: bytes | None
 
 
-def claim_params(ids: Sequence[uuid.UUID], *, worker: str, stale_s: float) -> dict[str, Any]:
-    return {"ids": list(dict.fromkeys(ids)), "worker": worker, "stale_s": stale_s}
+def claim_params(deliveries: Sequence[Delivery], *, worker: str, stale_s: float) -> dict[str, Any]:
+    unique = list(dict.fromkeys(deliveries))
+    return {
+        "ids": [d.job_id for d in unique],
+        "kinds": [d.kind for d in unique],
+        "tenants": [d.tenant_id for d in unique],
+        "worker": worker,
+        "stale_s": stale_s,
+    }
 
 
 def claims_from_rows(rows: Sequence[Any]) -> dict[uuid.UUID, Claim]:
@@ -120,6 +142,7 @@ def claims_from_rows(rows: Sequence[Any]) -> dict[uuid.UUID, Claim]:
             r.max_attempts,
             r.kind,
             r.user_id,
+            r.tenant_id,
             r.payload,
             took_over=r.from_state == "running",
         )
@@ -139,12 +162,12 @@ def succeed_params(successes: Sequence[Success], *, exchange: str) -> dict[str, 
 
 
 def claim_in_session(
-    session: Session, job_id: uuid.UUID, *, worker: str, stale_s: float
+    session: Session, delivery: Delivery, *, worker: str, stale_s: float
 ) -> Claim | None:
     """The per-job path: the same statement, in the caller's transaction."""
-    params = claim_params([job_id], worker=worker, stale_s=stale_s)
+    params = claim_params([delivery], worker=worker, stale_s=stale_s)
     rows = session.connection().exec_driver_sql(CLAIM_SQL, params).all()
-    return claims_from_rows(rows).get(job_id)
+    return claims_from_rows(rows).get(delivery.job_id)
 
 
 def succeed_in_session(session: Session, success: Success, *, exchange: str) -> bool:

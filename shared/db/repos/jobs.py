@@ -172,8 +172,18 @@ def database_now(session: Session) -> datetime:
     return value
 
 
-def state_of(session: Session, job_id: uuid.UUID) -> str | None:
-    return session.execute(select(J.c.state).where(J.c.id == job_id)).scalar_one_or_none()
+@dataclass(frozen=True)
+class JobIdentity:
+    state: str
+    kind: str
+    tenant_id: str
+
+
+def identity_of(session: Session, job_id: uuid.UUID) -> JobIdentity | None:
+    """A job's state, kind and tenant, or None if there is no such job."""
+    query = select(J.c.state, J.c.kind, J.c.tenant_id).where(J.c.id == job_id)
+    row = session.execute(query).one_or_none()
+    return None if row is None else JobIdentity(row.state, row.kind, row.tenant_id)
 
 
 def finish(
