@@ -8,9 +8,9 @@ import sys
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.crypto import KeyRing
@@ -25,6 +25,13 @@ OAUTH_PROVIDERS = ("hubspot", "salesforce", "pipedrive", "zoho", "generic")
 
 class MasterKeysMissing(PermanentError):
     code = "master_keys_missing"
+
+
+# CONVEYOR_COMPLETION_EVENTS: a kind name (or "*") to terminal states; a typo fails at start.
+EventKindKey = Annotated[
+    str, StringConstraints(pattern=r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$")
+]
+TerminalState = Literal["succeeded", "failed", "dead", "cancelled"]
 
 
 class Settings(BaseSettings):
@@ -131,7 +138,7 @@ class Settings(BaseSettings):
     # catalogue's default (every terminal state): JSON {"kind": [states]}, "*" for every kind
     # not named, e.g. {"*": ["failed", "dead", "cancelled"]} drops success events (half the
     # outbox traffic of a successful job). docs/lifecycle.md, "Completion events".
-    completion_events: dict[str, list[str]] = Field(default_factory=dict)
+    completion_events: dict[EventKindKey, list[TerminalState]] = Field(default_factory=dict)
     canary_interval_s: float = 300.0  # a diag.noop every N seconds; 0 disables
     # diag.noop appends start/end lines of each run here (the chaos suite's external count).
     diag_trace_path: Path | None = None

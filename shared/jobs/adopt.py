@@ -64,6 +64,7 @@ def adopt_foreign(
                         user_id=envelope.user_id,
                         state="failed",
                         attempt=0,
+                        tenant_id=envelope.tenant_id,
                         error_code=exc.code,
                     ),
                     dead_letter(

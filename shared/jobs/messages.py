@@ -64,6 +64,7 @@ def event_message(
     user_id: str,
     state: str,
     attempt: int,
+    tenant_id: str,
     error_code: str | None = None,
     result: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -71,6 +72,7 @@ def event_message(
         "version": 1,
         "job_id": str(job_id),
         "kind": kind,
+        "tenant_id": tenant_id,  # user ids are unique per tenant only
         "user_id": user_id,
         "state": state,
         "attempt": attempt,
@@ -127,6 +129,7 @@ def completion_events(
     user_id: str,
     state: str,
     attempt: int,
+    tenant_id: str,
     error_code: str | None = None,
 ) -> list[dict[str, Any]]:
     """The completion event's outbox row, or none when that kind's events for `state` are off."""
@@ -139,6 +142,7 @@ def completion_events(
             user_id=user_id,
             state=state,
             attempt=attempt,
+            tenant_id=tenant_id,
             error_code=error_code,
         )
     ]
@@ -151,5 +155,6 @@ def events_for(job: Job, state: str, *, error_code: str | None = None) -> list[d
         user_id=job.user_id,
         state=state,
         attempt=job.attempt,
+        tenant_id=job.tenant_id,
         error_code=error_code,
     )

@@ -113,7 +113,7 @@ def _failure_messages(
                 payload=envelope.payload,
                 priority=envelope.priority,
                 publish_after=run_at,
-                tenant_id=envelope.tenant_id,
+                tenant_id=ctx.tenant_id,
             )
         ]
     messages = completion_events(
@@ -122,6 +122,7 @@ def _failure_messages(
         user_id=ctx.user_id,
         state=state,
         attempt=ctx.attempt,
+        tenant_id=ctx.tenant_id,
         error_code=failure.code,
     )
     if state == "dead":

@@ -232,6 +232,7 @@ def _run_and_commit(
                 user_id=ctx.user_id,
                 state="succeeded",
                 attempt=ctx.attempt,
+                tenant_id=ctx.tenant_id,
                 result=result,
             )
             routing_key, body = event["routing_key"], event["body"]

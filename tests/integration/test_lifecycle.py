@@ -79,6 +79,11 @@ def test_completion_event_is_published_on_the_events_exchange(running: Stack) ->
 
     event = wait_for(our_event, timeout=10, what="completion event")
     assert event["state"] == "succeeded"  # type: ignore[index]
+    # Subscribers tell users apart by (tenant_id, user_id): user ids are unique per tenant.
+    assert (event["tenant_id"], event["user_id"]) == (  # type: ignore[index]
+        running.job(job["id"]).tenant_id,
+        "user-1",
+    )
     channel.connection.close()
 
 

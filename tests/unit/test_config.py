@@ -86,3 +86,18 @@ def test_provider_endpoints_follow_configuration() -> None:
     assert salesforce.fallback_access_token_lifetime.total_seconds() == 900
     default = _provider(Settings(), ProviderName.HUBSPOT, None)
     assert default.token_url == "https://api.hubapi.com/oauth/v1/token"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"*": ["suceeded"]},  # a typo would silently switch success events off
+        {"*": ["running"]},  # not a terminal state: there is no such event
+        {"Diag Noop": ["failed"]},  # not a kind name
+    ],
+)
+def test_completion_events_refuse_unknown_states_and_bad_kind_names(value: object) -> None:
+    with pytest.raises(ValidationError):
+        Settings(completion_events=value)  # type: ignore[arg-type]
+    good = Settings(completion_events={"*": ["failed", "dead"], "export.create": []})  # type: ignore[arg-type]
+    assert good.completion_events["*"] == ["failed", "dead"]
