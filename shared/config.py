@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     sync_max_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     sync_max_batch_changes: int = Field(default=100_000, ge=1)
     sync_default_interval_s: int = Field(default=300, ge=1)
+    # A client waits for each sync's result (its cursor) before the next: more unfinished
+    # syncs than this per device is a broken or hostile client (429 too_many_syncs).
+    sync_max_unfinished_per_device: int = Field(default=4, ge=1)
     sync_delta_page_entities: int = Field(default=5_000, ge=1)  # entities per delta page
     sync_conflict_retention_s: float = Field(default=90 * 24 * 3600.0, ge=0)  # 0: keep forever
     sync_object_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)  # sync bucket objects

@@ -7,9 +7,11 @@ from datetime import datetime
 import structlog
 from sqlalchemy.orm import Session
 
+from shared.config import get_settings
 from shared.db.repos import jobs as jobs_repo
 from shared.db.repos import outbox as outbox_repo
-from shared.errors import PermanentError
+from shared.errors import InvalidMessage, PermanentError
+from shared.jobs.caps import QueueFull, check_queue_caps
 from shared.jobs.catalog import KindSpec
 from shared.jobs.messages import completion_events, dead_letter, job_message
 from shared.jobs.submit import NewJob, job_row, validate_payload
@@ -21,7 +23,8 @@ log = structlog.get_logger("jobs")
 def adopt_foreign(
     session: Session, spec: KindSpec, envelope: JobEnvelope, *, queue: str, now: datetime
 ) -> bool:
-    """Create the job row for a foreign message. A bad payload still gets a row: failed."""
+    """Create the job row for a foreign message. A bad payload still gets a row: failed.
+    Past the tenant's cap of unfinished jobs of the kind: InvalidMessage(`queue_full`)."""
     assert envelope.job_id is not None
     new = NewJob(
         kind=envelope.kind,
@@ -74,6 +77,12 @@ def adopt_foreign(
             )
         log.warning("jobs.rejected_payload", code=exc.code, detail=exc.message)
         return False
+    try:
+        check_queue_caps(session, get_settings(), envelope.tenant_id, [spec.kind])
+    except QueueFull as exc:
+        # The publisher cannot be told 429: the message waits in the DLQ (replayable) instead
+        # of growing the tenant's backlog past its cap.
+        raise InvalidMessage(exc.message, code="queue_full") from None
     row = job_row(
         spec,
         new,

@@ -22,7 +22,7 @@ from shared.db.repos import limits as limits_repo
 from shared.storage.memory import MemoryStore
 from tests.integration.test_newcomer_api import assert_error
 from tests.support.stack import Stack
-from tests.support.sync_client import new_user
+from tests.support.sync_client import SyncClient, new_device, new_user
 from workers.ingress.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -227,3 +227,30 @@ def test_an_upload_past_the_users_quota_is_refused_up_front(stack: Stack) -> Non
         fits = small.post("/v1/uploads", json={**body, "size": 100}, headers=stack.headers())
         assert fits.status_code == 201, fits.text
         assert fits.json()["method"] == "POST"
+
+
+def test_a_device_queues_only_a_few_syncs_and_counts_against_the_tenant_cap(
+    stack: Stack,
+) -> None:
+    """Device requests carry no API key, so no key's bucket bounds them; these limits do (no
+    worker here: syncs stay queued). Broken on purpose once (check_device_syncs not called):
+    the third sync was a 202."""
+    phone, laptop = new_device(stack, new_user(stack)), new_device(stack, new_user(stack))
+
+    def sync(app: TestClient, device: SyncClient, batch: str) -> Any:
+        body = {"batch_id": batch, "changes": []}
+        path = f"/v1/devices/{device.device_id}/sync"
+        return app.post(path, json=body, headers=device.headers)
+
+    batches = [str(uuid.uuid4()) for _ in range(3)]
+    for capped in client(stack, sync_max_unfinished_per_device=2):
+        assert [sync(capped, phone, b).status_code for b in batches[:2]] == [202, 202]
+        refused = sync(capped, phone, batches[2])
+        assert_error(refused, 429, "too_many_syncs", "at most 2")
+        assert int(refused.headers["Retry-After"]) > 0
+        assert sync(capped, phone, batches[1]).status_code == 200  # a replay: answered
+        assert sync(capped, laptop, str(uuid.uuid4())).status_code == 202  # per device
+    for capped in client(
+        stack, queue_caps_by_kind={"device.sync": _unfinished(stack, "device.sync")}
+    ):
+        assert_error(sync(capped, laptop, str(uuid.uuid4())), 429, "queue_full", "device.sync")

@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.db.engine import session_scope
+from shared.db.repos import limits as limits_repo
+from shared.jobs.cancel import cancel_job
+from shared.jobs.submit import NewJob, submit_jobs
 from shared.messaging.translate import foreign_job_id
 from tests.support.services import wait_for
 from tests.support.stack import Stack
 from tests.support.wire import AmqpUser, ForeignPublisher, amqp_user, dead_letters
 
 pytestmark = pytest.mark.integration
+
+WIRE_CAP = 30  # the worker's cap of unfinished diag.noop jobs per tenant
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +34,13 @@ def publisher(stack: Stack) -> Iterator[AmqpUser]:
 def running(stack: Stack, publisher: AmqpUser) -> Iterator[Stack]:
     stack.start_scheduler()
     publishers = json.dumps({publisher.name: "default"})
-    stack.start_worker("default", processes=1, threads=4, CONVEYOR_WIRE_PUBLISHERS=publishers)
+    stack.start_worker(
+        "default",
+        processes=1,
+        threads=4,
+        CONVEYOR_WIRE_PUBLISHERS=publishers,
+        CONVEYOR_QUEUE_CAPS_BY_KIND=json.dumps({"diag.noop": WIRE_CAP}),
+    )
     yield stack
 
 
@@ -141,3 +154,34 @@ def test_invalid_payload_fails_the_job_with_a_reason(
     assert done.error_code == "invalid_payload"
     assert "sleep_ms" in (done.error_message or "")
     assert dead_letters(running, str(job_id))
+
+
+def test_a_foreign_message_past_the_tenants_cap_is_dead_lettered_not_adopted(
+    running: Stack, channel: ForeignPublisher
+) -> None:
+    """The wire obeys the same per-(tenant, kind) cap as the API: a foreign publisher cannot
+    be answered 429, so its message waits in the DLQ (`queue_full`, replayable) and no job is
+    created. Broken on purpose once (no cap check in adopt_foreign): the job was adopted."""
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with session_scope(running.sessions) as session:
+        room = WIRE_CAP - limits_repo.unfinished_by_kind(session, "default", ["diag.noop"]).get(
+            "diag.noop", 0
+        )
+        filler = submit_jobs(session, [NewJob("diag.noop", "filler", run_at=later)] * room)
+    try:
+        job_id = uuid.uuid4()
+        body = {"version": 1, "job_id": str(job_id), "kind": "diag.noop", "user_id": "u"}
+        channel.publish(json.dumps(body).encode())
+        found = wait_for(lambda: dead_letters(running, str(job_id)), what="dead letter")
+        [(headers, _)] = found  # type: ignore[misc]
+        assert headers["x-conveyor-reason"] == "queue_full"
+        assert running.find_job(job_id) is None
+    finally:
+        with session_scope(running.sessions) as session:
+            for outcome in filler:
+                cancel_job(session, running.job(outcome.job_id))
+    # Room again: the same publisher's next message is adopted and runs.
+    again = uuid.uuid4()
+    body = {"version": 1, "job_id": str(again), "kind": "diag.noop", "user_id": "u"}
+    channel.publish(json.dumps(body).encode())
+    assert running.wait_state(again).state == "succeeded"

@@ -77,6 +77,7 @@ STATUS_BY_CODE = {
     "queue_full": 429,
     "batch_too_much_work": 422,
     "too_many_backups": 429,
+    "too_many_syncs": 429,
     "quota_exceeded": 409,
     "device_revoked": 403,
     "invalid_cursor": 422,

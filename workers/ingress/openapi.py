@@ -25,7 +25,7 @@ DESCRIPTIONS = {
     409: "The object's state does not allow this now (`not_cancellable`, ...)",
     413: "Body over the limit (`body_too_large`) or declared upload too large (`too_large`)",
     422: "A field is invalid (`invalid_request`, `unknown_kind`, `invalid_payload`, ...)",
-    429: "Too many requests (`rate_limited`), with `Retry-After`",
+    429: "Too many requests or jobs (`rate_limited`, `queue_full`, ...), with `Retry-After`",
     500: "A bug (`internal_error`); details only in the server log",
     502: "The OAuth provider failed (`provider_error`, `invalid_client`)",
     503: "A dependency is down (`database_unavailable`, `storage_unavailable`, ...)",

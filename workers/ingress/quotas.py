@@ -1,4 +1,5 @@
-"""Per-key rate limits, per-tenant caps on unfinished jobs, and bounded batch work.
+"""Per-key rate limits, bounded batch work and concurrent backups (the per-tenant caps on
+unfinished jobs are shared with the worker: shared/jobs/caps.py).
 
 The token buckets live in PostgreSQL (shared/db/repos/limits.py), so a key's limit holds
 across every ingress replica, at the price of one single-row upsert per request.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -17,14 +17,13 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.db.engine import session_scope
-from shared.db.models import ApiKey
+from shared.db.models import ApiKey, SyncDevice
 from shared.db.repos import limits as limits_repo
 from shared.errors import ConveyorError, PermanentError
+from shared.jobs.caps import QUEUE_FULL_RETRY_S, check_queue_caps
 from shared.jobs.submit import NewJob, declared_work_s
 
 DEFAULT_TENANT = "default"
-# A full queue drains at the pool's pace, unknown here: a hint, not a promise.
-QUEUE_FULL_RETRY_S = 30
 
 Clock = Callable[[], datetime]
 
@@ -37,10 +36,6 @@ class RateLimited(ConveyorError):
     def __init__(self, message: str, *, retry_after: float, **ids: object) -> None:
         super().__init__(message, **ids)
         self.retry_after = max(1, math.ceil(retry_after))
-
-
-class QueueFull(RateLimited):
-    code = "queue_full"
 
 
 class TooManyBackups(RateLimited):
@@ -68,30 +63,6 @@ def enforce_rate_limit(request: Request, key: ApiKey) -> None:
         )
 
 
-def cap_for(settings: Settings, kind: str) -> int:
-    return settings.queue_caps_by_kind.get(kind, settings.queue_cap_per_kind)
-
-
-def check_queue_caps(
-    session: Session, settings: Settings, key: ApiKey, jobs: Sequence[NewJob]
-) -> None:
-    """Refuse the submission as a whole if any kind would exceed the tenant's cap of
-    unfinished jobs. Holds a per-(tenant, kind) lock until the caller's commit."""
-    tenant = key.tenant_id
-    wanted = Counter(job.kind for job in jobs)
-    for kind in sorted(wanted):
-        limits_repo.lock_queue(session, tenant, kind)
-    unfinished = limits_repo.unfinished_by_kind(session, tenant, wanted)
-    for kind, count in sorted(wanted.items()):
-        cap, now = cap_for(settings, kind), unfinished.get(kind, 0)
-        if now + count > cap:
-            raise QueueFull(
-                f"{kind}: {now} unfinished + {count} new > cap {cap} for this tenant",
-                retry_after=QUEUE_FULL_RETRY_S,
-                kind=kind,
-            )
-
-
 def _work(job: NewJob) -> float:
     try:
         return declared_work_s(job.kind, job.payload)
@@ -117,4 +88,22 @@ def check_concurrent_backups(session: Session, settings: Settings, user_id: uuid
             f"at most {limit} backup(s) at a time per user; wait for the running one",
             retry_after=QUEUE_FULL_RETRY_S,
             user_id=user_id,
+        )
+
+
+class TooManySyncs(RateLimited):
+    code = "too_many_syncs"
+
+
+def check_device_syncs(session: Session, settings: Settings, device: SyncDevice) -> None:
+    """A device's sync requests count against its tenant's `device.sync` cap, and at most
+    `sync_max_unfinished_per_device` of them may be unfinished (429). Its requests carry no
+    API key, so this, not the key's token bucket, bounds what one device can queue."""
+    check_queue_caps(session, settings, device.tenant_id, ["device.sync"])  # locks the kind
+    limit = settings.sync_max_unfinished_per_device
+    if limits_repo.unfinished_syncs(session, device.id) >= limit:
+        raise TooManySyncs(
+            f"at most {limit} unfinished syncs per device; wait for the last one's result",
+            retry_after=1,
+            device_id=device.id,
         )

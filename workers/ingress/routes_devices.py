@@ -22,6 +22,7 @@ from shared.errors import ConveyorError, PermanentError
 from shared.jobs.submit import NewJob, submit_jobs
 from shared.storage.base import ObjectNotFound
 from workers.ingress.deps import ApiKeyDep, SessionDep, Unauthorized
+from workers.ingress.quotas import check_device_syncs
 from workers.ingress.routes_files import NotFound, SettingsDep, StoreDep, object_store, settings_of
 from workers.ingress.schemas_devices import (
     ConflictOut,
@@ -198,6 +199,11 @@ def sync(
     body: SyncIn, device: DeviceDep, session: SessionDep, request: Request, response: Response
 ) -> SyncAccepted:
     _check_request(body, device, request)
+    # One job per (device, batch): sending a batch again returns the job that handles it
+    # (answered even at the limits).
+    job_id = uuid.uuid5(JOB_NAMESPACE, f"{device.id}:{body.batch_id}")
+    if jobs_repo.get(session, job_id) is None:
+        check_device_syncs(session, settings_of(request), device)
     if body.changes is not None:  # messages carry ids: the changes wait in the database
         sync_repo.stage_batch(session, device.id, body.batch_id, body.changes)
     payload = {
@@ -207,8 +213,6 @@ def sync(
     }
     if body.cursor is not None:
         payload["cursor"] = body.cursor
-    # One job per (device, batch): sending a batch again returns the job that handles it.
-    job_id = uuid.uuid5(JOB_NAMESPACE, f"{device.id}:{body.batch_id}")
     new = NewJob("device.sync", str(device.user_id), payload, job_id=job_id)
     [outcome] = submit_jobs(session, [new], source="ingress")
     if not outcome.created:

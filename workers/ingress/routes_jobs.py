@@ -12,11 +12,12 @@ from shared.db.models.jobs import JOB_STATES
 from shared.db.repos import jobs as jobs_repo
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.cancel import cancel_job
+from shared.jobs.caps import check_queue_caps
 from shared.jobs.catalog import get_spec
 from shared.jobs.submit import NewJob, submit_jobs
 from workers.ingress.cursors import decode_cursor, encode_cursor
 from workers.ingress.deps import ApiKeyDep, SessionDep, SubmitKeyDep, may_see, require_kind
-from workers.ingress.quotas import check_batch_work, check_queue_caps
+from workers.ingress.quotas import check_batch_work
 from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage, all_kinds
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -82,7 +83,7 @@ def submit(
     # A replay adds no job: it is answered (200, or 422 idempotency_mismatch) even at the cap.
     replay = idempotency_key and jobs_repo.find_by_idempotency_key(session, key.id, idempotency_key)
     if not replay:
-        check_queue_caps(session, request.app.state.settings, key, [new])
+        check_queue_caps(session, request.app.state.settings, key.tenant_id, [new.kind])
     [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
     if not outcome.created:
         response.status_code = 200
@@ -102,7 +103,8 @@ def submit_batch(
         )
     new = [_batch_job(key, i, j) for i, j in enumerate(body.jobs)]
     check_batch_work(settings, new)
-    check_queue_caps(session, settings, key, new)  # all or nothing: the batch as a whole
+    # All or nothing: the batch as a whole.
+    check_queue_caps(session, settings, key.tenant_id, [job.kind for job in new])
     outcomes = submit_jobs(session, new, source="ingress", api_key_id=key.id)
     session.flush()
     jobs = {j.id: j for j in _by_ids(session, [o.job_id for o in outcomes])}

@@ -64,6 +64,21 @@ def unfinished_by_kind(session: Session, tenant_id: str, kinds: Iterable[str]) -
     return {kind: count for kind, count in rows}
 
 
+def unfinished_syncs(session: Session, device_id: uuid.UUID) -> int:
+    """The device's `device.sync` jobs that have not finished."""
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(Job)
+            .where(
+                Job.kind == "device.sync",
+                Job.state.in_(UNFINISHED),
+                Job.payload["device_id"].astext == str(device_id),
+            )
+        ).scalar_one()
+    )
+
+
 def active_backups(session: Session, user_id: uuid.UUID) -> int:
     """Backups of the user whose `backup.create` job has not finished."""
     return int(
