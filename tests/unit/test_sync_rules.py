@@ -165,7 +165,12 @@ def test_a_paged_cursor_round_trips_its_position() -> None:
     issued = cursor_mod.Cursor("u1", T0 + timedelta(seconds=1), resume)
     assert cursor_mod.decode(issued.encode(KEYS), user_id="u1", keys=KEYS) == issued
     week = timedelta(days=7)
-    assert not cursor_mod.needs_full_resync(issued, now=T0 + 2 * week, retention=week)
+    assert not cursor_mod.needs_full_resync(issued, now=T0 + timedelta(days=6), retention=week)
+    # A full resync paged so slowly that its final watermark is already past retention
+    # starts over (its last page's cursor could not be used for a delta anyway).
+    assert cursor_mod.needs_full_resync(issued, now=T0 + 2 * week, retention=week)
+    delta_page = cursor_mod.Cursor("u1", T0, cursor_mod.Resume(T0, "task", T0, "k"))
+    assert cursor_mod.needs_full_resync(delta_page, now=T0 + 2 * week, retention=week)
 
 
 def _v(ms: int, node: str, value: object = "x") -> Version:

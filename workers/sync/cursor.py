@@ -129,6 +129,10 @@ def plan(cursor: Cursor | None, *, now: datetime, retention: timedelta) -> Plan:
     resume = cursor.resume
     since = cursor.watermark if resume is None else resume.since
     if resume is not None and since is None:
+        if cursor.watermark < now - retention:
+            # Its last page would carry a watermark already too old for a delta: the next
+            # sync would start over anyway, so start over now.
+            return Plan(None, None, True, None)
         return Plan(None, resume, False, cursor.watermark)  # the later pages of a full resync
     if since is None or since < now - retention:
         return Plan(None, None, True, None)
