@@ -75,11 +75,21 @@ def downgrade() -> None:
     op.drop_index("uq_jobs_idempotency", table_name="jobs")
     op.create_unique_constraint("uq_jobs_idempotency", "jobs", ["api_key_id", "idempotency_key"])
     # The history the rows imply becomes stored rows again, so older code sees all of it.
+    # Older code orders a job's events by id: every job's history is rewritten in the view's
+    # order (synthesized rows merely appended would put a retried job's submit after its retry).
+    op.execute(
+        """
+        CREATE TEMP TABLE history_rows ON COMMIT DROP AS
+        SELECT job_id, at, attempt, from_state, to_state, reason, message, phase, seq
+        FROM job_history
+        """
+    )
+    op.execute("DELETE FROM job_events")
     op.execute(
         """
         INSERT INTO job_events (job_id, at, attempt, from_state, to_state, reason, message)
-        SELECT job_id, at, attempt, from_state, to_state, reason, message FROM job_history
-        WHERE phase <> 1 ORDER BY job_id, phase
+        SELECT job_id, at, attempt, from_state, to_state, reason, message FROM history_rows
+        ORDER BY job_id, phase, seq
         """
     )
     op.execute("DROP VIEW job_history")
