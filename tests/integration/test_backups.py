@@ -380,7 +380,7 @@ def test_api_refuses_bad_input_and_guards_chains(world: World) -> None:
     assert (refused.status_code, refused.json()["code"]) == (409, "backup_has_dependents")
 
     link = api(world, "GET", f"/v1/backups/{full['id']}/download").json()
-    assert len(httpx.get(link["url"]).content) == full["stored_bytes"]
+    assert len(httpx.get(link["url"], timeout=60).content) == full["stored_bytes"]
     listed = api(world, "GET", f"/v1/backups?user_id={world.user}").json()["backups"]
     assert {full["id"], child["id"]} <= {b["id"] for b in listed}
 
@@ -584,7 +584,10 @@ def _independent_decrypt(document: dict[str, Any], data: bytes, master: bytes) -
 def test_the_documented_format_decrypts_without_conveyor_code(world: World) -> None:
     made = backup(world)
     link = api(world, "GET", f"/v1/backups/{made['id']}/download").json()
-    document, data = httpx.get(link["manifest_url"]).json(), httpx.get(link["url"]).content
+    document, data = (
+        httpx.get(link["manifest_url"], timeout=60).json(),
+        httpx.get(link["url"], timeout=60).content,
+    )
     master = base64.b64decode(KEYS.split(":", 1)[1])
     assert _independent_decrypt(document, data, master) == made["row_counts"]
 

@@ -99,9 +99,9 @@ def test_banner_comes_once_every_used_pool_consumes_and_its_example_works(
         what="the banner's job to succeed",
     )
     headers = {"Authorization": f"Bearer {dev.token()}"}
-    seen = httpx.get(f"{dev.url}/v1/jobs/{job['id']}", headers=headers).json()
+    seen = httpx.get(f"{dev.url}/v1/jobs/{job['id']}", headers=headers, timeout=60).json()
     assert re.fullmatch(r"\S+:\d+", seen["worker"]), seen  # which worker ran it
-    metrics = httpx.get(f"{dev.url}/metrics").text
+    metrics = httpx.get(f"{dev.url}/metrics", timeout=60).text
     assert 'conveyor_queue_consumers{queue="conveyor.default"}' in metrics
     assert 'conveyor_queue_consumers{queue="conveyor.backup"}' in metrics  # every pool serves kinds
     output = dev.output()
@@ -157,11 +157,11 @@ def test_apikey_create_list_revoke(dev: DevProcess) -> None:
     created = run(dev, "apikey", "create", name)
     token = created.stdout.strip().splitlines()[-1]
     headers = {"Authorization": f"Bearer {token}"}
-    assert httpx.get(f"{dev.url}/v1/jobs", headers=headers).status_code == 200
+    assert httpx.get(f"{dev.url}/v1/jobs", headers=headers, timeout=60).status_code == 200
     assert name in run(dev, "apikey", "list").stdout
     revoked = run(dev, "apikey", "revoke", name)
     assert revoked.returncode == 0, revoked.stdout
-    assert httpx.get(f"{dev.url}/v1/jobs", headers=headers).status_code == 401
+    assert httpx.get(f"{dev.url}/v1/jobs", headers=headers, timeout=60).status_code == 401
     assert run(dev, "apikey", "revoke", name).returncode == 1  # nothing live left
 
 
@@ -191,10 +191,13 @@ def test_dlq_list_and_version_and_misspelled_variables(dev: DevProcess) -> None:
 
 def test_oauth_works_in_dev_with_the_generated_key_ring(dev: DevProcess) -> None:
     headers = {"Authorization": f"Bearer {dev.token()}"}
-    providers = httpx.get(f"{dev.url}/v1/oauth/providers", headers=headers).json()
+    providers = httpx.get(f"{dev.url}/v1/oauth/providers", headers=headers, timeout=60).json()
     assert providers["generic"] == "configured"
     authorize = httpx.get(
-        f"{dev.url}/v1/oauth/generic/authorize", params={"user_id": "u"}, headers=headers
+        f"{dev.url}/v1/oauth/generic/authorize",
+        params={"user_id": "u"},
+        headers=headers,
+        timeout=60,
     )
     assert authorize.status_code == 302, authorize.text
     assert authorize.headers["location"].startswith(OAUTH["CONVEYOR_OAUTH_GENERIC_AUTHORIZE_URL"])

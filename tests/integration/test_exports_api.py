@@ -93,7 +93,7 @@ def test_export_runs_through_worker_and_downloads_from_s3(
     assert created["status"] == "queued" and created["job_id"]
     done = finished(running, api, created)
     assert done["status"] == "ready" and done["rows"] == len(world.march_messages)
-    rows = read_rows("csv", httpx.get(done["download_url"]).content, tmp_path)
+    rows = read_rows("csv", httpx.get(done["download_url"], timeout=60).content, tmp_path)
     assert {r["message_id"] for r in rows} == world.march_messages
     assert running.job(created["job_id"]).result["download_url"]  # type: ignore[index]
     listed = api.get("/v1/exports", params={"user_id": str(world.owner)}).json()
@@ -105,7 +105,7 @@ def test_anonymized_gzip_html_has_no_identifier(running: Stack, api: TestClient)
     created = post(api, body(world, format="html", anonymize=True, compression="gzip"))
     done = finished(running, api, created)
     assert done["status"] == "ready" and done["filename"].endswith(".html.gz")
-    document = gzip.decompress(httpx.get(done["download_url"]).content).decode().lower()
+    document = gzip.decompress(httpx.get(done["download_url"], timeout=60).content).decode().lower()
     assert [i for i in world.identifiers if i.lower() in document] == []
 
 

@@ -55,11 +55,11 @@ def test_presigned_urls_work_without_credentials(s3_server: EmbeddedS3) -> None:
     bucket = f"test-{secrets.token_hex(4)}"
     store.ensure_bucket(bucket)
     put_url = store.presigned_put(bucket, "up.bin", timedelta(minutes=5))
-    assert httpx.put(put_url, content=b"\x00\x01\x02").status_code == 200
+    assert httpx.put(put_url, content=b"\x00\x01\x02", timeout=60).status_code == 200
     get_url = store.presigned_get(bucket, "up.bin", timedelta(minutes=5))
-    assert httpx.get(get_url).content == b"\x00\x01\x02"
+    assert httpx.get(get_url, timeout=60).content == b"\x00\x01\x02"
     unsigned = get_url.split("?")[0]
-    assert httpx.get(unsigned).status_code == 403  # buckets are private
+    assert httpx.get(unsigned, timeout=60).status_code == 403  # buckets are private
 
 
 def test_wrong_credentials_are_refused(s3_server: EmbeddedS3) -> None:

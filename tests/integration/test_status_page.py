@@ -117,7 +117,7 @@ def test_only_admin_keys_get_in_and_bad_job_ids_are_404(
     page = browser.new_page()
     _sign_in(page, ui_url, stack.new_api_key(admin=False))
     expect(page.locator("#login-error")).to_be_visible()
-    assert httpx.get(f"{ui_url}/ui", follow_redirects=False).status_code == 303
+    assert httpx.get(f"{ui_url}/ui", follow_redirects=False, timeout=60).status_code == 303
 
     _sign_in(page, ui_url, stack.new_api_key(admin=True))
     response = page.goto(f"{ui_url}/ui/jobs/not-a-uuid")

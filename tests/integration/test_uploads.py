@@ -71,8 +71,8 @@ def test_photo_is_filed_with_metadata_thumbnails_and_urls(files: Stack) -> None:
     assert thumbnails_done(files, sent.upload_id) == "succeeded"
 
     detail = get(files, f"/v1/files/{sent.upload_id}")
-    assert httpx.get(detail["download_url"]).content == data
-    thumb = Image.open(io.BytesIO(httpx.get(detail["thumbnail_urls"]["1024"]).content))
+    assert httpx.get(detail["download_url"], timeout=60).content == data
+    thumb = Image.open(io.BytesIO(httpx.get(detail["thumbnail_urls"]["1024"], timeout=60).content))
     assert (thumb.format, thumb.size) == ("WEBP", (1024, 768))
     assert [f["id"] for f in get(files, f"/v1/files?user_id={who}")["files"]] == [sent.upload_id]
     assert get(files, f"/v1/users/{who}/storage")["bytes_used"] == len(data)
@@ -97,7 +97,7 @@ def test_image_variants_get_thumbnails(
     assert files.wait_state(sent.job_id).state == "succeeded"
     assert thumbnails_done(files, sent.upload_id) == "succeeded"
     detail = get(files, f"/v1/files/{sent.upload_id}")
-    thumb = Image.open(io.BytesIO(httpx.get(detail["thumbnail_urls"]["1024"]).content))
+    thumb = Image.open(io.BytesIO(httpx.get(detail["thumbnail_urls"]["1024"], timeout=60).content))
     assert (thumb.size, thumb.mode) == (size, mode)
 
 
