@@ -65,6 +65,9 @@ class Settings(BaseSettings):
 
     # Key ring for envelope encryption: "kid:base64(32 bytes),kid2:...". The first key encrypts.
     master_keys: SecretStr | None = None
+    # Encrypted columns still read values in the v1 layout (bound to the row, not the column).
+    # Set false after `conveyor keys reencrypt` reports 0 v1 values left (docs/security.md).
+    crypto_accept_v1: bool = True
 
     public_url: str = "http://127.0.0.1:8000"
     ingress_host: str = "127.0.0.1"
@@ -238,7 +241,7 @@ class Settings(BaseSettings):
                 "CONVEYOR_MASTER_KEYS is not set: OAuth tokens cannot be encrypted "
                 "(`conveyor dev` generates a development key ring)"
             )
-        return KeyRing.parse(self.master_keys.get_secret_value())
+        return KeyRing.parse(self.master_keys.get_secret_value(), accept_v1=self.crypto_accept_v1)
 
     def wire_auth(self) -> WireAuth:
         """Who may publish what on the wire (shared/messaging/wire_auth)."""

@@ -6,7 +6,10 @@ Ciphertext layout: version + b":" + kid + b":" + nonce(12) + AES-GCM(ciphertext 
 - v2 (`seal`/`open` with a `Binding`): the associated data names table, column and row, so
   a ciphertext neither moves to another row nor to another column of the same row (an
   access token cannot be swapped with its refresh token). `open` still reads v1 values
-  with the binding's legacy associated data until `conveyor keys reencrypt` rewrites them.
+  with the binding's legacy associated data until `conveyor keys reencrypt` rewrites them,
+  unless the ring refuses v1 (`accept_v1=False`, CONVEYOR_CRYPTO_ACCEPT_V1=false): then a
+  v1 value in a column fails like a wrong key (CryptoError). `encrypt`/`decrypt` (backup
+  key wraps, bound to their purpose and row) are v1 by design and not affected.
 Rotation: put a new key first; old keys keep decrypting until re-encrypted.
 """
 
@@ -48,9 +51,12 @@ class Binding:
 @dataclass(frozen=True)
 class KeyRing:
     keys: tuple[tuple[str, bytes], ...]  # (kid, 32-byte key); the first one encrypts
+    # `open` reads column values still in the v1 layout (bound to the row only). False once
+    # `conveyor keys reencrypt` has upgraded them all: a v1 value is then refused.
+    accept_v1: bool = True
 
     @classmethod
-    def parse(cls, spec: str) -> KeyRing:
+    def parse(cls, spec: str, *, accept_v1: bool = True) -> KeyRing:
         """Parse "kid:base64key,kid2:base64key"."""
         keys: list[tuple[str, bytes]] = []
         for item in filter(None, (part.strip() for part in spec.split(","))):
@@ -68,7 +74,7 @@ class KeyRing:
             raise ValueError("the key ring is empty")
         if len({kid for kid, _ in keys}) != len(keys):
             raise ValueError("duplicate key ids in the key ring")
-        return cls(tuple(keys))
+        return cls(tuple(keys), accept_v1=accept_v1)
 
     @property
     def current_kid(self) -> str:
@@ -88,10 +94,15 @@ class KeyRing:
         return self._encrypt(BOUND_VERSION, plaintext, binding.associated_data())
 
     def open(self, ciphertext: bytes, binding: Binding) -> bytes:
-        """Decrypt a v2 ciphertext, or a v1 one written before columns were bound."""
+        """Decrypt a v2 ciphertext, or (while `accept_v1`) a v1 one written before columns
+        were bound; a refused v1 value raises CryptoError, as a wrong key or tampering does."""
         version, kid, body = _split(ciphertext)
         if version == BOUND_VERSION:
             return self._decrypt(kid, body, binding.associated_data())
+        if version == VERSION and not self.accept_v1:
+            raise CryptoError(
+                "v1 ciphertexts are no longer accepted (CONVEYOR_CRYPTO_ACCEPT_V1=false)"
+            )
         if version == VERSION:
             return self._decrypt(kid, body, binding.legacy)
         raise CryptoError("not a Conveyor ciphertext")

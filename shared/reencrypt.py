@@ -3,9 +3,13 @@
 Columns are listed in shared/db/repos/encrypted.py; backup data keys (wrapped in manifests
 in S3) are re-wrapped by workers/backups/rewrap.py, which `keys reencrypt` runs too.
 Each batch is one transaction: decrypt with whichever ring key it names (v1 or v2), seal
-with the current key as v2, write. Rows already current are never selected, so a second
-run does nothing and an interrupted run resumes. A value that does not decrypt (unknown
-key id, tampered, swapped) is left as it is and counted: the command then exits non-zero.
+with the current key as v2, write. v1 values are read only while the ring accepts them
+(CONVEYOR_CRYPTO_ACCEPT_V1, default true): once that is false they fail here too, so a
+value that was swapped into the wrong column is never laundered into v2 after the operator
+declared v1 finished; `v1_left` counts what is still v1. Rows already current are never
+selected, so a second run does nothing and an interrupted run resumes. A value that does
+not decrypt (unknown key id, tampered, swapped) is left as it is and counted: the command
+then exits non-zero.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.crypto import CryptoError, KeyRing
+from shared.crypto import VERSION, CryptoError, KeyRing
 from shared.db.engine import session_scope
 from shared.db.repos import encrypted as encrypted_repo
 from shared.db.repos.encrypted import EncryptedColumn
@@ -40,6 +44,16 @@ def pending(factory: sessionmaker[Session], ring: KeyRing) -> dict[str, int]:
     with session_scope(factory) as session:
         return {
             c.name: encrypted_repo.count_stale(session, c, prefix)
+            for c in encrypted_repo.ENCRYPTED_COLUMNS
+        }
+
+
+def v1_left(factory: sessionmaker[Session]) -> dict[str, int]:
+    """Values still in the v1 layout, per column: 0 everywhere means
+    CONVEYOR_CRYPTO_ACCEPT_V1=false refuses nothing that is stored."""
+    with session_scope(factory) as session:
+        return {
+            c.name: encrypted_repo.count_prefixed(session, c, VERSION + b":")
             for c in encrypted_repo.ENCRYPTED_COLUMNS
         }
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from shared.db.engine import session_scope
-from shared.db.models import ApiKey, AuditEvent
+from shared.db.models import ApiKey, AuditEvent, Job
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -121,7 +121,7 @@ def test_cli_create_list_rotate_revoke_with_one_audit_event_each(stack: Stack) -
 
     listed = stack.cli("apikey", "list", COLUMNS="250")
     assert row.prefix in listed.stdout and name in listed.stdout
-    assert token.split("_")[2] not in listed.stdout  # the secret is never shown
+    assert token.split("_", 2)[2] not in listed.stdout  # the secret is never shown (it may hold _)
 
     rotated = stack.cli("apikey", "rotate", row.prefix, "--grace", "1h")
     assert rotated.returncode == 0, rotated.stderr
@@ -176,3 +176,89 @@ def test_cli_refuses_unknown_scopes(stack: Stack) -> None:
     result = stack.cli("apikey", "create", "bad", "--scope", "submit:no.such")
     assert result.returncode == 2
     assert "no.such" in result.stderr + result.stdout
+
+
+def live_names(stack: Stack, name: str) -> dict[str, bool]:
+    """tenant -> is its key of this name still live."""
+    with session_scope(stack.sessions) as session:
+        rows = session.execute(select(ApiKey).where(ApiKey.name == name)).scalars()
+        return {row.tenant_id: row.revoked_at is None for row in rows}
+
+
+def test_revoke_by_name_resolves_within_one_tenant(stack: Stack) -> None:
+    """Issue #12 review, finding 7: `apikey revoke NAME` revoked every live key of that name
+    in every tenant. Now a name resolves within one tenant (--tenant, default `default`); a
+    name live in several tenants without --tenant is refused, listing them, nothing revoked.
+    Broken on purpose once (resolve() matching names across tenants, as before): the
+    ambiguous revoke exited 0 and revoked both tenants' keys, and this test failed."""
+    name = f"shared-{uuid.uuid4().hex[:6]}"
+    for tenant in ("acme-cli", "globex-cli"):
+        stack.new_api_key(tenant=tenant)  # creates the tenant
+        made = stack.cli("apikey", "create", name, "--tenant", tenant)
+        assert made.returncode == 0, made.stdout + made.stderr
+
+    refused = stack.cli("apikey", "revoke", name, COLUMNS="250")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "acme-cli, globex-cli" in refused.stdout and "nothing revoked" in refused.stdout
+    assert "--tenant acme-cli or --tenant globex-cli" in refused.stdout
+    assert live_names(stack, name) == {"acme-cli": True, "globex-cli": True}
+    assert [e for e in events(stack, "apikey.revoked") if e.details["name"] == name] == []
+
+    # The default tenant has no key of that name: the hint names where it is.
+    missing = stack.cli("apikey", "revoke", name, "--tenant", "default", COLUMNS="250")
+    assert missing.returncode == 1
+    assert "in tenant 'default'" in missing.stdout and "acme-cli, globex-cli" in missing.stdout
+
+    one = stack.cli("apikey", "revoke", name, "--tenant", "globex-cli")
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert live_names(stack, name) == {"acme-cli": True, "globex-cli": False}
+    [event] = [e for e in events(stack, "apikey.revoked") if e.details["name"] == name]
+    assert event.tenant_id == "globex-cli"
+
+    # Live in one tenant only now, but not the default one: still needs --tenant.
+    other = stack.cli("apikey", "revoke", name, COLUMNS="250")
+    assert other.returncode == 1 and "acme-cli" in other.stdout
+    assert live_names(stack, name) == {"acme-cli": True, "globex-cli": False}
+
+
+def test_revoke_by_name_in_the_default_tenant_and_by_prefix(stack: Stack) -> None:
+    """Without --tenant a name means the default tenant's keys (all live ones of that name
+    there); a prefix names one key in any tenant, and with --tenant only in that tenant."""
+    name = f"dflt-{uuid.uuid4().hex[:6]}"
+    tokens = [stack.cli("apikey", "create", name).stdout.strip().splitlines()[-1] for _ in "ab"]
+    foreign = stack.new_api_key(tenant="acme-cli")
+    revoked = stack.cli("apikey", "revoke", name)
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    assert "revoked 2 key(s)" in revoked.stdout
+    for token in tokens:
+        assert stack.client.get("/v1/jobs", headers=stack.headers(token)).status_code == 401
+
+    prefix = foreign.split("_")[1]
+    wrong = stack.cli("apikey", "revoke", prefix, "--tenant", "globex-cli", COLUMNS="250")
+    assert wrong.returncode == 1 and "in tenant 'globex-cli'" in wrong.stdout
+    assert stack.client.get("/v1/jobs", headers=stack.headers(foreign)).status_code == 200
+    by_prefix = stack.cli("apikey", "revoke", prefix)
+    assert by_prefix.returncode == 0 and f"revoked 1 key(s): {prefix}" in by_prefix.stdout
+    assert stack.client.get("/v1/jobs", headers=stack.headers(foreign)).status_code == 401
+
+
+def test_cli_jobs_never_borrow_another_tenants_internal_key(stack: Stack) -> None:
+    """`conveyor submit` scopes its idempotency keys with an internal key named
+    `conveyor-cli`; it was looked up by name across tenants, so a tenant's key of that name
+    would have been shared with the CLI (an idempotent CLI submit could answer with that
+    tenant's job id). Broken on purpose once (no tenant filter in internal_key): the job got
+    the other tenant's key and this test failed."""
+    stack.new_api_key(tenant="acme-cli")
+    made = stack.cli("apikey", "create", "conveyor-cli", "--tenant", "acme-cli")
+    assert made.returncode == 0, made.stdout + made.stderr
+    submitted = stack.cli(
+        "submit", "diag.noop", "--user", "cli-internal", "--idempotency-key", "k1"
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    with session_scope(stack.sessions) as session:
+        key = session.execute(
+            select(ApiKey)
+            .join(Job, Job.api_key_id == ApiKey.id)
+            .where(Job.user_id == "cli-internal")
+        ).scalar_one()
+    assert (key.name, key.tenant_id) == ("conveyor-cli", "default")

@@ -81,6 +81,7 @@ def test_reencrypt_moves_every_column_to_the_new_key_and_is_idempotent(fresh_sta
     result = stack.cli("keys", "reencrypt", "--batch", "3", CONVEYOR_MASTER_KEYS=f"{new},{old}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "under key 'new'" in result.stdout
+    assert "0 v1 value(s) left" in result.stdout
 
     only_new = KeyRing.parse(new)  # the old key can be retired now
     rows = stored(stack, list(made))
@@ -145,3 +146,35 @@ def test_values_that_do_not_decrypt_are_reported_and_left_alone(fresh_stack: Sta
     finally:
         with session_scope(stack.sessions) as session:
             session.execute(delete(OAuthConnection).where(OAuthConnection.id == row_id))
+
+
+def test_the_v1_upgrade_path_reencrypt_then_refuse_v1(fresh_stack: Stack) -> None:
+    """Issue #12 review, finding 8 (docs/security.md, "Retiring v1"): with the key unchanged,
+    `keys reencrypt` upgrades v1 column values to v2 and says how many v1 values are left (0
+    after a complete run); then CONVEYOR_CRYPTO_ACCEPT_V1=false refuses nothing stored.
+    Run with the setting already false, reencrypt does not read v1 either: it names them,
+    counts them as left and exits 1, leaving them as they were.
+    Broken on purpose once (v1_left counting v2 values instead of v1): the first run
+    reported 0 v1 values left while 6 were, and this test failed."""
+    stack = fresh_stack
+    keys = spec("only")
+    made = seed(stack, KeyRing.parse(keys), 3)
+    strict = {"CONVEYOR_MASTER_KEYS": keys, "CONVEYOR_CRYPTO_ACCEPT_V1": "false"}
+
+    early = stack.cli("keys", "reencrypt", "--batch", "2", COLUMNS="250", **strict)
+    assert early.returncode == 1, early.stdout + early.stderr
+    assert "6 v1 value(s) left" in early.stdout and "CRYPTO_ACCEPT_V1 is false" in early.stdout
+    rows = stored(stack, list(made))
+    assert all((rows[i].access_token_enc or b"").startswith(b"v1:only:") for i in made)
+
+    upgraded = stack.cli("keys", "reencrypt", "--batch", "2", CONVEYOR_MASTER_KEYS=keys)
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert "0 v1 value(s) left" in upgraded.stdout
+    refusing = KeyRing.parse(keys, accept_v1=False)  # what the app reads with, from now on
+    rows = stored(stack, list(made))
+    for row_id, (access, refresh) in made.items():
+        assert (rows[row_id].access_token_enc or b"").startswith(b"v2:only:")
+        assert tokens.access_token(refusing, rows[row_id]) == access
+        assert tokens.refresh_token(refusing, rows[row_id]) == refresh
+    again = stack.cli("keys", "reencrypt", COLUMNS="250", **strict)
+    assert again.returncode == 0 and "0 v1 value(s) left" in again.stdout

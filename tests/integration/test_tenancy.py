@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -346,3 +346,71 @@ def test_backups_and_exports_refuse_another_tenants_user(
         assert not tenants_repo.product_user_visible(session, acme_user)
     with as_tenant(stack, "acme") as session:
         assert tenants_repo.product_user_visible(session, acme_user)
+
+
+def _privileges(stack: Stack, table: str) -> set[str]:
+    check = text("SELECT has_table_privilege(:role, :table, :privilege)")
+    with session_scope(stack.sessions) as session:
+        return {
+            privilege
+            for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
+            if session.execute(
+                check, {"role": APP_ROLE, "table": table, "privilege": privilege}
+            ).scalar_one()
+        }
+
+
+def test_the_tenant_role_appends_to_the_audit_log_and_only_reads_api_keys(
+    stack: Stack, keys: dict[str, str]
+) -> None:
+    """Issue #12 review, finding 6 (migration 0012_tenant_grants_k6w): acting as a tenant,
+    rewriting or erasing audit events and any write to api_keys is a permission error, even
+    on the tenant's own rows; what tenant code does there (append an event, read it back
+    through GET /v1/audit, authenticate with a key) and the owner's key management (CLI
+    paths: create, rotate, revoke, each with its event) still work.
+    Broken on purpose twice: without the migration's REVOKEs the UPDATE on audit_events went
+    through (no error raised) and this test failed; with INSERT revoked from audit_events as
+    well, the tenant's `audit.record` failed with a permission error and this test failed."""
+    from sqlalchemy.exc import ProgrammingError
+
+    from shared.db.repos import api_keys as api_keys_repo
+    from shared.db.repos import audit as audit_repo
+
+    target = f"test:{uuid.uuid4().hex[:8]}"
+    with as_tenant(stack, "acme") as session:  # the legitimate tenant paths
+        audit_repo.record(session, action="test.appended", target=target, actor="api")
+        assert session.execute(text("SELECT count(*) FROM api_keys")).scalar_one() >= 2
+    forbidden = (
+        "UPDATE audit_events SET action = 'test.rewritten' WHERE target = :target",
+        "DELETE FROM audit_events WHERE target = :target",
+        "UPDATE api_keys SET revoked_at = NULL WHERE tenant_id = 'acme'",
+        "DELETE FROM api_keys WHERE tenant_id = 'acme'",
+        "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, is_admin) VALUES "
+        "(gen_random_uuid(), 'acme', 'smuggled', :target, '\\x00', true)",
+    )
+    for statement in forbidden:
+        with (
+            pytest.raises(ProgrammingError, match="permission denied"),
+            as_tenant(stack, "acme") as session,
+        ):
+            session.execute(text(statement), {"target": target})
+    assert _privileges(stack, "audit_events") == {"SELECT", "INSERT"}
+    assert _privileges(stack, "api_keys") == {"SELECT"}
+
+    admin = stack.headers(keys["acme_admin"])  # authenticates, then reads as the tenant
+    page = stack.client.get("/v1/audit", params={"target": target}, headers=admin)
+    assert page.status_code == 200, page.text
+    assert [e["action"] for e in page.json()["events"]] == ["test.appended"]
+
+    with session_scope(stack.sessions) as session:  # the owner: the CLI's key management
+        issued = api_keys_repo.create(session, f"owner-{target}", tenant_id="acme")
+        rotated = api_keys_repo.rotate(session, issued.prefix, grace=timedelta(0))
+        assert rotated is not None
+        chosen = api_keys_repo.resolve(session, issued.prefix, tenant_id="acme")
+        assert [k.id for k in api_keys_repo.revoke(session, chosen)] == [issued.id]
+        audit_repo.record(session, action="test.owner", target=target, actor="cli")
+    with session_scope(stack.sessions) as session:
+        actions = session.execute(
+            text("SELECT action FROM audit_events WHERE target = :t ORDER BY id"), {"t": target}
+        ).scalars()
+        assert list(actions) == ["test.appended", "test.owner"]

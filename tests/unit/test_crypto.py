@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.crypto import CryptoError, KeyRing
+from shared.config import Settings
+from shared.crypto import Binding, CryptoError, KeyRing
 
 
 def key() -> str:
@@ -66,3 +67,34 @@ def test_old_keys_still_decrypt_after_rotation() -> None:
 def test_malformed_key_rings_are_refused(spec: str) -> None:
     with pytest.raises(ValueError):
         KeyRing.parse(spec)
+
+
+WHERE = Binding("oauth_connections", "access_token_enc", b"row-1", legacy=b"row-1")
+
+
+@pytest.mark.parametrize("env", [{}, {"CONVEYOR_CRYPTO_ACCEPT_V1": "false"}])
+def test_v1_column_values_decrypt_only_while_accepted(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #12 review, finding 8: v1 column values (bound to the row only) were accepted
+    forever. CONVEYOR_CRYPTO_ACCEPT_V1 (default true) now decides; when false a v1 value
+    fails exactly like a wrong key (CryptoError), while v2 values, and `decrypt` of v1 key
+    wraps that name their own associated data (backups), are unaffected.
+    Broken on purpose once (`open` ignoring accept_v1): the false case decrypted the v1 value
+    and this test failed."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec = f"k1:{key()}"
+    ring = Settings(master_keys=spec).key_ring()  # type: ignore[arg-type]
+    accepted = not env
+    assert ring.accept_v1 is accepted
+    legacy = KeyRing.parse(spec).encrypt(b"token", associated_data=WHERE.legacy)
+    if accepted:
+        assert ring.open(legacy, WHERE) == b"token"
+    else:
+        with pytest.raises(CryptoError, match="v1 ciphertexts are no longer accepted"):
+            ring.open(legacy, WHERE)
+    with pytest.raises(CryptoError):  # what a wrong key gives: the same error class
+        KeyRing.parse(f"k1:{key()}", accept_v1=accepted).open(legacy, WHERE)
+    assert ring.open(ring.seal(b"token", WHERE), WHERE) == b"token"
+    assert ring.decrypt(legacy, associated_data=WHERE.legacy) == b"token"

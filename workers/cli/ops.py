@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Column, Table
 
 from shared.messaging.names import Pool
@@ -180,28 +181,41 @@ def apikey_list() -> None:
 @apikey_app.command("revoke")
 def apikey_revoke(
     key: Annotated[str, typer.Argument(help="the key's prefix (see `apikey list`) or name")],
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="the tenant whose key NAME is meant (default: default)"),
+    ] = None,
 ) -> None:
-    """Revoke a key at once: requests with it get 401 from now on."""
+    """Revoke a key at once: requests with it get 401 from now on. A name means every live
+    key of that name in one tenant; a name live in several tenants needs --tenant."""
     from shared.db.engine import session_scope
     from shared.db.repos import api_keys as api_keys_repo
     from shared.db.repos import audit as audit_repo
 
-    with sessions() as factory, session_scope(factory) as session:
-        revoked = api_keys_repo.revoke(session, key)
-        for row in revoked:
-            audit_repo.record(
-                session,
-                action="apikey.revoked",
-                target=f"apikey:{row.id}",
-                actor="cli",
-                tenant_id=row.tenant_id,
-                name=row.name,
-                prefix=row.prefix,
+    try:
+        with sessions() as factory, session_scope(factory) as session:
+            revoked = api_keys_repo.revoke(
+                session, api_keys_repo.resolve(session, key, tenant_id=tenant)
             )
-        prefixes = [k.prefix for k in revoked]
-    if not prefixes:
-        console.print(f"[red]no live key with prefix or name {key!r}[/red]")
-        raise typer.Exit(1)
+            for row in revoked:
+                audit_repo.record(
+                    session,
+                    action="apikey.revoked",
+                    target=f"apikey:{row.id}",
+                    actor="cli",
+                    tenant_id=row.tenant_id,
+                    name=row.name,
+                    prefix=row.prefix,
+                )
+            prefixes = [k.prefix for k in revoked]
+    except api_keys_repo.AmbiguousKeyName as exc:
+        console.print(f"[red]{escape(exc.message)}[/red]; nothing revoked.")
+        console.print(f"run again with {' or '.join(f'--tenant {t}' for t in exc.tenants)}")
+        raise typer.Exit(2) from None
+    except api_keys_repo.KeyNotFound as exc:
+        hint = f" (it exists in: {', '.join(exc.elsewhere)}; use --tenant)" if exc.elsewhere else ""
+        console.print(f"[red]{escape(exc.message)}[/red]{escape(hint)}")
+        raise typer.Exit(1) from None
     console.print(f"revoked {len(prefixes)} key(s): {', '.join(prefixes)}")
 
 

@@ -37,7 +37,7 @@ def reencrypt(
     Put the new key first, keep the old ones after it, run this (again after an interruption:
     committed batches are not redone), then retire the old keys."""
     from shared.db.repos.encrypted import ENCRYPTED_COLUMNS
-    from shared.reencrypt import pending, reencrypt_column
+    from shared.reencrypt import pending, reencrypt_column, v1_left
 
     settings = settings_or_exit()
     ring = settings.key_ring()
@@ -57,10 +57,25 @@ def reencrypt(
                     progress.console.print(f"[red]{column.name} row {pk} does not decrypt[/red]")
             if not skip_backups and settings.s3_endpoint:
                 _rewrap_backups(factory, progress, batch)
-    console.print(f"done: every ciphertext is now under key {ring.current_kid!r}")
+        left = v1_left(factory)
+    every = "every other" if failed else "every"
+    console.print(f"done: {every} ciphertext is now under key {ring.current_kid!r}")
+    _report_v1(left, accepted=ring.accept_v1)
     if failed:
         console.print(f"[red]{failed} value(s) could not be decrypted and were left as is[/red]")
         raise typer.Exit(1)
+
+
+def _report_v1(left: dict[str, int], *, accepted: bool) -> None:
+    """How many column values are still v1: CONVEYOR_CRYPTO_ACCEPT_V1=false is safe at 0."""
+    total = sum(left.values())
+    detail = ", ".join(f"{name} {count}" for name, count in left.items() if count)
+    console.print(f"{total} v1 value(s) left" + (f" ({detail})" if detail else ""))
+    if total and not accepted:
+        console.print(
+            "CONVEYOR_CRYPTO_ACCEPT_V1 is false, so they were not read: run again with it "
+            "true to upgrade them, or leave them unreadable"
+        )
 
 
 def _rewrap_backups(factory: sessionmaker[Session], progress: Progress, batch: int) -> None:

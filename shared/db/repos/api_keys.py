@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import ApiKey
 from shared.db.tenancy import DEFAULT_TENANT
+from shared.errors import PermanentError
 from shared.scopes import DEFAULT_SCOPES
 
 KEY_PREFIX = "cvk"
@@ -106,13 +107,57 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.execute(select(ApiKey).order_by(ApiKey.created_at)).scalars())
 
 
-def revoke(session: Session, prefix_or_name: str) -> list[ApiKey]:
-    """Revoke by prefix (exact key) or by name (every live key with it); returns the revoked."""
-    stmt = select(ApiKey).where(
-        ApiKey.revoked_at.is_(None),
-        (ApiKey.prefix == prefix_or_name) | (ApiKey.name == prefix_or_name),
-    )
-    keys = list(session.execute(stmt).scalars())
+class AmbiguousKeyName(PermanentError):
+    """A key name used in several tenants, named without a tenant: the caller must choose."""
+
+    code = "ambiguous_api_key_name"
+
+    def __init__(self, name: str, tenants: list[str]) -> None:
+        super().__init__(
+            f"live keys named {name!r} exist in tenants {', '.join(tenants)}: name the tenant",
+            name=name,
+        )
+        self.tenants = tenants
+
+
+class KeyNotFound(PermanentError):
+    """No live key with this prefix, or with this name in the tenant asked for."""
+
+    code = "api_key_not_found"
+
+    def __init__(self, message: str, *, elsewhere: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.elsewhere = elsewhere or []  # tenants where a live key of that name exists
+
+
+def resolve(session: Session, prefix_or_name: str, *, tenant_id: str | None) -> list[ApiKey]:
+    """The live keys an operator means by `prefix_or_name` (`conveyor apikey revoke`).
+
+    A prefix names one key (prefixes are unique across tenants); with `tenant_id` it must be
+    that tenant's. A name resolves within one tenant only, to every live key of that name
+    there: `tenant_id`, or without it the default tenant, unless the name is live in several
+    tenants (AmbiguousKeyName: never several tenants' keys at once). KeyNotFound otherwise,
+    with the tenants where the name does exist."""
+    live = select(ApiKey).where(ApiKey.revoked_at.is_(None)).order_by(ApiKey.created_at)
+    by_prefix = session.execute(live.where(ApiKey.prefix == prefix_or_name)).scalars().all()
+    if by_prefix and tenant_id in (None, by_prefix[0].tenant_id):
+        return list(by_prefix)
+    named = list(session.execute(live.where(ApiKey.name == prefix_or_name)).scalars())
+    tenants = sorted({key.tenant_id for key in named})
+    if tenant_id is None and len(tenants) > 1:
+        raise AmbiguousKeyName(prefix_or_name, tenants)
+    wanted = tenant_id or DEFAULT_TENANT
+    found = [key for key in named if key.tenant_id == wanted]
+    if not found:
+        raise KeyNotFound(
+            f"no live key with prefix or name {prefix_or_name!r} in tenant {wanted!r}",
+            elsewhere=[t for t in tenants if t != wanted],
+        )
+    return found
+
+
+def revoke(session: Session, keys: list[ApiKey]) -> list[ApiKey]:
+    """Revoke these keys at once (from `resolve`); returns them."""
     for key in keys:
         key.revoked_at = func.now()
     session.flush()
@@ -142,13 +187,15 @@ def rotate(
     return IssuedKey(key.id, key.name, token, key.is_admin, prefix, key.tenant_id)
 
 
-def internal_key(session: Session, name: str) -> uuid.UUID:
-    """A key no one holds (its secret is discarded), to scope a tool's idempotency keys."""
+def internal_key(session: Session, name: str, *, tenant_id: str = DEFAULT_TENANT) -> uuid.UUID:
+    """A key no one holds (its secret is discarded), to scope a tool's idempotency keys.
+    Looked up within `tenant_id` (the tool's jobs are that tenant's): a key of the same name
+    in another tenant must not share its idempotency keys with the tool."""
     stmt = (
         select(ApiKey.id)
-        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+        .where(ApiKey.name == name, ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None))
         .order_by(ApiKey.created_at)
         .limit(1)
     )
     found = session.execute(stmt).scalar_one_or_none()
-    return found if found is not None else create(session, name).id
+    return found if found is not None else create(session, name, tenant_id=tenant_id).id

@@ -60,13 +60,21 @@ ENCRYPTED_COLUMNS = (
 
 
 def _stale(column: EncryptedColumn, prefix: bytes) -> Any:
-    value = column.col()
-    head = func.substring(value, 1, len(prefix)).cast(LargeBinary)
-    return value.is_not(None) & (head != prefix)
+    return column.col().is_not(None) & (_head(column, prefix) != prefix)
+
+
+def _head(column: EncryptedColumn, prefix: bytes) -> Any:
+    return func.substring(column.col(), 1, len(prefix)).cast(LargeBinary)
 
 
 def count_stale(session: Session, column: EncryptedColumn, prefix: bytes) -> int:
     stmt = select(func.count()).select_from(column.table).where(_stale(column, prefix))
+    return int(session.execute(stmt).scalar_one())
+
+
+def count_prefixed(session: Session, column: EncryptedColumn, prefix: bytes) -> int:
+    """Values that start with `prefix` (e.g. b"v1:": still in the v1 layout)."""
+    stmt = select(func.count()).select_from(column.table).where(_head(column, prefix) == prefix)
     return int(session.execute(stmt).scalar_one())
 
 
