@@ -1,7 +1,8 @@
 """The one place that scopes a database transaction to a tenant (row-level security).
 
 A session bound to a tenant (`bind_tenant`, or a factory from `tenant_sessions`) starts every
-transaction with, in one statement:
+transaction with, in one statement (`ENTER_TENANT_LIBPQ` is the same for a raw libpq/ADBC
+transaction):
 
     SELECT set_config('role', 'conveyor_app', true),
            set_config('conveyor.tenant_id', <bound parameter>, true)
@@ -30,9 +31,11 @@ DEFAULT_TENANT = "default"
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 _INFO_KEY = "conveyor.tenant_id"
-_ENTER = text(
-    f"SELECT set_config('role', '{APP_ROLE}', true), set_config('{TENANT_SETTING}', :tenant, true)"
-)
+_ENTER_SQL = "SELECT set_config('role', '{role}', true), set_config('{setting}', {tenant}, true)"
+_ENTER = text(_ENTER_SQL.format(role=APP_ROLE, setting=TENANT_SETTING, tenant=":tenant"))
+# The same statement for a raw libpq connection ($1 = the tenant), e.g. a restore's ADBC
+# transaction (shared/db/repos/backup_data.py), which writes product rows outside a Session.
+ENTER_TENANT_LIBPQ = _ENTER_SQL.format(role=APP_ROLE, setting=TENANT_SETTING, tenant="$1")
 _LEAVE = text(f"SELECT set_config('role', 'none', true), set_config('{TENANT_SETTING}', '', true)")
 
 

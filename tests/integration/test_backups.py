@@ -10,11 +10,12 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +28,8 @@ from shared.embedded import EmbeddedS3
 from shared.storage.buckets import Bucket, bucket_name
 from tests.support.backups import Editor, add_bystander, live_content, only_user, snapshot, wipe
 from tests.support.stack import Stack
+from workers.backups.manifest import Manifest, chunk_key, seal
+from workers.backups.pipeline import SegmentStats, seal_tables
 from workers.backups.restore import restore_backup
 from workers.backups.service import BackupDeps
 
@@ -40,6 +43,7 @@ def new_key() -> str:
 
 
 KEYS = f"k1:{new_key()}"
+MASTER = base64.b64decode(KEYS.split(":", 1)[1])
 
 
 @dataclass
@@ -72,25 +76,40 @@ def world(tmp_path_factory: pytest.TempPathFactory, s3_server: EmbeddedS3) -> It
     stack.close()
 
 
-def api(world: World, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return world.stack.client.request(method, path, headers=world.stack.headers(), **kwargs)
+def api(
+    world: World, method: str, path: str, token: str | None = None, **kwargs: Any
+) -> httpx.Response:
+    return world.stack.client.request(method, path, headers=world.stack.headers(token), **kwargs)
 
 
-def backup(world: World, type: str = "full", data_types: list[str] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"user_id": str(world.user), "type": type}
+def backup(
+    world: World,
+    type: str = "full",
+    data_types: list[str] | None = None,
+    *,
+    user: uuid.UUID | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"user_id": str(user or world.user), "type": type}
     if data_types:
         body["data_types"] = data_types
-    sent = api(world, "POST", "/v1/backups", json=body)
+    sent = api(world, "POST", "/v1/backups", token, json=body)
     assert sent.status_code == 202, sent.text
     job = world.stack.wait_state(sent.json()["job_id"], timeout=120)
     assert job.state == "succeeded", (job.error_code, job.error_message)
-    return dict(api(world, "GET", f"/v1/backups/{sent.json()['id']}").json())
+    return dict(api(world, "GET", f"/v1/backups/{sent.json()['id']}", token).json())
 
 
-def restore(world: World, backup_id: str, mode: str = "replace", dry_run: bool = False) -> Job:
-    sent = api(
-        world, "POST", f"/v1/backups/{backup_id}/restore", json={"mode": mode, "dry_run": dry_run}
-    )
+def restore(
+    world: World,
+    backup_id: str,
+    mode: str = "replace",
+    dry_run: bool = False,
+    *,
+    token: str | None = None,
+) -> Job:
+    body = {"mode": mode, "dry_run": dry_run}
+    sent = api(world, "POST", f"/v1/backups/{backup_id}/restore", token, json=body)
     assert sent.status_code == 202, sent.text
     return world.stack.wait_state(sent.json()["job_id"], timeout=120)
 
@@ -535,14 +554,13 @@ def test_no_key_material_in_logs_results_or_rows(world: World) -> None:
     assert "wrapped" not in json.dumps(made)
 
 
-def _independent_decrypt(document: dict[str, Any], data: bytes, master: bytes) -> dict[str, int]:
+def _independent_open(document: dict[str, Any], data: bytes, master: bytes) -> dict[str, pa.Table]:
     """docs/backups.md, "Writing an independent decryptor", with primitives only (no
-    workers.backups code): returns rows per table after checking every tag and hash."""
+    workers.backups code): returns each segment's table after checking every tag and hash."""
     import hashlib
     import hmac
     import struct
 
-    import pyarrow as pa
     import zstandard
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -566,7 +584,7 @@ def _independent_decrypt(document: dict[str, Any], data: bytes, master: bytes) -
     )
     assert hmac.compare_digest(mac.hexdigest(), document["mac"]) and len(data) == m["object_bytes"]
     aead, size = AESGCM(derive(b"conveyor-backup-chunks-v1")), m["chunk_size"] + 16
-    rows: dict[str, int] = {}
+    tables: dict[str, pa.Table] = {}
     for s, segment in enumerate(m["segments"]):
         body = data[segment["offset"] : segment["offset"] + segment["length"]]
         pieces = [body[i : i + size] for i in range(0, max(len(body), 1), size)]
@@ -577,8 +595,8 @@ def _independent_decrypt(document: dict[str, Any], data: bytes, master: bytes) -
             plain += aead.decrypt(struct.pack(">IQ", s, i), piece, ad)
         ipc = zstandard.ZstdDecompressor().decompressobj().decompress(plain)
         assert hashlib.sha256(ipc).hexdigest() == segment["sha256"]
-        rows[segment["table"]] = pa.ipc.open_stream(ipc).read_all().num_rows
-    return rows
+        tables[segment["table"]] = pa.ipc.open_stream(ipc).read_all()
+    return tables
 
 
 def test_the_documented_format_decrypts_without_conveyor_code(world: World) -> None:
@@ -588,8 +606,88 @@ def test_the_documented_format_decrypts_without_conveyor_code(world: World) -> N
         httpx.get(link["manifest_url"], timeout=60).json(),
         httpx.get(link["url"], timeout=60).content,
     )
-    master = base64.b64decode(KEYS.split(":", 1)[1])
-    assert _independent_decrypt(document, data, master) == made["row_counts"]
+    tables = _independent_open(document, data, MASTER)
+    assert {name: t.num_rows for name, t in tables.items()} == made["row_counts"]
+
+
+def _rewrite_rows(world: World, backup_id: str, change: Callable[[pa.Table], pa.Table]) -> None:
+    """Give a completed backup other row records: its tables are opened as documented
+    (`_independent_open`), changed, and sealed again (fresh data key, same ids); the row
+    records the new manifest, as if the backup had been written that way."""
+    row, store = _row(world, backup_id), world.stack.store
+    m = row["manifest"]["manifest"]
+    tables = _independent_open(
+        row["manifest"], store.get_bytes(world.bucket, row["object_key"]), MASTER
+    )
+    data_key, stats = os.urandom(32), list[SegmentStats]()
+    body = b"".join(
+        seal_tables(
+            ((name, change(table).to_reader()) for name, table in tables.items()),
+            key=chunk_key(data_key),
+            backup_id=uuid.UUID(backup_id),
+            stats=stats,
+            on_batch=lambda *_: None,
+            chunk_size=m["chunk_size"],
+        )
+    )
+    segments = [s.segment().model_dump() for s in stats]
+    manifest = Manifest.model_validate({**m, "segments": segments, "object_bytes": len(body)})
+    document = seal(manifest, data_key, KeyRing.parse(KEYS))
+    store.put_bytes(world.bucket, row["object_key"], body, "application/octet-stream")
+    store.put_bytes(
+        world.bucket, row["manifest_key"], json.dumps(document).encode(), "application/json"
+    )
+    with world.stack.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE backups SET manifest = :m, manifest_digest = :d WHERE id = :i"),
+            {"m": json.dumps(document), "d": manifest.digest(), "i": backup_id},
+        )
+
+
+def _without_tenant(table: pa.Table) -> pa.Table:
+    """The row records of a backup written before tenancy (migration 0010_tenancy12 added
+    `tenant_id` as every product table's last column; nothing else changed since)."""
+    return table.drop_columns(["tenant_id"])
+
+
+def _in_tenant(tenant: str) -> Callable[[pa.Table], pa.Table]:
+    def change(table: pa.Table) -> pa.Table:
+        index = table.schema.get_field_index("tenant_id")
+        field = table.schema.field(index)
+        return table.set_column(index, field, pa.array([tenant] * table.num_rows, field.type))
+
+    return change
+
+
+@pytest.mark.parametrize("rows_say", ["nothing (before tenancy)", "globex"])
+def test_restored_rows_go_to_the_acting_tenant_whatever_the_backup_says(
+    world: World, rows_say: str
+) -> None:
+    """Issue #12 review: a backup made before tenancy has no `tenant_id` in its row records,
+    and a backup's records must never carry rows into another tenant. An acme user is backed
+    up, its records rewritten (field dropped, or set to globex), wiped and restored: every row
+    is back in acme, exactly; a second restore changes nothing (the tenant is not compared).
+    Before the fix the first case died (staging: null tenant_id, 5 attempts) and the second
+    restored into globex. Broken on purpose once each (then restored): without the staging
+    table's DROP NOT NULL the first case died again; inserting the staged tenant_id failed
+    both; without the transaction acting as the tenant both landed in 'default'."""
+    tenant = f"acme{uuid.uuid4().hex[:6]}"
+    token, user = world.stack.new_api_key(tenant=tenant), add_bystander(world.stack.engine, tenant)
+    made = backup(world, user=user, token=token)
+    before = snapshot(world.stack.engine, user)
+    assert {r[-1] for rows in before.values() for r in rows} == {tenant}  # tenant_id is last
+    change = _without_tenant if rows_say.startswith("nothing") else _in_tenant(rows_say)
+    _rewrite_rows(world, made["id"], change)
+    wipe(world.stack.engine, user)
+    job = restore(world, made["id"], token=token)
+    assert job.state == "succeeded", (job.error_code, job.error_message)
+    assert snapshot(world.stack.engine, user) == before
+    again = restore(world, made["id"], token=token)
+    assert again.result is not None, (again.error_code, again.error_message)
+    assert all(
+        t == {"inserted": 0, "updated": 0, "deleted": 0} for t in again.result["tables"].values()
+    )
+    assert snapshot(world.stack.engine, user) == before
 
 
 def test_rows_that_no_longer_fit_fail_as_a_conflict_and_change_nothing(world: World) -> None:
@@ -618,6 +716,29 @@ def test_rows_that_no_longer_fit_fail_as_a_conflict_and_change_nothing(world: Wo
     assert (job.state, job.error_code) == ("failed", "restore_conflict"), job.error_message
     assert "messages" in (job.error_message or "")
     assert snapshot(engine, world.user) == before
+
+
+def test_a_key_held_in_another_tenant_fails_as_a_conflict(world: World) -> None:
+    """A backed-up row's key now belongs to another tenant's row: the restore (acting as the
+    backup's tenant, so row-level security refuses to update that row) fails as
+    `restore_conflict` and changes nothing, in either tenant. Broken on purpose once each:
+    as the owner (no tenant) the restore succeeded without that contact (skipped silently);
+    without mapping SQLSTATE 42501 the job died after 5 attempts."""
+    tenant = f"acme{uuid.uuid4().hex[:6]}"
+    token, user = world.stack.new_api_key(tenant=tenant), add_bystander(world.stack.engine, tenant)
+    other = add_bystander(world.stack.engine, "globex")
+    made = backup(world, user=user, token=token)
+    [contact] = snapshot(world.stack.engine, user)["contacts"]
+    wipe(world.stack.engine, user)
+    with world.stack.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE contacts SET id = :c WHERE owner_id = :o"), {"c": contact[0], "o": other}
+        )
+    before = {u: snapshot(world.stack.engine, u) for u in (user, other)}
+    job = restore(world, made["id"], token=token)
+    assert (job.state, job.error_code) == ("failed", "restore_conflict"), job.error_message
+    assert "contacts" in (job.error_message or "")
+    assert {u: snapshot(world.stack.engine, u) for u in (user, other)} == before
 
 
 def test_one_user_lock_waits_then_gives_up_without_losing_the_transaction(world: World) -> None:

@@ -125,11 +125,13 @@ class Editor:
         )
 
 
-def add_bystander(engine: Engine) -> uuid.UUID:
-    """Another user with a channel, messages and a contact: restores must never touch them."""
+def add_bystander(engine: Engine, tenant: str = "default") -> uuid.UUID:
+    """Another user with a channel, messages and a contact: restores must never touch them.
+    Its rows belong to `tenant` (they take the writing transaction's tenant)."""
     user_id = uuid.uuid4()
     channel = uuid.uuid4()
     with engine.begin() as conn:
+        conn.execute(text("SELECT set_config('conveyor.tenant_id', :t, true)"), {"t": tenant})
         conn.execute(
             text(
                 "INSERT INTO users (id, email, display_name, locale, timezone) "

@@ -67,7 +67,10 @@ def restore_backup(
         for _ in _batches(deps, link, progress):
             pass
     progress.verb = "restored"
-    tables = _apply(deps, chain, target.user_id, mode=mode, dry_run=dry_run, progress=progress)
+    # Rows go to the backup's (= the job's) tenant, whatever tenant_id the rows carry, if any.
+    tables = _apply(
+        deps, chain, target.user_id, target.tenant_id, mode=mode, dry_run=dry_run, progress=progress
+    )
     log.info("backups.restored", backup_id=str(backup_id), mode=mode, dry_run=dry_run)
     return {
         "backup_id": str(backup_id),
@@ -141,6 +144,7 @@ def _apply(
     deps: BackupDeps,
     chain: list[Link],
     user_id: uuid.UUID,
+    tenant: str,
     *,
     mode: str,
     dry_run: bool,
@@ -148,7 +152,7 @@ def _apply(
 ) -> dict[str, dict[str, int]]:
     refs = {ref.name: ref for ref in table_refs(chain[0].manifest.data_types)}
     counts: dict[str, dict[str, int]] = {}
-    with data_repo.restore_transaction(deps.dsn, commit=not dry_run) as cursor:
+    with data_repo.restore_transaction(deps.dsn, tenant=tenant, commit=not dry_run) as cursor:
         for ref in refs.values():
             data_repo.create_stage(cursor, ref)
         for seq, link in enumerate(chain):

@@ -23,16 +23,20 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from shared.db.tenancy import ENTER_TENANT_LIBPQ
 from shared.errors import PermanentError
 
-SEQ = "_conveyor_seq"
+SEQ = "_conveyor_seq"  # which chain element a staged row came from (later wins)
+# Never restored from a backup (absent from those made before tenancy, migration 0010): a
+# restored row takes the restoring transaction's tenant, the column's default (see base.py).
+TENANT = "tenant_id"
 
 
 class RestoreConflict(PermanentError):
     """The backup's rows collide with what the database holds now (a foreign key to a row
-    that is gone, a unique value another row took): nothing is applied."""
+    that is gone, a unique value or key another row took, in any tenant): nothing is applied."""
 
-    code = "restore_conflict"  # which chain element a staged row came from (later wins)
+    code = "restore_conflict"
 
 
 class TableRef:
@@ -123,11 +127,14 @@ def read_table(
 
 
 @contextmanager
-def restore_transaction(dsn: str, *, commit: bool) -> Iterator[Any]:
-    """One transaction for the whole restore; rolled back on error or when not `commit`."""
+def restore_transaction(dsn: str, *, tenant: str, commit: bool) -> Iterator[Any]:
+    """One transaction for the whole restore, acting as `tenant` like a tenant-bound session
+    (role `conveyor_app`, so row-level security checks every row written or tombstoned);
+    rolled back on error or when not `commit`."""
     with connect(dsn) as conn:
         cursor = conn.cursor()
         cursor.execute("BEGIN")
+        cursor.execute(ENTER_TENANT_LIBPQ, (tenant,))
         # The dedup sort (DISTINCT ON) of a large table spills to disk at the default 4 MB.
         cursor.execute("SET LOCAL work_mem = '64MB'")
         try:
@@ -141,7 +148,10 @@ def restore_transaction(dsn: str, *, commit: bool) -> Iterator[Any]:
 
 def create_stage(cursor: Any, table: TableRef) -> None:
     cursor.execute(f"CREATE TEMP TABLE {table.stage} (LIKE {table.name}) ON COMMIT DROP")
-    cursor.execute(f"ALTER TABLE {table.stage} ADD COLUMN {SEQ} integer NOT NULL")
+    cursor.execute(
+        f"ALTER TABLE {table.stage} ADD COLUMN {SEQ} integer NOT NULL, "
+        f"ALTER COLUMN {TENANT} DROP NOT NULL"  # staged as the backup has it, then ignored
+    )
 
 
 def stage_batch(cursor: Any, table: TableRef, batch: pa.RecordBatch, seq: int) -> None:
@@ -169,7 +179,7 @@ def _columns(cursor: Any, table: TableRef) -> list[str]:
         f"WHERE table_name = '{table.name}' AND table_schema = current_schema() "
         "ORDER BY ordinal_position"
     )
-    return [row[0] for row in cursor.fetchall()]
+    return [row[0] for row in cursor.fetchall() if row[0] != TENANT]
 
 
 def apply(cursor: Any, table: TableRef, user_id: uuid.UUID, *, replace: bool) -> Applied:
@@ -179,7 +189,10 @@ def apply(cursor: Any, table: TableRef, user_id: uuid.UUID, *, replace: bool) ->
     try:  # the driver may report the violation at execute or at the first fetch
         cursor.execute(_upsert_sql(table, columns, user_id, replace=replace))
         inserted, updated = cursor.fetchone()
-    except adbc.IntegrityError as exc:
+    except adbc.Error as exc:
+        # 42501: the key is another tenant's row, which row-level security refuses to update.
+        if not isinstance(exc, adbc.IntegrityError) and exc.sqlstate != "42501":
+            raise
         detail = str(exc).split("ERROR:", 1)[-1].strip().splitlines()[0]
         raise RestoreConflict(f"{table.name}: {detail}") from None
     deleted = _tombstone_missing(cursor, table, user_id) if replace else 0
