@@ -6,39 +6,36 @@ run by `conveyor worker` (P processes x T threads) with every transition recorde
 PostgreSQL. Baselines (bench/baselines.py): the same no-op on plain Dramatiq and Celery
 (thread pool), same RabbitMQ, same P and T, no state. Prints figures; asserts nothing.
 
+Also (issue #11): `--terminal N` runs Conveyor a second time, on a fresh database that
+already holds N succeeded jobs (bench/_load.py), and prints the ratio to the empty-table run;
+`--background-rate R` measures the submit → succeeded latency again while a background
+submitter keeps R jobs/s flowing (`half`: half the throughput the run just measured).
+
     python -m bench.throughput --jobs 20000 --processes 2 --threads 8
+    python -m bench.throughput --jobs 20000 --terminal 1000000 --background-rate half
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
-import pika
 from sqlalchemy import text
 
+from bench._load import BackgroundLoad, prefill_terminal
+from bench._stack import ConveyorStack
 from bench.baselines import ThroughputResult, run_celery_threads, run_plain_dramatiq
 from bench.writes import WriteCounter
-from shared.db.engine import make_engine, make_session_factory, session_scope
+from shared.db.engine import session_scope
 from shared.jobs.submit import NewJob, submit_jobs
-from tests.support.services import (
-    AMQP_BASE_URL,
-    create_database,
-    create_vhost,
-    delete_vhost,
-    drop_database,
-)
-from workers.cli.run import declare_broker_topology
+from tests.support.services import AMQP_BASE_URL
 
 BATCH = 1000
+LOAD_WARMUP_S = 2.0  # background load runs this long before the latency samples start
 
 
 @dataclass(frozen=True)
@@ -48,136 +45,105 @@ class Latency:
     p99_ms: float
 
 
-class ConveyorStack:
-    """A fresh database and vhost with a scheduler and one worker pool as subprocesses."""
+@dataclass(frozen=True)
+class Loaded:
+    """Latency measured while a background submitter ran."""
 
-    def __init__(self, processes: int, threads: int, extra_env: dict[str, str]) -> None:
-        self.db_url = create_database("conveyor_bench")
-        self.vhost, self.amqp_url = create_vhost()
-        declare_broker_topology(self.amqp_url)
-        self.engine = make_engine(self.db_url, pool_size=2)
-        self.sessions = make_session_factory(self.engine)
-        self.logs = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-        env.update(
-            CONVEYOR_DATABASE_URL=self.db_url,
-            CONVEYOR_BROKER_URL=self.amqp_url,
-            CONVEYOR_LOG_JSON="true",
-            **extra_env,
-        )
-        self.processes = [
-            self._spawn(["scheduler"], env, "scheduler"),
-            self._spawn(
-                [
-                    "worker",
-                    "--pool",
-                    "default",
-                    "--processes",
-                    str(processes),
-                    "--threads",
-                    str(threads),
-                    "--metrics-port",
-                    "0",
-                ],
-                env,
-                "worker",
-            ),
-        ]
-        self._wait_for_consumers(processes)
+    latency: Latency
+    rate_per_s: float  # asked for
+    achieved_per_s: float  # submitted
+    backlog: int  # unfinished jobs when the last sample had finished
 
-    def _spawn(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}.log").open("wb")
-        return subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", *args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
-    def _wait_for_consumers(self, count: int, timeout: float = 60) -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                ok = connection.channel().queue_declare("conveyor.default", passive=True)
-                if ok.method.consumer_count >= count:
-                    return
-                time.sleep(0.2)
-            raise RuntimeError(f"workers did not start; logs in {self.logs}")
-        finally:
-            connection.close()
-
-    def succeeded(self) -> int:
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text("SELECT count(*) FROM jobs WHERE state = 'succeeded'")
-                ).scalar_one()
-            )
-
-    def last_finished_epoch(self) -> float:
-        with self.engine.connect() as conn:
-            return float(
-                conn.execute(
-                    text("SELECT extract(epoch FROM max(finished_at)) FROM jobs")
-                ).scalar_one()
-            )
-
-    def stop_processes(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-
-    def close(self) -> None:
-        self.stop_processes()
-        self.engine.dispose()
-        drop_database(self.db_url)
-        delete_vhost(self.vhost)
+@dataclass(frozen=True)
+class ConveyorRun:
+    result: ThroughputResult
+    latency: Latency
+    loaded: Loaded | None
+    writes: list[str]
+    prefill_s: float | None = None
 
 
 def run_conveyor(
     jobs: int,
     processes: int,
     threads: int,
+    *,
+    terminal: int = 0,
+    background_rate: str | None = None,
     timeout_s: float = 900,
     extra_env: dict[str, str] | None = None,
-) -> tuple[ThroughputResult, Latency, list[str]]:
-    stack = ConveyorStack(processes, threads, extra_env or {})
-    counter = WriteCounter(stack.db_url)
+) -> ConveyorRun:
+    """One Conveyor run on a fresh database (pre-filled with `terminal` succeeded jobs)."""
+    stack = ConveyorStack(extra_env)
     try:
-        started = time.time()
-        for offset in range(0, jobs, BATCH):
-            with session_scope(stack.sessions) as session:
-                submit_jobs(
-                    session,
-                    [
-                        NewJob("diag.noop", f"user-{i % 100}")
-                        for i in range(offset, min(jobs, offset + BATCH))
-                    ],
-                )
-        submitted = time.time()
-        deadline = time.monotonic() + timeout_s
-        while stack.succeeded() < jobs:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out; logs in {stack.logs}")
-            time.sleep(0.5)
-        result = ThroughputResult(
-            "conveyor", jobs, stack.last_finished_epoch() - started, submitted - started
-        )
-        latency = _light_load_latency(stack)
-        cpu = counter.backend_cpu_line(jobs + latency.samples)
-        # Backends flush their counters when they exit: stop the processes, then read them.
-        stack.stop_processes()
-        stack.engine.dispose()
-        return result, latency, counter.report(jobs + latency.samples, cpu)
+        prefill_s = prefill_terminal(stack.engine, terminal) if terminal else None
+        stack.start_workers(processes, threads)
+        counter = WriteCounter(stack.db_url)
+        try:
+            result = _drain(stack, jobs, timeout_s)
+            latency = _light_load_latency(stack)
+            loaded, background = None, 0
+            if background_rate is not None:
+                rate = _rate(background_rate, result)
+                loaded, background = _latency_under_load(stack, rate, timeout_s)
+            total = jobs + latency.samples + background
+            cpu = counter.backend_cpu_line(total)
+            # Backends flush their counters when they exit: stop the processes, then read them.
+            stack.stop_processes()
+            stack.engine.dispose()
+            return ConveyorRun(result, latency, loaded, counter.report(total, cpu), prefill_s)
+        finally:
+            counter.close()
     finally:
-        counter.close()
         stack.close()
+
+
+def _drain(stack: ConveyorStack, jobs: int, timeout_s: float) -> ThroughputResult:
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    started = time.time()
+    for offset in range(0, jobs, BATCH):
+        with session_scope(stack.sessions) as session:
+            submit_jobs(
+                session,
+                [
+                    NewJob("diag.noop", f"user-{i % 100}")
+                    for i in range(offset, min(jobs, offset + BATCH))
+                ],
+            )
+    submitted = time.time()
+    deadline = time.monotonic() + timeout_s
+    while stack.succeeded_since(since) < jobs:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out; logs in {stack.logs}")
+        time.sleep(0.5)
+    return ThroughputResult(
+        "conveyor", jobs, stack.last_finished_epoch() - started, submitted - started
+    )
+
+
+def _rate(background_rate: str, result: ThroughputResult) -> float:
+    """`half`: half the throughput just measured (the issue's background load)."""
+    if background_rate == "half":
+        return result.jobs_per_s / 2
+    return float(background_rate)
+
+
+def _latency_under_load(
+    stack: ConveyorStack, rate_per_s: float, timeout_s: float
+) -> tuple[Loaded, int]:
+    """Light-load latency while `rate_per_s` background jobs/s flow; then waits for the
+    background jobs to finish. Returns the figures and how many background jobs ran."""
+    with BackgroundLoad(stack.sessions, rate_per_s) as load:
+        time.sleep(LOAD_WARMUP_S)
+        latency = _light_load_latency(stack)
+        backlog = stack.unfinished()
+    deadline = time.monotonic() + timeout_s
+    while stack.unfinished():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"background jobs did not finish; logs in {stack.logs}")
+        time.sleep(0.5)
+    return Loaded(latency, rate_per_s, load.achieved_per_s, backlog), load.sent
 
 
 def _light_load_latency(
@@ -210,8 +176,8 @@ def _light_load_latency(
     return Latency(samples, statistics.median(ordered), ordered[int(0.99 * (samples - 1))])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
@@ -220,34 +186,89 @@ def main(argv: list[str] | None = None) -> int:
         "--completion-events",
         help='CONVEYOR_COMPLETION_EVENTS for the workers, e.g. \'{"*": ["failed"]}\'',
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--terminal",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run Conveyor on a database pre-filled with N succeeded jobs (same run)",
+    )
+    parser.add_argument(
+        "--background-rate",
+        metavar="R",
+        help="also measure the latency while R jobs/s flow in the background; "
+        "'half': half the throughput just measured",
+    )
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     env = {}
     if args.completion_events:
         env["CONVEYOR_COMPLETION_EVENTS"] = args.completion_events
-    conveyor, latency, writes = run_conveyor(args.jobs, args.processes, args.threads, extra_env=env)
-    print(f"conveyor: {conveyor.jobs_per_s:.0f} jobs/s", "\n".join(writes), sep="\n", flush=True)
-    rows = [conveyor]
+    runs = [("conveyor", 0)]
+    if args.terminal:
+        runs.append((f"conveyor, {args.terminal} terminal", args.terminal))
+    measured: dict[str, ConveyorRun] = {}
+    background_rate = args.background_rate
+    for name, terminal in runs:
+        run = run_conveyor(
+            args.jobs,
+            args.processes,
+            args.threads,
+            terminal=terminal,
+            background_rate=background_rate,
+            extra_env=env,
+        )
+        measured[name] = run
+        if run.loaded is not None:  # `half` of the first run: the same load for the next one
+            background_rate = str(run.loaded.rate_per_s)
+        if run.prefill_s is not None:
+            print(f"{name}: pre-filled in {run.prefill_s:.1f} s (insert + vacuum analyze)")
+        print(f"{name}: {run.result.jobs_per_s:.0f} jobs/s", *run.writes, sep="\n", flush=True)
+    rows = [replace(run.result, system=name) for name, run in measured.items()]
     if not args.skip_baselines:
         base = AMQP_BASE_URL + "/"
         rows.append(run_plain_dramatiq(base, args.jobs, args.processes, args.threads))
         rows.append(run_celery_threads(base, args.jobs, args.processes, args.threads))
+    _print_table(args, rows)
+    for name, run in measured.items():
+        _print_latency(name, run)
+    return 0
+
+
+def _print_table(args: argparse.Namespace, rows: list[ThroughputResult]) -> None:
+    conveyor = rows[0]
     print(
         f"\njobs={args.jobs} processes={args.processes} threads={args.threads} "
         f"cores={os.cpu_count()}"
     )
-    print(f"{'system':<18} {'seconds':>9} {'jobs/s':>9} {'submit/s':>10} {'conveyor ÷ it':>14}")
+    print(f"{'system':<28} {'seconds':>9} {'jobs/s':>9} {'submit/s':>10} {'conveyor ÷ it':>14}")
     for r in rows:
         ratio = conveyor.jobs_per_s / r.jobs_per_s
         print(
-            f"{r.system:<18} {r.seconds:>9.2f} {r.jobs_per_s:>9.0f} "
+            f"{r.system:<28} {r.seconds:>9.2f} {r.jobs_per_s:>9.0f} "
             f"{r.submit_jobs_per_s:>10.0f} {ratio:>14.2f}"
         )
+    if args.terminal:
+        ratio = rows[1].jobs_per_s / conveyor.jobs_per_s
+        print(f"with {args.terminal} terminal jobs ÷ empty table: {ratio:.2f} (target ≥ 0.85)")
+
+
+def _print_latency(name: str, run: ConveyorRun) -> None:
+    lat = run.latency
     print(
-        f"conveyor submit→succeeded at {latency.samples} jobs, 50/s: "
-        f"p50 {latency.p50_ms:.1f} ms, p99 {latency.p99_ms:.1f} ms"
+        f"{name} submit→succeeded at {lat.samples} jobs, 50/s: "
+        f"p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms"
     )
-    return 0
+    if run.loaded is not None:
+        loaded, lat = run.loaded, run.loaded.latency
+        print(
+            f"{name} the same under {loaded.rate_per_s:.0f} background jobs/s "
+            f"({loaded.achieved_per_s:.0f}/s submitted, {loaded.backlog} unfinished at the "
+            f"end): p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

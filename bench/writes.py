@@ -51,7 +51,7 @@ def _stats(
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}, int(commits), float(active or 0.0)
 
 
-def _cpu_s(pid: int) -> float:
+def process_cpu_s(pid: int) -> float:
     """utime + stime of a local process (PostgreSQL runs on this machine)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -78,7 +78,7 @@ class WriteCounter:
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid()"
         ).fetchall()
-        return {p[0]: _cpu_s(p[0]) for p in pids}
+        return {p[0]: process_cpu_s(p[0]) for p in pids}
 
     def backend_cpu_line(self, jobs: int) -> str:
         """CPU of this database's backends over the run (call before the processes stop:

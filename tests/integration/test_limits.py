@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import create_engine, update
 
-from shared.db.engine import session_scope
+from shared.db.engine import make_session_factory, normalize_url, session_scope
 from shared.db.models import ApiKey
 from shared.db.repos import limits as limits_repo
 from shared.storage.memory import MemoryStore
@@ -121,6 +121,31 @@ def test_a_key_can_have_its_own_limit(stack: Stack, limited: TestClient) -> None
     headers = stack.headers(token)
     assert limited.get("/v1/jobs", headers=headers).status_code == 200
     assert limited.get("/v1/jobs", headers=headers).status_code == 429
+
+
+def test_a_request_holds_at_most_one_pooled_connection(stack: Stack) -> None:
+    """The rate-limit token is spent in a transaction of its own, on a second connection: if
+    the request's session still held the one it authenticated on, N concurrent requests on
+    a pool of N connections would each hold one and wait for another (found by
+    bench/ingress.py: 32 clients on the ingress's pool of 20 stalled 30 s, then 500s). A pool
+    of ONE connection must still serve every route, one request after the other.
+    Broken on purpose once (no commit between authentication and the token): the first
+    request waited out the pool timeout and answered 500."""
+    engine = create_engine(normalize_url(stack.db_url), pool_size=1, max_overflow=0, pool_timeout=2)
+    try:
+        app = create_app(stack.settings(), make_session_factory(engine), MemoryStore())
+        headers = stack.headers(stack.new_api_key())
+        job = {"kind": "diag.noop", "user_id": "u"}
+        with TestClient(app, raise_server_exceptions=False) as single_pool:
+            created = single_pool.post("/v1/jobs", json=job, headers=headers)
+            assert created.status_code == 202, created.text
+            batch = single_pool.post("/v1/jobs:batch", json={"jobs": [job] * 3}, headers=headers)
+            assert batch.status_code == 202, batch.text
+            got = single_pool.get(f"/v1/jobs/{created.json()['id']}", headers=headers)
+            assert got.status_code == 200, got.text
+            assert single_pool.get("/v1/jobs", headers=headers).status_code == 200
+    finally:
+        engine.dispose()
 
 
 def test_concurrent_takes_never_admit_more_than_the_burst(stack: Stack) -> None:

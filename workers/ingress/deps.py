@@ -79,6 +79,10 @@ def live_key(
     if api_keys_repo.is_expired(key):
         assert key.expires_at is not None
         raise ApiKeyExpired(f"this API key expired at {key.expires_at.isoformat()}")
+    # End the (read-only) lookup's transaction: its connection goes back to the pool before
+    # the token's transaction takes one, so a request never holds two at once (else N
+    # concurrent requests on a pool of N each hold one and wait for a second: a stall).
+    session.commit()
     enforce_rate_limit(request, key)
     tenant_id = key.tenant_id  # read before the switch: api_keys is tenant-scoped too
     bind_tenant(session, tenant_id)
