@@ -63,6 +63,10 @@ class _SucceedRequest:
 _Request = _ClaimRequest | _SucceedRequest
 
 
+def _is_for(claim: Claim, delivery: Delivery) -> bool:
+    return (claim.kind, claim.tenant_id) == (delivery.kind, delivery.tenant_id)
+
+
 class StateWriter:
     def __init__(
         self,
@@ -128,20 +132,13 @@ class StateWriter:
                 for c in claims:
                     # Two deliveries of one job in one batch: only the first of its kind and
                     # tenant gets the claim (a forged twin never takes it from the genuine one).
-                    d = c.delivery
-                    claim = claimed.get(d.job_id)
-                    if (
-                        d.job_id in given
-                        or claim is None
-                        or (claim.kind, claim.tenant_id)
-                        != (
-                            d.kind,
-                            d.tenant_id,
-                        )
+                    claim = claimed.get(c.delivery.job_id)
+                    if claim is not None and (
+                        claim.job_id in given or not _is_for(claim, c.delivery)
                     ):
-                        c.future.set_result(None)
-                        continue
-                    given.add(d.job_id)
+                        claim = None
+                    if claim is not None:
+                        given.add(claim.job_id)
                     c.future.set_result(claim)
         if successes:
             succeeded = self._attempt(successes, lambda conn: self._succeed(conn, successes))

@@ -7,7 +7,8 @@ import uuid
 import pytest
 
 from shared.db.engine import libpq_dsn, session_scope
-from shared.db.repos.job_transitions import Success
+from shared.db.repos.job_transitions import Delivery, Success
+from shared.db.tenancy import DEFAULT_TENANT
 from shared.jobs.state_writer import StateWriter, _ClaimRequest, _SucceedRequest
 from shared.jobs.submit import NewJob, submit_jobs
 from tests.support.stack import Stack
@@ -21,6 +22,10 @@ def writer(stack: Stack) -> StateWriter:
     )
 
 
+def delivery(job_id: uuid.UUID, tenant: str = DEFAULT_TENANT) -> Delivery:
+    return Delivery(job_id, "diag.noop", tenant)
+
+
 def new_job(stack: Stack) -> uuid.UUID:
     with session_scope(stack.sessions) as session:
         [outcome] = submit_jobs(session, [NewJob("diag.noop", "u")])
@@ -29,20 +34,32 @@ def new_job(stack: Stack) -> uuid.UUID:
 
 def test_two_deliveries_of_one_job_in_a_batch_get_one_claim(stack: Stack) -> None:
     job_id = new_job(stack)
-    first, second = _ClaimRequest(job_id), _ClaimRequest(job_id)
+    first, second = _ClaimRequest(delivery(job_id)), _ClaimRequest(delivery(job_id))
     writer(stack)._write([first, second])
     claims = [first.future.result(), second.future.result()]
     assert [c is not None for c in claims] == [True, False]
     assert stack.job(job_id).attempt == 1
 
 
+def test_a_forged_twin_ahead_in_a_batch_does_not_take_the_genuine_claim(stack: Stack) -> None:
+    """A delivery naming the job under another tenant, batched before the genuine one: the
+    genuine delivery gets the claim, the forged one nothing. Broken on purpose once (the
+    first delivery of an id taking whatever the statement claimed): the forged one got it."""
+    job_id = new_job(stack)
+    forged, genuine = _ClaimRequest(delivery(job_id, "mallory")), _ClaimRequest(delivery(job_id))
+    writer(stack)._write([forged, genuine])
+    assert forged.future.result() is None
+    claim = genuine.future.result()
+    assert claim is not None and claim.tenant_id == DEFAULT_TENANT and claim.attempt == 1
+
+
 def test_a_failing_success_does_not_fail_the_claims_of_its_batch(stack: Stack) -> None:
     claimed_job, other_job = new_job(stack), new_job(stack)
     w = writer(stack)
-    warmup = _ClaimRequest(other_job)
+    warmup = _ClaimRequest(delivery(other_job))
     w._write([warmup])
     attempt = warmup.future.result().attempt  # type: ignore[union-attr]
-    claim = _ClaimRequest(claimed_job)
+    claim = _ClaimRequest(delivery(claimed_job))
     broken = _SucceedRequest(
         Success(other_job, attempt, "not json {", "job.diag.noop.succeeded", b"{}")
     )
