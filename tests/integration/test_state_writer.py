@@ -69,3 +69,31 @@ def test_a_failing_success_does_not_fail_the_claims_of_its_batch(stack: Stack) -
         broken.future.result()
     assert stack.job(claimed_job).state == "running"
     assert stack.job(other_job).state == "running"  # the bad success changed nothing
+
+
+def test_a_writer_connection_is_replaced_after_the_replan_interval(stack: Stack) -> None:
+    """Generic plans are cached per connection and not re-planned as `jobs` grows: the
+    writer replaces its connection after `replan_after_s` so its statements are planned for
+    the table's current size (8.3 → 0.6 ms per claim on 20,000 rows). Broken on purpose
+    once (the age check removed): the same backend served all three batches."""
+    now = [0.0]
+    w = StateWriter(
+        libpq_dsn(stack.db_url),
+        worker="test",
+        stale_s=60,
+        events_exchange="conveyor.events",
+        replan_after_s=60,
+        monotonic=lambda: now[0],
+    )
+
+    def backend_after_a_claim() -> int:
+        request = _ClaimRequest(delivery(new_job(stack)))
+        w._write([request])
+        assert request.future.result() is not None
+        return int(w._connection().execute("SELECT pg_backend_pid() AS pid").fetchone().pid)
+
+    first = backend_after_a_claim()
+    now[0] = 59.0
+    assert backend_after_a_claim() == first  # within the interval: the same connection
+    now[0] = 61.0
+    assert backend_after_a_claim() != first  # replaced: planned afresh
