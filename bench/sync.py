@@ -1,12 +1,12 @@
 """Device sync: merge a 10,000-change batch against a user with 100,000 rows, and build the
 delta for 10,000 changed rows; compare with a naive row-at-a-time upsert loop, same run.
 
-Setup (not timed): a fresh database; one user with N contacts, each with its five field
-versions (as if synced before), bulk-loaded with COPY.
+Setup (not timed): a fresh database; one user with N contacts, each with its five
+registers (as if synced before), bulk-loaded with COPY.
 
 1. **batched** (the `device.sync` code path): parse and validate the batch, load the touched
-   rows (`FOR UPDATE`) and their field versions with one query each, merge in memory, write
-   with one upsert for the rows and one for the versions, commit.
+   rows (`FOR UPDATE`) and their registers with one query each, merge in memory, write
+   with one upsert for the rows and one for the registers, commit.
 2. **delta**: a second device syncs with a cursor taken before step 1: the whole job
    (`service.sync_device`: lock, merge of an empty batch, delta of the 10,000 changed rows,
    JSON serialisation and upload of the delta object to an in-memory store), commit — in one
@@ -14,7 +14,7 @@ versions (as if synced before), bulk-loaded with COPY.
    (`CONVEYOR_SYNC_DELTA_PAGE_ENTITIES`, 5,000 rows: two sync jobs, timed together).
 3. **naive**: the same merge rule on `--naive-changes` *other* rows (default 1,000: the loop
    runs at tens of changes/s on a busy machine, so a 10,000-row loop would take minutes), one
-   entity at a time (load row, load versions, merge, upsert row, upsert versions), one
+   entity at a time (load row, load registers, merge, upsert row, upsert registers), one
    transaction; its rate is compared with the batched rate.
 
 Each step runs in its own freshly spawned process (what a worker process would be), which
@@ -62,7 +62,7 @@ TYPES = ["contact", "task", "decision", "setting"]
 
 
 def seed(url: str, rows: int) -> dict[str, Any]:
-    """A user, a writer and a reader device, and `rows` contacts with their field versions."""
+    """A user, a writer and a reader device, and `rows` contacts with their registers."""
     user, writer, reader, old = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     pager = uuid.uuid4()  # a second reader, for the paged delta
     engine = make_engine(url, pool_size=1)
@@ -86,26 +86,17 @@ def seed(url: str, rows: int) -> dict[str, Any]:
         ) as copy:
             for n, ident in enumerate(ids):
                 copy.write_row((ident, user, f"Contact {n}", f"c{n}@example.com", stamp, stamp))
+        applied_us = (stamp - rows_mod.EPOCH) // timedelta(microseconds=1)
         with cur.copy(
-            "COPY sync_field_versions (user_id, entity_type, entity_id, field, hlc_ms, "
-            "hlc_counter, node, value, applied_at) FROM STDIN"
+            "COPY sync_registers (user_id, entity_type, entity_id, registers) FROM STDIN"
         ) as copy:
             for n, ident in enumerate(ids):
                 values = (f"Contact {n}", f"c{n}@example.com", None, None, None)
-                for field, value in zip(FIELDS, values, strict=True):
-                    copy.write_row(
-                        (
-                            user,
-                            "contact",
-                            str(ident),
-                            field,
-                            ms,
-                            0,
-                            str(old),
-                            json.dumps(value),
-                            stamp,
-                        )
-                    )
+                registers = {
+                    field: [ms, 0, str(old), value, applied_us]
+                    for field, value in zip(FIELDS, values, strict=True)
+                }
+                copy.write_row((user, "contact", str(ident), json.dumps(registers)))
         cur.execute("ANALYZE")
     return {"user": user, "writer": writer, "reader": reader, "pager": pager, "ids": ids}
 
@@ -126,7 +117,7 @@ def changes_for(ids: list[uuid.UUID], tag: str) -> list[dict[str, Any]]:
 class SqlTimer:
     """Wall time spent in SQL (statement sent until its rows are in the client), to split a
     step's time into SQL (PostgreSQL, the network, waiting for a CPU) and the rest (Python).
-    `load_versions` runs on the raw driver cursor, so it is timed whole (its JSON decoding of
+    `load_registers` runs on the raw driver cursor, so it is timed whole (its JSON decoding of
     the values included)."""
 
     def __init__(self, engine: Any) -> None:
@@ -134,7 +125,7 @@ class SqlTimer:
         self._started = 0.0
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
-        original = sync_repo.load_versions
+        original = sync_repo.load_registers
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -143,7 +134,7 @@ class SqlTimer:
             finally:
                 self.seconds += time.perf_counter() - started
 
-        sync_repo.load_versions = timed  # type: ignore[assignment]
+        sync_repo.load_registers = timed
 
     def _before(self, *args: Any) -> None:
         self._started = time.perf_counter()
@@ -202,8 +193,8 @@ def run_naive(
         for change in _parsed(session, writer, raw):
             ident = change.entity_id
             row = sync_repo.load_rows(session, "contact", user, [ident], for_update=True)[ident]
-            before = rows_mod.states_from_versions(
-                sync_repo.load_versions(session, user, "contact", [ident])
+            before = rows_mod.states_from_registers(
+                sync_repo.load_registers(session, user, "contact", [ident])
             ).get(ident, {})
             state, _ = apply(
                 before, Change(change.hlc, change.fields), applied_at=now, seen_until=now
@@ -211,8 +202,8 @@ def run_naive(
             owner = ("owner_id", user)
             product = rows_mod.product_row("contact", ident, owner, state, row)
             sync_repo.upsert_rows(session, "contact", [product])
-            sync_repo.upsert_versions(
-                session, rows_mod.version_rows(user, "contact", ident, state, before)
+            sync_repo.upsert_registers(
+                session, [rows_mod.register_row(user, "contact", ident, state)]
             )
     out.put(
         {"seconds": time.perf_counter() - started, "peak_mb": _peak_mb(), "cpu_s": _cpu_s() - cpu}
@@ -279,8 +270,7 @@ def main() -> None:
         t0 = time.perf_counter()
         data = seed(url, args.rows)
         print(
-            f"seeded {args.rows} contacts + {args.rows * 5} field versions "
-            f"in {time.perf_counter() - t0:.1f} s"
+            f"seeded {args.rows} contacts with 5 registers each in {time.perf_counter() - t0:.1f} s"
         )
         picked = random.Random(7).sample(data["ids"], args.changes + args.naive_changes)
         cursor = Cursor(str(data["user"]), datetime.now(UTC)).encode(BENCH_KEYS)

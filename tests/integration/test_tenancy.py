@@ -41,7 +41,7 @@ TENANT_TABLES = (
     *("oauth_connections", "oauth_states", "backups", "backup_settings"),
     *("exports", "export_schedules", "users", "channels", "channel_members", "messages"),
     *("contacts", "user_settings", "tasks", "decisions", "sync_devices", "sync_settings"),
-    *("sync_field_versions", "sync_conflicts", "sync_batches", "audit_events"),
+    *("sync_registers", "sync_conflicts", "sync_batches", "audit_events"),
 )
 
 

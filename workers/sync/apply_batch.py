@@ -1,7 +1,7 @@
 """Merge a validated batch into the database: load what it touches, merge, write back once.
 
 Everything is read and written in bulk per entity type (one query for the rows, one for their
-field versions, one upsert each), which is what makes a 10,000-change batch cheap.
+registers, one upsert each), which is what makes a 10,000-change batch cheap.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def _merge_type(
 ) -> None:
     ids = sorted({c.entity_id for c in changes})
     rows = sync_repo.load_rows(session, entity_type, ctx.user_id, ids, for_update=True)
-    before = rows_mod.states_from_versions(
-        sync_repo.load_versions(session, ctx.user_id, entity_type, ids)
+    before = rows_mod.states_from_registers(
+        sync_repo.load_registers(session, ctx.user_id, entity_type, ids)
     )
     owner = sync_repo.PRODUCT_TABLES[entity_type].owner
     scope = None
@@ -182,17 +182,15 @@ def _write(
 ) -> list[str]:
     """Write the entities whose registers changed; returns their ids."""
     owner = (sync_repo.PRODUCT_TABLES[entity_type].owner, ctx.user_id)
-    versions: list[dict[str, Any]] = []
+    registers: list[dict[str, Any]] = []
     products: list[dict[str, Any]] = []
     for entity_id, state in states.items():
-        old = before.get(entity_id, {})
-        changed = rows_mod.version_rows(ctx.user_id, entity_type, entity_id, state, old)
-        if changed:
-            versions.extend(changed)
+        if state != before.get(entity_id, {}):
+            registers.append(rows_mod.register_row(ctx.user_id, entity_type, entity_id, state))
             existing = rows.get(entity_id)
             products.append(rows_mod.product_row(entity_type, entity_id, owner, state, existing))
     sync_repo.upsert_rows(session, entity_type, products)
-    sync_repo.upsert_versions(session, versions)
+    sync_repo.upsert_registers(session, registers)
     return [str(row[sync_repo.PRODUCT_TABLES[entity_type].key]) for row in products]
 
 

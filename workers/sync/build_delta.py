@@ -113,15 +113,15 @@ def _entities(
     states: dict[str, State] = {}
     adopted: list[dict[str, Any]] = []
     for owner, ids in _by_owner(request, entity_type, rows).items():
-        loaded = rows_mod.states_from_versions(
-            sync_repo.load_versions(session, owner, entity_type, ids)
+        loaded = rows_mod.states_from_registers(
+            sync_repo.load_registers(session, owner, entity_type, ids)
         )
         for entity_id in ids:
             states[entity_id] = _with_server_edits(
                 request.applied_at, owner, entity_type, entity_id, rows[entity_id], loaded, adopted
             )
     yield from _emit(request, entity_type, rows, states)
-    sync_repo.upsert_versions(session, adopted)
+    sync_repo.upsert_registers(session, adopted)
 
 
 def _by_owner(
@@ -179,5 +179,5 @@ def _with_server_edits(
     )
     if new is None:
         return state
-    adopted.extend(rows_mod.version_rows(owner, entity_type, entity_id, new, state))
+    adopted.append(rows_mod.register_row(owner, entity_type, entity_id, new))
     return new

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workers.sync.entities import ENTITY_TYPES
@@ -15,6 +15,8 @@ FIELD_DEFAULTS: dict[str, Any] = {"status": "open"}  # what a create leaves unse
 # Read-only columns sync never writes: the owner (set from the syncing user) and the ones the
 # database fills itself.
 NOT_WRITTEN = frozenset({"author_id", "created_at"})
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -25,39 +27,41 @@ def datetime_to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def states_from_versions(
-    loaded: Iterable[tuple[str, str, int, int, str, Any, datetime]],
+def states_from_registers(
+    loaded: Iterable[tuple[str, Mapping[str, list[Any]]]],
 ) -> dict[str, State]:
-    """Registers from `sync_repo.load_versions` rows."""
-    states: dict[str, State] = {}
-    for entity_id, field, ms, counter, node, value, applied_at in loaded:
-        states.setdefault(entity_id, {})[field] = Version(Hlc(ms, counter, node), value, applied_at)
-    return states
+    """Entity states from `sync_repo.load_registers` rows: `{field: [hlc_ms, hlc_counter,
+    node, value, applied_at_us]}` each."""
+    moments: dict[int, datetime] = {}  # registers merged together share their applied_at
 
+    def moment(us: int) -> datetime:
+        found = moments.get(us)
+        if found is None:
+            found = moments[us] = EPOCH + timedelta(microseconds=us)
+        return found
 
-def version_rows(
-    user_id: uuid.UUID,
-    entity_type: str,
-    entity_id: str,
-    state: State,
-    before: Mapping[str, Version],
-) -> list[dict[str, Any]]:
-    """Rows for the registers that changed since `before`."""
-    return [
-        {
-            "user_id": user_id,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "field": field,
-            "hlc_ms": v.hlc.ms,
-            "hlc_counter": v.hlc.counter,
-            "node": v.hlc.node,
-            "value": v.value,
-            "applied_at": v.applied_at,
+    return {
+        entity_id: {
+            field: Version(Hlc(ms, counter, node), value, moment(us))
+            for field, (ms, counter, node, value, us) in registers.items()
         }
-        for field, v in state.items()
-        if before.get(field) != v
-    ]
+        for entity_id, registers in loaded
+    }
+
+
+def register_row(
+    user_id: uuid.UUID, entity_type: str, entity_id: str, state: State
+) -> dict[str, Any]:
+    """The `sync_registers` row of one entity (its JSON form: exact, applied_at in µs)."""
+    return {
+        "user_id": user_id,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "registers": {
+            field: [v.hlc.ms, v.hlc.counter, v.hlc.node, v.value, (v.applied_at - EPOCH) // _US]
+            for field, v in state.items()
+        },
+    }
 
 
 def field_values(entity_type: str, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from shared.db.models.sync import (
     SyncBatch,
     SyncConflict,
     SyncDevice,
-    SyncFieldVersion,
+    SyncRegisters,
     SyncSettings,
 )
 
@@ -55,7 +55,7 @@ __all__ = [
     "SyncBatch",
     "SyncConflict",
     "SyncDevice",
-    "SyncFieldVersion",
+    "SyncRegisters",
     "SyncSettings",
     "Task",
     "Tenant",

@@ -1,8 +1,8 @@
-"""Device sync (issue #10): devices, per-user sync settings, field versions, conflicts, batches.
+"""Device sync (issue #10): devices, per-user sync settings, registers, conflicts, batches.
 
 The product tables stay as they are; the per-field hybrid-logical-clock metadata that the
-merge needs lives in `sync_field_versions`, one row per (user, entity, field). The field
-`_deleted` is the entity's tombstone register.
+merge needs lives in `sync_registers`, one row per (user, entity) holding every register of
+the entity. The field `_deleted` is the entity's tombstone register.
 """
 
 from __future__ import annotations
@@ -69,21 +69,20 @@ class SyncSettings(TenantOwned, Base):
     )
 
 
-class SyncFieldVersion(TenantOwned, Base):
-    __tablename__ = "sync_field_versions"
+class SyncRegisters(TenantOwned, Base):
+    """Every register of one entity: `{field: [hlc_ms, hlc_counter, node, value,
+    applied_at_us]}` (`_deleted` is the tombstone register). One row per entity rather than per
+    field: a sync reads, decodes and writes 5x fewer rows (migration 0013_sync_registers)."""
+
+    __tablename__ = "sync_registers"
     # Updated far more than inserted: free space on each page lets an update stay on its page
-    # without a new index entry (HOT); measured 0.88 -> 0.43 s for a 20,000-register upsert.
+    # without a new index entry (HOT).
     __table_args__ = {"postgresql_with": {"fillfactor": 80}}  # noqa: RUF012
 
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), _user_fk(), primary_key=True)
     entity_type: Mapped[str] = mapped_column(String(20), primary_key=True)
     entity_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    field: Mapped[str] = mapped_column(String(40), primary_key=True)
-    hlc_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    hlc_counter: Mapped[int] = mapped_column(Integer, nullable=False)
-    node: Mapped[str] = mapped_column(String(40), nullable=False)  # device id or "server"
-    value: Mapped[Any] = mapped_column(JSONB)
-    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    registers: Mapped[dict[str, list[Any]]] = mapped_column(JSONB, nullable=False)
 
 
 class SyncConflict(TenantOwned, Base):

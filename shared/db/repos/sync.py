@@ -1,4 +1,4 @@
-"""All SQL of device sync: devices, settings, the per-user lock, field versions, conflicts,
+"""All SQL of device sync: devices, settings, the per-user lock, registers, conflicts,
 stored batch results, and the product rows sync reads and writes."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from shared.db.models import (
     SyncBatch,
     SyncConflict,
     SyncDevice,
-    SyncFieldVersion,
+    SyncRegisters,
     SyncSettings,
     Task,
     UserSetting,
@@ -48,7 +48,7 @@ from shared.db.models import (
 from shared.db.models.sync import SYNC_TYPES
 
 SECRET_PREFIX = "cds"
-V = cast(Table, SyncFieldVersion.__table__)
+R = cast(Table, SyncRegisters.__table__)
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ def list_conflicts(
     return list(session.execute(query).scalars())
 
 
-# --- field versions -------------------------------------------------------------------------
+# --- registers ------------------------------------------------------------------------------
 
 
 def _unnest(values: Sequence[Any], item_type: Any) -> Any:
@@ -241,52 +241,46 @@ def _unnest(values: Sequence[Any], item_type: Any) -> Any:
 
 # Driven by the id list (nested loop over the primary key): measured 3-4x faster than
 # `entity_id = ANY(:ids)`, which the planner turns into a scan of the user's whole range.
-# Driven by the id list (nested loop over the primary key): measured 3-4x faster than
-# `entity_id = ANY(:ids)`, which the planner turns into a scan of the user's whole range.
-_LOAD_VERSIONS = """
-    SELECT v.entity_id, v.field, v.hlc_ms, v.hlc_counter, v.node, v.value::text, v.applied_at
+_LOAD_REGISTERS = """
+    SELECT r.entity_id, r.registers::text
     FROM unnest(%s::text[]) AS k(entity_id)
-    JOIN sync_field_versions v
-      ON v.user_id = %s AND v.entity_type = %s AND v.entity_id = k.entity_id
+    JOIN sync_registers r
+      ON r.user_id = %s AND r.entity_type = %s AND r.entity_id = k.entity_id
 """
 
 
-def load_versions(
+def load_registers(
     session: Session, user_id: uuid.UUID, entity_type: str, ids: Sequence[str]
-) -> list[tuple[str, str, int, int, str, Any, datetime]]:
-    """(entity_id, field, hlc_ms, hlc_counter, node, value, applied_at) of these entities.
+) -> list[tuple[str, dict[str, list[Any]]]]:
+    """(entity_id, registers) of these entities, registers as stored (see `SyncRegisters`).
 
-    The hot read of every sync (5 rows per entity): it runs on the session's own psycopg
-    connection (same transaction), skipping SQLAlchemy's result layer, and values come as text
-    decoded here — measured ~2x faster for 10,000 rows than the ORM path with jsonb decoding."""
+    The hot read of every sync: it runs on the session's own psycopg connection (same
+    transaction), skipping SQLAlchemy's result layer, and the JSON comes as text decoded here —
+    measured ~2x faster than the ORM path with jsonb decoding."""
     if not ids:
         return []
     driver = session.connection().connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor:
-        cursor.execute(_LOAD_VERSIONS, (list(ids), user_id, entity_type))
+        cursor.execute(_LOAD_REGISTERS, (list(ids), user_id, entity_type))
         rows = cursor.fetchall()
-    return [(e, f, ms, c, node, json.loads(v), at) for e, f, ms, c, node, v, at in rows]
+    return [(entity_id, json.loads(registers)) for entity_id, registers in rows]
 
 
-def upsert_versions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Write registers; a register only ever moves forward. Needed for messages: their
-    registers belong to the author, and another member's sync (another per-user lock) may
-    fold a server edit into them concurrently with the author's merge."""
+def upsert_registers(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Write entities' registers. A user's registers are written under the user's sync lock
+    (`lock_user`), except a message's: they belong to its author, and another member's sync
+    (another lock) may fold a server edit into them concurrently with the author's merge. So
+    a message's registers merge field by field, each only moving forward
+    (`sync_newer_registers`, migration 0013); the others are replaced (~10x cheaper)."""
     if rows:
-        _upsert_recordset(
-            session,
-            V,
-            rows,
-            ["user_id", "entity_type", "entity_id", "field"],
-            where=_NEWER,
-        )
+        _upsert_recordset(session, R, rows, ["user_id", "entity_type", "entity_id"], assign=_MERGED)
 
 
-_NEWER = (
-    '(excluded.hlc_ms, excluded.hlc_counter, excluded.node COLLATE "C") '
-    '> (t.hlc_ms, t.hlc_counter, t.node COLLATE "C")'
-)
+_MERGED = {
+    "registers": "CASE WHEN t.entity_type = 'message' "
+    "THEN sync_newer_registers(t.registers, excluded.registers) ELSE excluded.registers END"
+}
 
 
 def _json_default(value: object) -> str:
@@ -302,12 +296,14 @@ def _upsert_recordset(
     keys: list[str],
     *,
     extra_set: str = "",
+    assign: dict[str, str] | None = None,
     where: str | None = None,
 ) -> None:
     """INSERT … ON CONFLICT DO UPDATE of many rows as ONE JSON parameter (jsonb_to_recordset).
 
     Measured on 20,000 version rows: executemany (even pipelined) and unnest() over arrays
-    both spend most of their time adapting parameters in Python; one json.dumps does not."""
+    both spend most of their time adapting parameters in Python; one json.dumps does not.
+    `assign` replaces `excluded.<column>` by an expression for the columns it names."""
     columns = list(rows[0])
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     types = ", ".join(f"{c} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
@@ -316,7 +312,8 @@ def _upsert_recordset(
         f"coalesce({c}, 'null'::jsonb)" if isinstance(table.c[c].type, JSONB) else c
         for c in columns
     ]
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    assign = assign or {}
+    updates = ", ".join(f"{c} = {assign.get(c, f'excluded.{c}')}" for c in columns if c not in keys)
     sql = (
         f"INSERT INTO {table.name} AS t ({', '.join(columns)}) "
         f"SELECT {', '.join(picked)} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({types}) "
@@ -506,11 +503,11 @@ def prune(session: Session, cutoff: datetime) -> dict[str, int]:
         t = spec.table
         key = t.c[spec.key] if spec.key != "id" else cast_(t.c.id, String)
         gone = select(literal(1)).where(
-            t.c[spec.owner] == V.c.user_id,
-            key == V.c.entity_id,
+            t.c[spec.owner] == R.c.user_id,
+            key == R.c.entity_id,
             t.c.deleted_at < cutoff,
             t.c.updated_at < cutoff,
         )
-        result = session.execute(delete(V).where(V.c.entity_type == entity_type, gone.exists()))
+        result = session.execute(delete(R).where(R.c.entity_type == entity_type, gone.exists()))
         counts[entity_type] = result.rowcount  # type: ignore[attr-defined]
     return counts
