@@ -16,7 +16,6 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.db.engine import session_scope
 from shared.db.models import ApiKey, SyncDevice
 from shared.db.repos import limits as limits_repo
 from shared.errors import ConveyorError, PermanentError
@@ -46,15 +45,16 @@ class BatchTooMuchWork(ConveyorError):
     code = "batch_too_much_work"
 
 
-def enforce_rate_limit(request: Request, key: ApiKey) -> None:
-    """Spend one token of the key's bucket, in a transaction of its own: a request that
-    fails later (a 4xx, a rollback) has still cost its token."""
+def enforce_rate_limit(request: Request, session: Session, key: ApiKey) -> None:
+    """Spend one token of the key's bucket in `session`'s transaction, which the caller
+    commits before the request's own work begins: a request that fails later (a 4xx, a
+    rollback) has still cost its token."""
     settings: Settings = request.app.state.settings
     clock: Clock = request.app.state.clock
     per_s = key.rate_limit_per_s or settings.rate_limit_per_s
     burst = key.rate_limit_burst or settings.rate_limit_burst
-    with session_scope(request.app.state.sessions) as session:
-        wait = limits_repo.take_token(session, key.id, now=clock(), per_s=per_s, burst=burst)
+    wait = limits_repo.take_token(session, key.id, now=clock(), per_s=per_s, burst=burst)
+    session.commit()
     if wait > 0:
         raise RateLimited(
             f"rate limit of {per_s:g} requests/s (bursts of {burst}) exceeded; "
