@@ -152,19 +152,36 @@ def test_restoring_twice_changes_nothing_more(world: World) -> None:
 
 
 def test_replace_tombstones_newer_rows_and_merge_keeps_them(world: World) -> None:
+    """The editor's round adds 4 messages, then soft-deletes 2 of the user's messages picked
+    at random, which may be new ones: the replace tombstones the new messages still live.
+    (It asserted >= 4 once and failed when the editor's delete had hit a new message.)"""
     engine = world.stack.engine
     made = backup(world)
     at_backup = snapshot(engine, world.user)
     Editor(engine, world.user, random.Random(2)).round(4)
     edited = snapshot(engine, world.user)
+    new_live = _new_live_messages(engine, world.user, made_before=at_backup)
+    assert new_live >= 2  # 4 added, at most 2 of them soft-deleted by the editor
 
     assert restore(world, made["id"], mode="merge").state == "succeeded"
     assert snapshot(engine, world.user) == edited  # every local row is newer: all kept
 
     job = restore(world, made["id"], mode="replace")
     assert job.state == "succeeded" and job.result is not None
-    assert job.result["tables"]["messages"]["deleted"] >= 4  # the new messages are tombstoned
+    assert job.result["tables"]["messages"]["deleted"] >= new_live  # the new ones: tombstoned
+    assert _new_live_messages(engine, world.user, made_before=at_backup) == 0
     assert live_content(snapshot(engine, world.user), engine) == live_content(at_backup, engine)
+
+
+def _new_live_messages(engine: Any, user: uuid.UUID, *, made_before: Any) -> int:
+    """The user's live messages that the snapshot `made_before` does not hold."""
+    with engine.connect() as conn:
+        live = conn.execute(
+            text("SELECT id FROM messages WHERE author_id = :u AND deleted_at IS NULL"),
+            {"u": user},
+        ).scalars()
+        known = {value for row in made_before["messages"] for value in row}
+        return sum(1 for message_id in live if message_id not in known)
 
 
 def test_merge_brings_back_lost_rows_and_keeps_local_edits(world: World) -> None:
