@@ -56,6 +56,10 @@ class IdempotencyMismatch(PermanentError):
 class Submitted:
     job_id: uuid.UUID
     created: bool  # False: an existing job was returned for the idempotency key
+    # A created job's row as inserted, and its created_at: enough to answer with the job
+    # without reading it back (None for an existing job).
+    row: dict[str, Any] | None = None
+    created_at: datetime | None = None
 
 
 def _integral_floats_as_ints(value: Any) -> Any:
@@ -187,18 +191,19 @@ def submit_jobs(
         )
         staged.append((new, row))
     inserted = _write(session, staged, now)
-    return [_outcome(session, new, row["id"], inserted, api_key_id) for new, row in staged]
+    return [_outcome(session, new, row, inserted, api_key_id) for new, row in staged]
 
 
 def _outcome(
     session: Session,
     new: NewJob,
-    job_id: uuid.UUID,
-    inserted: set[uuid.UUID],
+    row: dict[str, Any],
+    inserted: dict[uuid.UUID, datetime],
     api_key_id: uuid.UUID | None,
 ) -> Submitted:
+    job_id = row["id"]
     if job_id in inserted:
-        return Submitted(job_id, created=True)
+        return Submitted(job_id, created=True, row=row, created_at=inserted[job_id])
     # Not inserted: the idempotency key (or the explicit job id) already names a job.
     existing = _existing_for_key(session, api_key_id, new.idempotency_key)
     if existing is not None and existing.request_hash not in (None, new.request_hash()):
@@ -221,7 +226,7 @@ def _existing_for_key(
 
 def _write(
     session: Session, staged: list[tuple[NewJob, dict[str, Any]]], now: datetime
-) -> set[uuid.UUID]:
+) -> dict[uuid.UUID, datetime]:
     rows = [row for _, row in staged]
     inserted = jobs_repo.insert_jobs(session, rows)
     # No `queued` history row: the job row's created_at is the submit (view job_history).

@@ -14,11 +14,19 @@ from shared.errors import ConveyorError, PermanentError
 from shared.jobs.cancel import cancel_job
 from shared.jobs.caps import check_queue_caps
 from shared.jobs.catalog import get_spec
-from shared.jobs.submit import NewJob, submit_jobs
+from shared.jobs.submit import NewJob, Submitted, submit_jobs
 from workers.ingress.cursors import decode_cursor, encode_cursor
 from workers.ingress.deps import ApiKeyDep, SessionDep, SubmitKeyDep, may_see, require_kind
 from workers.ingress.quotas import check_batch_work
-from workers.ingress.schemas import BatchIn, BatchOut, JobIn, JobOut, JobPage, all_kinds
+from workers.ingress.schemas import (
+    BatchIn,
+    BatchOut,
+    JobIn,
+    JobOut,
+    JobPage,
+    all_kinds,
+    new_job_out,
+)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -85,10 +93,10 @@ def submit(
     if not replay:
         check_queue_caps(session, request.app.state.settings, key.tenant_id, [new.kind])
     [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
-    if not outcome.created:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    session.flush()
+    if outcome.created:
+        return _answer(session, key, outcome)
+    response.status_code = 200
+    response.headers["Idempotent-Replayed"] = "true"
     return JobOut.of(_visible(session, key, outcome.job_id))
 
 
@@ -106,15 +114,14 @@ def submit_batch(
     # All or nothing: the batch as a whole.
     check_queue_caps(session, settings, key.tenant_id, [job.kind for job in new])
     outcomes = submit_jobs(session, new, source="ingress", api_key_id=key.id)
-    session.flush()
-    jobs = {j.id: j for j in _by_ids(session, [o.job_id for o in outcomes])}
-    return BatchOut(jobs=[JobOut.of(jobs[o.job_id]) for o in outcomes])
+    return BatchOut(jobs=[_answer(session, key, outcome) for outcome in outcomes])
 
 
-def _by_ids(session: SessionDep, ids: list[uuid.UUID]) -> list[Job]:
-    from sqlalchemy import select
-
-    return list(session.execute(select(Job).where(Job.id.in_(ids))).scalars())
+def _answer(session: SessionDep, key: ApiKey, outcome: Submitted) -> JobOut:
+    """A new job from its row as inserted; an existing one (its id taken) as stored."""
+    if outcome.row is not None and outcome.created_at is not None:
+        return new_job_out(outcome.row, outcome.created_at)
+    return JobOut.of(_visible(session, key, outcome.job_id))
 
 
 @router.get("/{job_id:uuid}", response_model=JobOut)

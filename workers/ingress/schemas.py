@@ -206,6 +206,35 @@ class JobOut(BaseModel):
         )
 
 
+def new_job_out(row: dict[str, Any], created_at: datetime) -> JobOut:
+    """A job just inserted, from the row as written (shared/jobs/submit.py `job_row`) and the
+    `created_at` the insert returned: the same answer a read-back gives, without the read
+    (and without validating values that are ours: a tenth of a 1,000-job batch's CPU)."""
+    return JobOut.model_construct(
+        id=row["id"],
+        kind=row["kind"],
+        pool=row["pool"],
+        user_id=row["user_id"],
+        state=row["state"],
+        priority=PRIORITY_NAMES.get(row["priority"], str(row["priority"])),
+        payload=row["payload"],
+        result=None,
+        error_code=None,
+        error_message=None,
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        progress=row["progress"],
+        progress_message=None,
+        cancel_requested=row["cancel_requested"],
+        run_at=row["run_at"],
+        created_at=created_at,
+        started_at=None,
+        finished_at=None,
+        worker=None,
+        events=None,
+    )
+
+
 class JobPage(BaseModel):
     jobs: list[JobOut]
     next_cursor: str | None

@@ -22,9 +22,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from shared.db.bulk import insert_rows
 from shared.db.models import Job, JobEvent, OutboxMessage
 from shared.db.models.jobs import TERMINAL_STATES
 from shared.db.tenancy import tenant_of
@@ -66,13 +66,26 @@ class HistoryEntry:
     message: str | None
 
 
-def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
-    """Insert new job rows; returns the ids actually inserted (existing ids are left alone)."""
+def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> dict[uuid.UUID, datetime]:
+    """Insert new job rows (one statement for any number); returns the ids actually inserted,
+    with their `created_at` (existing ids and idempotency keys are left alone)."""
     if not rows:
-        return set()
-    # executemany ("insertmanyvalues"): one compiled statement whatever the batch size.
-    stmt = pg_insert(J).on_conflict_do_nothing().returning(J.c.id)
-    return set(session.execute(stmt, list(rows)).scalars())
+        return {}
+    # One row back, not one per job (fetching 1,000 RETURNING rows was a tenth of a batch's
+    # CPU): how many went in, and `now()`, which is every new row's created_at (the column's
+    # default, the transaction's start). Only when some row conflicted come the ids.
+    inserted = insert_rows(
+        session,
+        J,
+        rows,
+        suffix="ON CONFLICT DO NOTHING RETURNING id",
+        then=f"SELECT count(*), now(), CASE WHEN count(*) < {len(rows)} THEN array_agg(id) END "
+        "FROM inserted",
+    ).one()
+    count, created_at, ids = tuple(inserted)
+    if count == len(rows):
+        return dict.fromkeys((row["id"] for row in rows), created_at)
+    return dict.fromkeys(ids or (), created_at)
 
 
 def find_by_idempotency_key(session: Session, api_key_id: uuid.UUID, key: str) -> Job | None:

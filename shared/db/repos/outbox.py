@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, delete, func, insert, select
+from sqlalchemy import CursorResult, Table, delete, func, select
 from sqlalchemy.orm import Session
 
+from shared.db.bulk import insert_rows
 from shared.db.models import OutboxMessage
 
 T = cast(Table, OutboxMessage.__table__)
@@ -51,12 +52,10 @@ def outbox_row(
 
 
 def add_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    # executemany needs one column set per statement: due-now rows and delayed rows apart.
-    now_rows = [r for r in rows if "publish_after" not in r]
-    later_rows = [r for r in rows if "publish_after" in r]
-    for group in (now_rows, later_rows):
-        if group:
-            session.execute(insert(T), group)
+    """One statement for any number of rows; a row without `publish_after` is due at once."""
+    if rows:
+        due = [{"publish_after": None, **row} for row in rows]
+        insert_rows(session, T, due, defaults={"publish_after": "now()"})
 
 
 def claim_due(session: Session, limit: int) -> list[PendingMessage]:

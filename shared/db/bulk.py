@@ -1,0 +1,75 @@
+"""Many rows in one statement: the rows travel as ONE JSON parameter (`jsonb_to_recordset`).
+
+Measured: on 20,000 sync register rows, executemany (even pipelined) and unnest() over
+arrays spent most of their time adapting parameters in Python; on a 1,000-job batch,
+SQLAlchemy's insertmanyvalues spent most of its time in psycopg re-parsing one statement of
+17,000 placeholders. One JSON encoding costs neither.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic_core import to_json
+from sqlalchemy import LargeBinary, Result, Table, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _is_binary(table: Table, column: str) -> bool:
+    return isinstance(table.c[column].type, LargeBinary)
+
+
+def _sql_type(table: Table, column: str) -> str:
+    # bytea travels as base64 text: JSON has no bytes.
+    return "text" if _is_binary(table, column) else str(table.c[column].type.compile(_DIALECT))
+
+
+def _picked(table: Table, column: str, defaults: Mapping[str, str]) -> str:
+    column_type = table.c[column].type
+    if isinstance(column_type, JSONB):
+        picked = f"coalesce(r.{column}, 'null'::jsonb)"  # a JSON null stays a JSON null
+    elif _is_binary(table, column):
+        picked = f"decode(r.{column}, 'base64')"
+    else:
+        picked = f"r.{column}"
+    if column in defaults:
+        picked = f"coalesce({picked}, {defaults[column]})"
+    return picked
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    defaults: Mapping[str, str] | None = None,
+    suffix: str = "",
+    then: str | None = None,
+) -> Result[Any]:
+    """INSERT the rows (each with the keys of the first) as `table AS t`; `suffix` follows
+    the SELECT (ON CONFLICT …, RETURNING …). `defaults` maps a column to the SQL expression
+    used where a row's value is None (e.g. `now()`: the database's clock, not ours). `then`
+    is a query over the insert's RETURNING rows, named `inserted`, answered instead of them."""
+    columns = list(rows[0])
+    binary = [c for c in columns if _is_binary(table, c)]
+    if binary:
+        rows = [{**row, **{c: _b64(row[c]) for c in binary}} for row in rows]
+    types = ", ".join(f"{c} {_sql_type(table, c)}" for c in columns)
+    picked = ", ".join(_picked(table, c, defaults or {}) for c in columns)
+    sql = (
+        f"INSERT INTO {table.name} AS t ({', '.join(columns)}) "
+        f"SELECT {picked} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({types}) {suffix}"
+    )
+    if then is not None:
+        sql = f"WITH inserted AS ({sql}) {then}"
+    return session.execute(text(sql), {"rows": to_json(rows).decode()})
+
+
+def _b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode()
