@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import to_json
@@ -43,6 +44,41 @@ def _picked(table: Table, column: str, defaults: Mapping[str, str]) -> str:
     return picked
 
 
+@dataclass(frozen=True)
+class RowsInsert:
+    """`INSERT INTO table AS t (…) SELECT … FROM jsonb_to_recordset(:param) AS r(…)` and its
+    one parameter: the rows (each with the keys of the first) as JSON. `defaults` maps a
+    column to the SQL expression used where a row's value is None (e.g. `now()`: the
+    database's clock, not ours); `where` filters the rows (columns as `r.<name>`)."""
+
+    sql: str
+    param: str
+    value: str
+
+    @classmethod
+    def of(
+        cls,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        param: str = "rows",
+        defaults: Mapping[str, str] | None = None,
+        where: str | None = None,
+    ) -> RowsInsert:
+        columns = list(rows[0])
+        binary = [c for c in columns if _is_binary(table, c)]
+        if binary:
+            rows = [{**row, **{c: _b64(row[c]) for c in binary}} for row in rows]
+        types = ", ".join(f"{c} {_sql_type(table, c)}" for c in columns)
+        picked = ", ".join(_picked(table, c, defaults or {}) for c in columns)
+        sql = (
+            f"INSERT INTO {table.name} AS t ({', '.join(columns)}) SELECT {picked} "
+            f"FROM jsonb_to_recordset(CAST(:{param} AS jsonb)) AS r({types})"
+            + (f" WHERE {where}" if where else "")
+        )
+        return cls(sql, param, to_json(rows).decode())
+
+
 def insert_rows(
     session: Session,
     table: Table,
@@ -50,25 +86,11 @@ def insert_rows(
     *,
     defaults: Mapping[str, str] | None = None,
     suffix: str = "",
-    then: str | None = None,
 ) -> Result[Any]:
-    """INSERT the rows (each with the keys of the first) as `table AS t`; `suffix` follows
-    the SELECT (ON CONFLICT …, RETURNING …). `defaults` maps a column to the SQL expression
-    used where a row's value is None (e.g. `now()`: the database's clock, not ours). `then`
-    is a query over the insert's RETURNING rows, named `inserted`, answered instead of them."""
-    columns = list(rows[0])
-    binary = [c for c in columns if _is_binary(table, c)]
-    if binary:
-        rows = [{**row, **{c: _b64(row[c]) for c in binary}} for row in rows]
-    types = ", ".join(f"{c} {_sql_type(table, c)}" for c in columns)
-    picked = ", ".join(_picked(table, c, defaults or {}) for c in columns)
-    sql = (
-        f"INSERT INTO {table.name} AS t ({', '.join(columns)}) "
-        f"SELECT {picked} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({types}) {suffix}"
-    )
-    if then is not None:
-        sql = f"WITH inserted AS ({sql}) {then}"
-    return session.execute(text(sql), {"rows": to_json(rows).decode()})
+    """INSERT the rows in one statement (`RowsInsert`); `suffix` follows the SELECT
+    (ON CONFLICT …, RETURNING …)."""
+    insert = RowsInsert.of(table, rows, defaults=defaults)
+    return session.execute(text(f"{insert.sql} {suffix}"), {insert.param: insert.value})
 
 
 def _b64(value: bytes | None) -> str | None:

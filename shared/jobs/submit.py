@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Job
 from shared.db.repos import jobs as jobs_repo
-from shared.db.repos import outbox as outbox_repo
 from shared.db.tenancy import DEFAULT_TENANT, tenant_of
 from shared.errors import PermanentError
 from shared.jobs.catalog import KindSpec, get_spec
@@ -227,24 +226,18 @@ def _existing_for_key(
 def _write(
     session: Session, staged: list[tuple[NewJob, dict[str, Any]]], now: datetime
 ) -> dict[uuid.UUID, datetime]:
-    rows = [row for _, row in staged]
-    inserted = jobs_repo.insert_jobs(session, rows)
-    # No `queued` history row: the job row's created_at is the submit (view job_history).
-    messages = []
-    for new, row in staged:
-        if row["id"] not in inserted:
-            continue
-        delayed = row["run_at"] if row["run_at"] > now else None
-        messages.append(
-            job_message(
-                job_id=row["id"],
-                kind=row["kind"],
-                user_id=row["user_id"],
-                payload=row["payload"],
-                priority=new.priority or get_spec(new.kind).default_priority,
-                publish_after=delayed,
-                tenant_id=row["tenant_id"],
-            )
+    """The job rows and their messages; a job not inserted (its id or idempotency key taken)
+    gets no message. No `queued` history row: created_at is the submit (view job_history)."""
+    messages = [
+        job_message(
+            job_id=row["id"],
+            kind=row["kind"],
+            user_id=row["user_id"],
+            payload=row["payload"],
+            priority=new.priority or get_spec(new.kind).default_priority,
+            publish_after=row["run_at"] if row["run_at"] > now else None,
+            tenant_id=row["tenant_id"],
         )
-    outbox_repo.add_many(session, messages)
-    return inserted
+        for new, row in staged
+    ]
+    return jobs_repo.insert_jobs(session, [row for _, row in staged], messages)

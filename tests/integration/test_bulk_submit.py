@@ -53,8 +53,9 @@ def test_a_batch_answer_is_what_a_read_of_each_job_gives(stack: Stack) -> None:
 def test_only_the_jobs_actually_inserted_are_created_and_published(stack: Stack) -> None:
     """A submit that names an existing job id among new ones: the existing job is answered as
     not created and gets no second outbox message; the new ones get one each.
-    Mutation check: `insert_jobs` taking every row as inserted → the existing id counted as
-    created and published twice."""
+    Mutation checks: `insert_jobs` taking every row as inserted → the existing id counted as
+    created; its outbox insert without `WHERE r.job_id IN (SELECT id FROM inserted)` → the
+    existing job published twice."""
     existing = uuid.uuid4()
     with session_scope(stack.sessions) as session:
         submit_jobs(session, [NewJob("diag.noop", "bulk", job_id=existing)])

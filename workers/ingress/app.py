@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db.engine import make_engine, make_session_factory
 from shared.oauth.token_client import make_http_client
+from shared.runtime import freeze_startup_heap
 from shared.storage.base import ObjectStore
 from workers.ingress import (
     errors,
@@ -111,6 +112,7 @@ def create_app(
         registry.register(CachedCollector(OperationsCollector(app.state.sessions), ttl))
         app.state.registry = registry
         app.state.oauth_http = make_http_client(settings.oauth_http_timeout_s)
+        freeze_startup_heap()
         yield
         app.state.oauth_http.close()
         if engine is not None:

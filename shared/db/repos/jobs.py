@@ -24,13 +24,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from shared.db.bulk import insert_rows
+from shared.db.bulk import RowsInsert
 from shared.db.models import Job, JobEvent, OutboxMessage
 from shared.db.models.jobs import TERMINAL_STATES
 from shared.db.tenancy import tenant_of
 
 J = cast(Table, Job.__table__)
 E = cast(Table, JobEvent.__table__)
+OUTBOX = cast(Table, OutboxMessage.__table__)
 # The full history (alembic 0010): stored `job_events` rows plus the happy-path transitions
 # the job row carries (submit at created_at, the current claim at started_at, succeed at
 # finished_at). Not in the ORM metadata: it is a view.
@@ -66,23 +67,38 @@ class HistoryEntry:
     message: str | None
 
 
-def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> dict[uuid.UUID, datetime]:
-    """Insert new job rows (one statement for any number); returns the ids actually inserted,
-    with their `created_at` (existing ids and idempotency keys are left alone)."""
+def insert_jobs(
+    session: Session,
+    rows: Sequence[dict[str, Any]],
+    messages: Sequence[dict[str, Any]] = (),
+) -> dict[uuid.UUID, datetime]:
+    """Insert new job rows, and the outbox rows (`messages`, each naming its `job_id`) of
+    those actually inserted, in ONE statement whatever their number. Returns the ids
+    inserted, with their `created_at` (existing ids and idempotency keys are left alone)."""
     if not rows:
         return {}
+    jobs = RowsInsert.of(J, rows, param="jobs")
+    sql = f"WITH inserted AS ({jobs.sql} ON CONFLICT DO NOTHING RETURNING id)"
+    params = {jobs.param: jobs.value}
+    if messages:
+        due = [{"publish_after": None, **message} for message in messages]
+        outbox = RowsInsert.of(
+            OUTBOX,
+            due,
+            param="messages",
+            defaults={"publish_after": "now()"},
+            where="r.job_id IN (SELECT id FROM inserted)",
+        )
+        sql += f", published AS ({outbox.sql})"
+        params[outbox.param] = outbox.value
     # One row back, not one per job (fetching 1,000 RETURNING rows was a tenth of a batch's
     # CPU): how many went in, and `now()`, which is every new row's created_at (the column's
     # default, the transaction's start). Only when some row conflicted come the ids.
-    inserted = insert_rows(
-        session,
-        J,
-        rows,
-        suffix="ON CONFLICT DO NOTHING RETURNING id",
-        then=f"SELECT count(*), now(), CASE WHEN count(*) < {len(rows)} THEN array_agg(id) END "
-        "FROM inserted",
-    ).one()
-    count, created_at, ids = tuple(inserted)
+    sql += (
+        f" SELECT count(*), now(), CASE WHEN count(*) < {len(rows)} THEN array_agg(id) END"
+        " FROM inserted"
+    )
+    count, created_at, ids = tuple(session.execute(text(sql), params).one())
     if count == len(rows):
         return dict.fromkeys((row["id"] for row in rows), created_at)
     return dict.fromkeys(ids or (), created_at)
