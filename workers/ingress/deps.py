@@ -64,11 +64,10 @@ bearer = HTTPBearer(
 )
 
 
-def live_key(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> ApiKey:
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def live_key(request: Request, session: SessionDep, credentials: BearerDep) -> ApiKey:
     """The caller's key, known, not revoked and not expired, after spending one token of its
     rate-limit bucket (429 if empty); no scope checked yet."""
     if credentials is None:
@@ -116,6 +115,10 @@ async def write_key(key: LiveKeyDep) -> ApiKey:
 
 
 async def submit_key(key: LiveKeyDep) -> ApiKey:
+    return require_submit(key)
+
+
+def require_submit(key: ApiKey) -> ApiKey:
     if scopes.may_write(key.is_admin, key.scopes) or scopes.submit_kinds(key.scopes):
         return key
     raise ForbiddenScope(
