@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pydantic_core import to_json
@@ -65,18 +66,32 @@ class RowsInsert:
         defaults: Mapping[str, str] | None = None,
         where: str | None = None,
     ) -> RowsInsert:
-        columns = list(rows[0])
-        binary = [c for c in columns if _is_binary(table, c)]
+        columns = tuple(rows[0])
+        defaulted = tuple(sorted((defaults or {}).items()))
+        sql, binary = _statement(table, columns, param, defaulted, where)
         if binary:
             rows = [{**row, **{c: _b64(row[c]) for c in binary}} for row in rows]
-        types = ", ".join(f"{c} {_sql_type(table, c)}" for c in columns)
-        picked = ", ".join(_picked(table, c, defaults or {}) for c in columns)
-        sql = (
-            f"INSERT INTO {table.name} AS t ({', '.join(columns)}) SELECT {picked} "
-            f"FROM jsonb_to_recordset(CAST(:{param} AS jsonb)) AS r({types})"
-            + (f" WHERE {where}" if where else "")
-        )
         return cls(sql, param, to_json(rows).decode())
+
+
+@lru_cache(maxsize=256)
+def _statement(
+    table: Table,
+    columns: tuple[str, ...],
+    param: str,
+    defaults: tuple[tuple[str, str], ...],
+    where: str | None,
+) -> tuple[str, tuple[str, ...]]:
+    """The statement for one shape of rows (built once: compiling the column types cost a
+    single-job submit more than its JSON), and its bytea columns."""
+    types = ", ".join(f"{c} {_sql_type(table, c)}" for c in columns)
+    picked = ", ".join(_picked(table, c, dict(defaults)) for c in columns)
+    sql = (
+        f"INSERT INTO {table.name} AS t ({', '.join(columns)}) SELECT {picked} "
+        f"FROM jsonb_to_recordset(CAST(:{param} AS jsonb)) AS r({types})"
+        + (f" WHERE {where}" if where else "")
+    )
+    return sql, tuple(c for c in columns if _is_binary(table, c))
 
 
 def insert_rows(
