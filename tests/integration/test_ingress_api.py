@@ -21,6 +21,22 @@ def test_requests_without_a_valid_key_are_refused(stack: Stack) -> None:
         assert response.json()["code"] == "unauthorized"
 
 
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/jobs:batch"])
+def test_the_key_is_checked_before_the_body(stack: Stack, path: str) -> None:
+    """A caller without a valid key, or without the scope, learns nothing about what its body
+    lacks: 401/403 before any 422. Mutation check: POST /v1/jobs with its key checked inside
+    the route (after FastAPI validated the body) answered 422 to the keyless request."""
+    invalid = {"kind": 5}
+    missing = stack.client.post(path, json=invalid)
+    wrong = stack.client.post(path, json=invalid, headers={"Authorization": "Bearer cvk_x_y"})
+    read_only = stack.new_api_key(scopes=["read"])
+    unscoped = stack.client.post(path, json=invalid, headers=stack.headers(read_only))
+    assert [missing.status_code, wrong.status_code, unscoped.status_code] == [401, 401, 403]
+    assert unscoped.json()["code"] == "forbidden_scope"
+    valid_key = stack.client.post(path, json=invalid, headers=stack.headers())
+    assert valid_key.status_code == 422
+
+
 def test_a_key_sees_only_its_own_jobs_unless_admin(stack: Stack) -> None:
     mine = stack.submit()
     other = stack.new_api_key()

@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials
 
 from shared.db.engine import session_scope
 from shared.db.models import ApiKey, Job
 from shared.db.models.jobs import JOB_STATES
 from shared.db.repos import jobs as jobs_repo
+from shared.db.tenancy import bind_tenant
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.cancel import cancel_job
 from shared.jobs.caps import check_queue_caps
@@ -21,13 +21,11 @@ from shared.jobs.submit import NewJob, Submitted, submit_jobs
 from workers.ingress.cursors import decode_cursor, encode_cursor
 from workers.ingress.deps import (
     ApiKeyDep,
-    BearerDep,
+    CommittedSubmitKeyDep,
     SessionDep,
     SubmitKeyDep,
-    live_key,
     may_see,
     require_kind,
-    require_submit,
 )
 from workers.ingress.quotas import check_batch_work
 from workers.ingress.schemas import (
@@ -93,15 +91,13 @@ def _visible(session: SessionDep, key: ApiKey, job_id: uuid.UUID) -> Job:
 )
 async def submit(
     body: JobIn,
-    credentials: BearerDep,
+    key: CommittedSubmitKeyDep,
     response: Response,
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
-    # The busiest route: its key lookup, scope checks and transaction run in ONE worker
-    # thread hop instead of a hop per sync dependency (session open, key, route, session
-    # close), which under 32 concurrent clients cost more CPU than the SQL.
-    job, replayed = await run_in_threadpool(_submit, request, credentials, body, idempotency_key)
+    # The busiest route: its whole transaction in one worker-thread hop (see the key's dep).
+    job, replayed = await run_in_threadpool(_submit, request, key, body, idempotency_key)
     if replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -109,17 +105,12 @@ async def submit(
 
 
 def _submit(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None,
-    body: JobIn,
-    idempotency_key: str | None,
+    request: Request, key: ApiKey, body: JobIn, idempotency_key: str | None
 ) -> tuple[JobOut, bool]:
-    """The same steps as the `SubmitKeyDep` and `SessionDep` dependencies, in this thread:
-    key and token (committed first), then the job in the key's tenant, committed before the
-    answer."""
+    """The job in the key's tenant, committed before the answer (as `SessionDep` does)."""
+    new = _new_job(key, body, idempotency_key)
     with session_scope(request.app.state.sessions) as session:
-        key = require_submit(live_key(request, session, credentials))
-        new = _new_job(key, body, idempotency_key)
+        bind_tenant(session, key.tenant_id)
         # A replay adds no job: it is answered (200, or 422 idempotency_mismatch) even at the cap.
         replay = idempotency_key and jobs_repo.find_by_idempotency_key(
             session, key.id, idempotency_key
