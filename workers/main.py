@@ -10,7 +10,7 @@ from shared.logging import configure_logging
 from shared.messaging.actors import declare_actors
 from shared.messaging.broker import make_broker
 from shared.messaging.middleware import Heartbeats
-from shared.runtime import get_runtime
+from shared.runtime import freeze_startup_heap, get_runtime
 from workers.registry import import_actor_modules
 
 
@@ -29,3 +29,4 @@ def build_worker_broker() -> dramatiq.Broker:
 
 
 broker = build_worker_broker()
+freeze_startup_heap()  # actors, broker and modules are loaded; the threads start next

@@ -168,6 +168,7 @@ def scheduler() -> None:
     """Run the outbox relay, due/delayed jobs and the reaper (safe to run twice)."""
     from shared.db.engine import libpq_dsn, make_engine, make_session_factory
     from shared.messaging.publisher import AmqpPublisher
+    from shared.runtime import freeze_startup_heap
     from workers.scheduler.service import Scheduler, SchedulerConfig
 
     settings = get_settings()
@@ -185,6 +186,7 @@ def scheduler() -> None:
         SchedulerConfig.from_settings(settings),
     )
     signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
+    freeze_startup_heap()
     try:
         service.run()
     except KeyboardInterrupt:
