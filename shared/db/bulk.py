@@ -56,6 +56,10 @@ class RowsInsert:
     param: str
     value: str
 
+    @property
+    def params(self) -> dict[str, str]:
+        return {self.param: self.value}
+
     @classmethod
     def of(
         cls,
@@ -99,13 +103,12 @@ def insert_rows(
     table: Table,
     rows: Sequence[Mapping[str, Any]],
     *,
-    defaults: Mapping[str, str] | None = None,
     suffix: str = "",
 ) -> Result[Any]:
     """INSERT the rows in one statement (`RowsInsert`); `suffix` follows the SELECT
     (ON CONFLICT …, RETURNING …)."""
-    insert = RowsInsert.of(table, rows, defaults=defaults)
-    return session.execute(text(f"{insert.sql} {suffix}"), {insert.param: insert.value})
+    insert = RowsInsert.of(table, rows)
+    return session.execute(text(f"{insert.sql} {suffix}"), insert.params)
 
 
 def _b64(value: bytes | None) -> str | None:

@@ -118,9 +118,7 @@ def _submit(
         if not replay:
             check_queue_caps(session, request.app.state.settings, key.tenant_id, [new.kind])
         [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
-        if outcome.created:
-            return _answer(session, key, outcome), False
-        return JobOut.of(_visible(session, key, outcome.job_id)), True
+        return _answer(session, key, outcome), not outcome.created
 
 
 @router.post(":batch", status_code=202, response_model=BatchOut)

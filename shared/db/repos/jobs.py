@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 from shared.db.bulk import RowsInsert
 from shared.db.models import Job, JobEvent, OutboxMessage
 from shared.db.models.jobs import TERMINAL_STATES
+from shared.db.repos import outbox as outbox_repo
 from shared.db.tenancy import tenant_of
 
 J = cast(Table, Job.__table__)
 E = cast(Table, JobEvent.__table__)
-OUTBOX = cast(Table, OutboxMessage.__table__)
 # The full history (alembic 0010): stored `job_events` rows plus the happy-path transitions
 # the job row carries (submit at created_at, the current claim at started_at, succeed at
 # finished_at). Not in the ORM metadata: it is a view.
@@ -79,18 +79,11 @@ def insert_jobs(
         return {}
     jobs = RowsInsert.of(J, rows, param="jobs")
     sql = f"WITH inserted AS ({jobs.sql} ON CONFLICT DO NOTHING RETURNING id)"
-    params = {jobs.param: jobs.value}
+    params = jobs.params
     if messages:
-        due = [{"publish_after": None, **message} for message in messages]
-        outbox = RowsInsert.of(
-            OUTBOX,
-            due,
-            param="messages",
-            defaults={"publish_after": "now()"},
-            where="r.job_id IN (SELECT id FROM inserted)",
-        )
+        outbox = outbox_repo.rows_insert(messages, where="r.job_id IN (SELECT id FROM inserted)")
         sql += f", published AS ({outbox.sql})"
-        params[outbox.param] = outbox.value
+        params |= outbox.params
     # One row back, not one per job (fetching 1,000 RETURNING rows was a tenth of a batch's
     # CPU): how many went in, and `now()`, which is every new row's created_at (the column's
     # default, the transaction's start). Only when some row conflicted come the ids.

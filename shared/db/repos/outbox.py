@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, delete, func, select
+from sqlalchemy import CursorResult, Table, delete, func, select, text
 from sqlalchemy.orm import Session
 
-from shared.db.bulk import insert_rows
+from shared.db.bulk import RowsInsert
 from shared.db.models import OutboxMessage
 
 T = cast(Table, OutboxMessage.__table__)
@@ -51,11 +51,18 @@ def outbox_row(
     return row
 
 
+def rows_insert(rows: Sequence[dict[str, Any]], *, where: str | None = None) -> RowsInsert:
+    """The INSERT of these rows (shared/db/bulk.py), alone or inside a larger statement; a
+    row without `publish_after` is due at once (database clock)."""
+    due = [{"publish_after": None, **row} for row in rows]
+    return RowsInsert.of(T, due, param="messages", defaults={"publish_after": "now()"}, where=where)
+
+
 def add_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """One statement for any number of rows; a row without `publish_after` is due at once."""
+    """One statement for any number of rows."""
     if rows:
-        due = [{"publish_after": None, **row} for row in rows]
-        insert_rows(session, T, due, defaults={"publish_after": "now()"})
+        insert = rows_insert(rows)
+        session.execute(text(insert.sql), insert.params)
 
 
 def claim_due(session: Session, limit: int) -> list[PendingMessage]:
