@@ -3,9 +3,9 @@ COMMIT into a plain table, served by uvicorn exactly as `conveyor ingress` serve
 one (`uvicorn.run(app, host, port, log_level="warning")`: one worker, the same defaults).
 
 The same kind of route as the ingress's (a sync `def`, run in the thread pool), the same body
-model shape, the same engine settings (shared/db/engine.py), on the same database
-(`CONVEYOR_DATABASE_URL`). No authentication, rate limit, caps, outbox or tenancy: the floor
-of "accept a job durably over HTTP".
+model shape, the same engine settings (shared/db/engine.py, the ingress's pool), on the same
+database (`CONVEYOR_DATABASE_URL`). No authentication, rate limit, caps, outbox or tenancy:
+the floor of "accept a job durably over HTTP".
 
     CONVEYOR_DATABASE_URL=... python -m bench._bare_ingress --port 8001
 """
@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from shared.db.engine import make_engine
+from workers.ingress.app import INGRESS_DB_POOL
 
 TABLE = "bench_bare_jobs"
 CREATE_TABLE = f"""
@@ -57,7 +58,12 @@ class BareJobOut(BaseModel):
 def create_app(database_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(database_url, application_name="bench-bare-ingress")
+        engine = make_engine(
+            database_url,
+            pool_size=INGRESS_DB_POOL,
+            max_overflow=0,
+            application_name="bench-bare-ingress",
+        )
         app.state.engine = engine
         yield
         engine.dispose()

@@ -37,14 +37,18 @@ def make_engine(
     url: str,
     *,
     pool_size: int = 10,
+    max_overflow: int | None = None,
     application_name: str = "conveyor",
     pooled: bool = True,
 ) -> Engine:
     """Every engine Conveyor opens. `hide_parameters`: an error's text (and so a logged
     traceback) names the SQL but never the bound values, which may be tokens, user data or
-    whatever a hostile client sent. `pooled=False` for one-shot tools (migrations)."""
+    whatever a hostile client sent. `max_overflow` defaults to `pool_size`; overflow
+    connections are closed when returned, so a busy server reconnects over and over.
+    `pooled=False` for one-shot tools (migrations)."""
+    overflow = pool_size if max_overflow is None else max_overflow
     pooling: dict[str, Any] = (
-        {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+        {"pool_size": pool_size, "max_overflow": overflow, "pool_pre_ping": True}
         if pooled
         else {"poolclass": NullPool}
     )

@@ -14,11 +14,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, update
+from sqlalchemy import create_engine, text, update
 
 from shared.db.engine import make_session_factory, normalize_url, session_scope
 from shared.db.models import ApiKey
+from shared.db.repos import api_keys as api_keys_repo
 from shared.db.repos import limits as limits_repo
+from shared.db.tenancy import bind_tenant
+from shared.jobs.caps import NearTheCap, QueueFull, check_one_beside_others
+from shared.jobs.submit import NewJob, submit_jobs
 from shared.storage.memory import MemoryStore
 from tests.integration.test_newcomer_api import assert_error
 from tests.support.stack import Stack
@@ -149,28 +153,24 @@ def test_a_request_holds_at_most_one_pooled_connection(stack: Stack) -> None:
 
 
 def test_concurrent_takes_never_admit_more_than_the_burst(stack: Stack) -> None:
-    """Eight threads race on one key's empty bucket: exactly `burst` are admitted."""
+    """Eight threads race on one key's empty bucket, each check one autocommit statement
+    (as the single-job submit runs it): exactly `burst` are admitted."""
     from concurrent.futures import ThreadPoolExecutor
 
-    key_id = _key_id(stack, stack.new_api_key())
+    token = stack.new_api_key()
     now = datetime(2031, 1, 1, tzinfo=UTC)
+    engine = stack.sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
 
     def take(_: int) -> float:
-        with session_scope(stack.sessions) as session:
-            return limits_repo.take_token(session, key_id, now=now, per_s=0.001, burst=5)
+        with engine.connect() as conn:
+            admission = api_keys_repo.admit(conn, token, clock=now, per_s=0.001, burst=5)
+            assert admission.key is not None
+            return admission.wait_s
 
     with ThreadPoolExecutor(8) as pool:
         waits = list(pool.map(take, range(40)))
     assert sum(1 for w in waits if w == 0) == 5
-
-
-def _key_id(stack: Stack, token: str) -> uuid.UUID:
-    from sqlalchemy import select
-
-    with session_scope(stack.sessions) as session:
-        return session.execute(
-            select(ApiKey.id).where(ApiKey.prefix == token.split("_")[1])
-        ).scalar_one()
+    assert all(w > 0 for w in waits if w != 0)
 
 
 def _unfinished(stack: Stack, kind: str) -> int:
@@ -279,3 +279,87 @@ def test_a_device_queues_only_a_few_syncs_and_counts_against_the_tenant_cap(
         stack, queue_caps_by_kind={"device.sync": _unfinished(stack, "device.sync")}
     ):
         assert_error(sync(capped, laptop, str(uuid.uuid4())), 429, "queue_full", "device.sync")
+
+
+def _max_connections(stack: Stack) -> int:
+    with session_scope(stack.sessions) as session:
+        return int(session.execute(text("SHOW max_connections")).scalar_one())
+
+
+def test_single_submits_check_the_cap_side_by_side_and_never_pass_it(stack: Stack) -> None:
+    """Single submits take the cap lock SHARED while the count leaves room for one job per
+    backend the server allows (`max_connections`), and retry with the exclusive lock closer
+    to the cap (shared/jobs/caps.py). 8 threads race 160 submits into a tenant with room
+    for `max_connections + 10`: exactly that many are accepted, through both paths, and the
+    rest are refused with 429 queue_full.
+    Broken on purpose once (shared-path slack of 1 instead of max_connections): more jobs
+    than the cap were accepted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    backends = _max_connections(stack)
+    tenant = f"cap-{uuid.uuid4().hex[:6]}"
+    headers = stack.headers(stack.new_api_key(tenant=tenant))
+    cap = backends + 40
+    job = {"kind": "diag.noop", "user_id": "u"}
+    for capped in client(
+        stack, queue_caps_by_kind={"diag.noop": cap}, rate_limit_per_s=1e6, rate_limit_burst=10**6
+    ):
+        prefill = capped.post("/v1/jobs:batch", json={"jobs": [job] * 30}, headers=headers)
+        assert prefill.status_code == 202, prefill.text
+
+        def post(_: int, http: TestClient = capped) -> int:
+            return http.post("/v1/jobs", json=job, headers=headers).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(post, range(160)))
+    assert statuses.count(202) == cap - 30
+    assert statuses.count(429) == 160 - (cap - 30)
+    with session_scope(stack.sessions) as session:
+        counted = limits_repo.unfinished_by_kind(session, tenant, ["diag.noop"])
+    assert counted == {"diag.noop": cap}
+
+
+@pytest.mark.parametrize(
+    ("room", "outcome"), [("backends", "admitted"), ("one", "near"), ("none", "full")]
+)
+def test_the_shared_cap_check_decides_only_when_it_can(
+    stack: Stack, room: str, outcome: str
+) -> None:
+    """The shared path admits only with a backend's worth of room per possible concurrent
+    submit, refuses only when even one job is too many, and otherwise asks for the exact,
+    exclusive check (`NearTheCap`)."""
+    backends = _max_connections(stack)
+    tenant = f"capd-{uuid.uuid4().hex[:6]}"
+    stack.new_api_key(tenant=tenant)  # creates the tenant
+    with session_scope(stack.sessions) as session:
+        bind_tenant(session, tenant)
+        submit_jobs(session, [NewJob(kind="diag.noop", user_id="u")] * 5, source="test")
+    cap = {"backends": 5 + backends, "one": 5 + backends - 1, "none": 5}[room]
+    settings = stack.settings(queue_caps_by_kind={"diag.noop": cap})
+    with session_scope(stack.sessions) as session:
+        bind_tenant(session, tenant)
+        if outcome == "admitted":
+            check_one_beside_others(session, settings, tenant, "diag.noop")
+        elif outcome == "near":
+            with pytest.raises(NearTheCap):
+                check_one_beside_others(session, settings, tenant, "diag.noop")
+        else:
+            with pytest.raises(QueueFull):
+                check_one_beside_others(session, settings, tenant, "diag.noop")
+
+
+def test_an_expired_key_spends_no_token(stack: Stack, limited: TestClient) -> None:
+    """The key check and the token are one statement (api_keys.admit): an expired key is
+    refused without touching its bucket."""
+    from sqlalchemy import select
+
+    from shared.db.models import RateLimitBucket
+
+    token = stack.new_api_key(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    refused = limited.get("/v1/jobs", headers=stack.headers(token))
+    assert_error(refused, 401, "api_key_expired")
+    with session_scope(stack.sessions) as session:
+        key_id = session.execute(
+            select(ApiKey.id).where(ApiKey.prefix == token.split("_")[1])
+        ).scalar_one()
+        assert session.get(RateLimitBucket, key_id) is None

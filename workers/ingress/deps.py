@@ -22,6 +22,7 @@ from typing import Annotated, Protocol
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from shared import scopes
@@ -30,7 +31,7 @@ from shared.db.models import ApiKey
 from shared.db.repos import api_keys as api_keys_repo
 from shared.db.tenancy import bind_tenant
 from shared.errors import ConveyorError
-from workers.ingress.quotas import enforce_rate_limit
+from workers.ingress.quotas import rate_limited
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -68,24 +69,41 @@ bearer = HTTPBearer(
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def live_key(request: Request, session: SessionDep, credentials: BearerDep) -> ApiKey:
+def admitted_key(
+    request: Request, conn: Connection, credentials: HTTPAuthorizationCredentials | None
+) -> ApiKey:
     """The caller's key, known, not revoked and not expired, after spending one token of its
-    rate-limit bucket (429 if empty); no scope checked yet."""
+    rate-limit bucket (429 if empty): one statement on `conn`, as the owner (a key is found
+    by its prefix across tenants). No scope checked yet."""
     if credentials is None:
         raise Unauthorized("missing bearer API key")
-    key = api_keys_repo.identify(session, credentials.credentials.strip())
+    settings = request.app.state.settings
+    admission = api_keys_repo.admit(
+        conn,
+        credentials.credentials.strip(),
+        clock=request.app.state.clock(),
+        per_s=settings.rate_limit_per_s,
+        burst=settings.rate_limit_burst,
+    )
+    key = admission.key
     if key is None:
         raise Unauthorized("unknown or revoked API key")
-    if api_keys_repo.is_expired(key):
+    if admission.expired:
         assert key.expires_at is not None
         raise ApiKeyExpired(f"this API key expired at {key.expires_at.isoformat()}")
-    # The lookup and the token share one transaction, as the owner, committed before the
-    # request's own transaction begins: one pooled connection at a time (N concurrent requests
-    # on a pool of N never wait for a second one), two round trips fewer than a transaction
-    # each (a checkout's ping and a commit).
-    enforce_rate_limit(request, session, key)
-    tenant_id = key.tenant_id  # read before the switch: api_keys is tenant-scoped too
-    bind_tenant(session, tenant_id)
+    if admission.wait_s > 0:
+        raise rate_limited(admission)
+    return key
+
+
+def live_key(request: Request, session: SessionDep, credentials: BearerDep) -> ApiKey:
+    """`admitted_key` in the request's session, committed before the request's own work
+    begins: a request that fails later (a 4xx, a rollback) has still spent its token, and
+    the request holds one pooled connection at a time (N concurrent requests on a pool of N
+    never wait for a second one). From then on the session acts as the key's tenant."""
+    key = admitted_key(request, session.connection(), credentials)
+    session.commit()
+    bind_tenant(session, key.tenant_id)
     return key
 
 
@@ -131,8 +149,10 @@ async def submit_key_committed(request: Request, credentials: BearerDep) -> ApiK
 def _committed_submit_key(
     request: Request, credentials: HTTPAuthorizationCredentials | None
 ) -> ApiKey:
-    with session_scope(request.app.state.sessions) as session:
-        return require_submit(live_key(request, session, credentials))
+    # The check is one statement, atomic on its own: no BEGIN/COMMIT round trips.
+    engine: Engine = request.app.state.sessions.kw["bind"]
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return require_submit(admitted_key(request, conn, credentials))
 
 
 CommittedSubmitKeyDep = Annotated[ApiKey, Depends(submit_key_committed)]

@@ -1,30 +1,28 @@
 """Per-key rate limits, bounded batch work and concurrent backups (the per-tenant caps on
 unfinished jobs are shared with the worker: shared/jobs/caps.py).
 
-The token buckets live in PostgreSQL (shared/db/repos/limits.py), so a key's limit holds
-across every ingress replica, at the price of one single-row upsert per request.
+The token buckets live in PostgreSQL, so a key's limit holds across every ingress replica,
+at the price of one single-row upsert per request, in the key check's own statement
+(shared/db/repos/api_keys.py, `admit`).
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 
-from fastapi import Request
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.db.models import ApiKey, SyncDevice
+from shared.db.models import SyncDevice
 from shared.db.repos import limits as limits_repo
+from shared.db.repos.api_keys import Admission
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.caps import QUEUE_FULL_RETRY_S, check_queue_caps
 from shared.jobs.submit import NewJob, declared_work_s
 
 DEFAULT_TENANT = "default"
-
-Clock = Callable[[], datetime]
 
 
 class RateLimited(ConveyorError):
@@ -45,22 +43,12 @@ class BatchTooMuchWork(ConveyorError):
     code = "batch_too_much_work"
 
 
-def enforce_rate_limit(request: Request, session: Session, key: ApiKey) -> None:
-    """Spend one token of the key's bucket in `session`'s transaction, which the caller
-    commits before the request's own work begins: a request that fails later (a 4xx, a
-    rollback) has still cost its token."""
-    settings: Settings = request.app.state.settings
-    clock: Clock = request.app.state.clock
-    per_s = key.rate_limit_per_s or settings.rate_limit_per_s
-    burst = key.rate_limit_burst or settings.rate_limit_burst
-    wait = limits_repo.take_token(session, key.id, now=clock(), per_s=per_s, burst=burst)
-    session.commit()
-    if wait > 0:
-        raise RateLimited(
-            f"rate limit of {per_s:g} requests/s (bursts of {burst}) exceeded; "
-            f"retry in {math.ceil(wait)} s",
-            retry_after=wait,
-        )
+def rate_limited(admission: Admission) -> RateLimited:
+    return RateLimited(
+        f"rate limit of {admission.per_s:g} requests/s (bursts of {admission.burst}) exceeded; "
+        f"retry in {math.ceil(admission.wait_s)} s",
+        retry_after=admission.wait_s,
+    )
 
 
 def _work(job: NewJob) -> float:

@@ -15,7 +15,7 @@ from shared.db.repos import jobs as jobs_repo
 from shared.db.tenancy import bind_tenant
 from shared.errors import ConveyorError, PermanentError
 from shared.jobs.cancel import cancel_job
-from shared.jobs.caps import check_queue_caps
+from shared.jobs.caps import NearTheCap, check_one_beside_others, check_queue_caps
 from shared.jobs.catalog import get_spec
 from shared.jobs.submit import NewJob, Submitted, submit_jobs
 from workers.ingress.cursors import decode_cursor, encode_cursor
@@ -107,16 +107,30 @@ async def submit(
 def _submit(
     request: Request, key: ApiKey, body: JobIn, idempotency_key: str | None
 ) -> tuple[JobOut, bool]:
-    """The job in the key's tenant, committed before the answer (as `SessionDep` does)."""
     new = _new_job(key, body, idempotency_key)
+    try:
+        return _submit_one(request, key, new, beside_others=True)
+    except NearTheCap:  # nothing was written: the same again, serialized and exact
+        return _submit_one(request, key, new, beside_others=False)
+
+
+def _submit_one(
+    request: Request, key: ApiKey, new: NewJob, *, beside_others: bool
+) -> tuple[JobOut, bool]:
+    """The job in the key's tenant, committed before the answer (as `SessionDep` does)."""
+    settings = request.app.state.settings
     with session_scope(request.app.state.sessions) as session:
         bind_tenant(session, key.tenant_id)
         # A replay adds no job: it is answered (200, or 422 idempotency_mismatch) even at the cap.
-        replay = idempotency_key and jobs_repo.find_by_idempotency_key(
-            session, key.id, idempotency_key
+        replay = new.idempotency_key and jobs_repo.find_by_idempotency_key(
+            session, key.id, new.idempotency_key
         )
-        if not replay:
-            check_queue_caps(session, request.app.state.settings, key.tenant_id, [new.kind])
+        if replay:
+            pass
+        elif beside_others:
+            check_one_beside_others(session, settings, key.tenant_id, new.kind)
+        else:
+            check_queue_caps(session, settings, key.tenant_id, [new.kind])
         [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
         return _answer(session, key, outcome), not outcome.created
 

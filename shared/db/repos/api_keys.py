@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from shared.db.models import ApiKey
@@ -95,6 +95,88 @@ def identify(session: Session, token: str, *, now: datetime | None = None) -> Ap
 
 def is_expired(key: ApiKey, now: datetime | None = None) -> bool:
     return key.expires_at is not None and key.expires_at <= (now or _now())
+
+
+# One statement per authenticated request: find the live key by prefix and secret (the
+# current one, or the previous one within its grace), and if it has not expired spend one
+# token of its rate-limit bucket. The bucket is GCRA (the "generic cell rate algorithm", a
+# token bucket kept as one timestamp, `tat`): admit when the new theoretical arrival time is
+# within `burst` intervals of now, under the row lock ON CONFLICT takes, so replicas racing
+# on one key cannot both spend a token. The outer SELECT sees the bucket as it was before
+# the statement: for a refused request (nothing spent) that is the bucket as it is.
+# The digests compared here are SHA-256 of 256-bit secrets: a comparison's timing could
+# only tell how many leading bytes of a hash match, which does not help find a secret.
+_ADMIT = text(
+    """
+    WITH k AS (
+        SELECT * FROM api_keys
+        WHERE prefix = :prefix AND revoked_at IS NULL
+          AND (secret_hash = :digest
+               OR (previous_secret_hash = :digest AND previous_valid_until > :now))
+    ), live AS (
+        SELECT id, make_interval(secs => 1.0 / coalesce(rate_limit_per_s, :per_s)) AS step,
+               coalesce(rate_limit_burst, :burst) AS burst
+        FROM k WHERE expires_at IS NULL OR expires_at > :now
+    ), spent AS (
+        INSERT INTO rate_limit_buckets AS b (api_key_id, tat)
+        SELECT id, CAST(:clock AS timestamptz) + step FROM live
+        ON CONFLICT (api_key_id) DO UPDATE
+          SET tat = greatest(b.tat, CAST(:clock AS timestamptz)) + (SELECT step FROM live)
+          WHERE greatest(b.tat, CAST(:clock AS timestamptz)) + (SELECT step FROM live)
+                <= CAST(:clock AS timestamptz) + (SELECT step * burst FROM live)
+        RETURNING tat
+    )
+    SELECT k.*, EXISTS (SELECT FROM spent) AS admitted, b.tat AS bucket_tat
+    FROM k LEFT JOIN rate_limit_buckets b ON b.api_key_id = k.id
+    """
+)
+_KEY_COLUMNS = tuple(c.key for c in ApiKey.__table__.columns)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What one request's key check found: `key` None for an unknown, revoked or wrong
+    secret; an expired key spends nothing; else `wait_s` 0.0 when a token was spent, or the
+    seconds until one is available (nothing spent)."""
+
+    key: ApiKey | None
+    expired: bool = False
+    wait_s: float = 0.0
+    per_s: float = 0.0
+    burst: int = 0
+
+
+def admit(conn: Connection, token: str, *, clock: datetime, per_s: float, burst: int) -> Admission:
+    """Authenticate `token` and spend a token of its key's bucket, in ONE statement (atomic on
+    its own: `conn` may be in autocommit). `clock` is the rate limiter's time; expiry and the
+    rotation grace use the real time, like `identify`. `per_s`/`burst` are the defaults a
+    key's own `rate_limit_per_s`/`_burst` override. The key comes back detached."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return Admission(None)
+    _, prefix, secret = parts
+    now = _now()
+    params = {
+        "prefix": prefix,
+        "digest": _hash(secret),
+        "now": now,
+        "clock": clock,
+        "per_s": per_s,
+        "burst": burst,
+    }
+    row = conn.execute(_ADMIT, params).one_or_none()
+    if row is None:
+        return Admission(None)
+    key = ApiKey(**{column: getattr(row, column) for column in _KEY_COLUMNS})
+    per_s, burst = key.rate_limit_per_s or per_s, key.rate_limit_burst or burst
+    if is_expired(key, now):
+        return Admission(key, expired=True, per_s=per_s, burst=burst)
+    if row.admitted:
+        return Admission(key, per_s=per_s, burst=burst)
+    interval = timedelta(seconds=1.0 / per_s)
+    tat = row.bucket_tat or clock  # no bucket and refused: a racing first spend; retry soon
+    wait = max(tat, clock) + interval - (clock + interval * burst)
+    return Admission(key, wait_s=max(wait.total_seconds(), 1e-3), per_s=per_s, burst=burst)
 
 
 def authenticate(session: Session, token: str) -> ApiKey | None:

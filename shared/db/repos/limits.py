@@ -1,67 +1,54 @@
-"""Queries behind the ingress limits: token buckets, queued-job caps, concurrent backups."""
+"""Queries behind the ingress limits: queued-job caps, concurrent backups (the token buckets
+are spent with the key check: shared/db/repos/api_keys.py, `admit`)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from shared.db.models import Backup, Job, RateLimitBucket
+from shared.db.models import Backup, Job
 from shared.db.models.jobs import JOB_STATES, TERMINAL_STATES
 
 UNFINISHED = tuple(s for s in JOB_STATES if s not in TERMINAL_STATES)  # queued, running
 
-# GCRA (the "generic cell rate algorithm", a token bucket kept as one timestamp): admit when
-# the new theoretical arrival time is within `burst` intervals of now. One statement under
-# the row lock ON CONFLICT takes, so replicas racing on one key cannot both spend a token.
-_TAKE = text(
-    """
-    INSERT INTO rate_limit_buckets AS b (api_key_id, tat)
-    VALUES (:key, CAST(:now AS timestamptz) + :interval)
-    ON CONFLICT (api_key_id) DO UPDATE
-      SET tat = greatest(b.tat, CAST(:now AS timestamptz)) + :interval
-      WHERE greatest(b.tat, CAST(:now AS timestamptz)) + :interval
-            <= CAST(:now AS timestamptz) + :tolerance
-    RETURNING tat
-    """
+
+# Module-level statements: built and compiled once (the ORM versions rebuilt and re-keyed a
+# statement per call, ~1 ms of the single submit's CPU).
+_LOCK_QUEUE = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_LOCK_QUEUE_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtextextended(:key, 0))")
+_UNFINISHED = text(
+    f"SELECT kind, count(*) FROM jobs WHERE tenant_id = :tenant AND state IN {UNFINISHED!r} "
+    "AND kind = ANY(:kinds) GROUP BY kind"
+)
+_UNFINISHED_AND_BACKENDS = text(
+    f"SELECT count(*), current_setting('max_connections')::int FROM jobs "
+    f"WHERE tenant_id = :tenant AND state IN {UNFINISHED!r} AND kind = :kind"
 )
 
 
-def take_token(
-    session: Session, api_key_id: uuid.UUID, *, now: datetime, per_s: float, burst: int
-) -> float:
-    """Spend one token of the key's bucket. Returns 0.0 when admitted, else the seconds until
-    a token is available (nothing is spent then)."""
-    interval = timedelta(seconds=1.0 / per_s)
-    params = {"key": api_key_id, "now": now, "interval": interval, "tolerance": interval * burst}
-    if session.execute(_TAKE, params).first() is not None:
-        return 0.0
-    tat = session.execute(
-        select(RateLimitBucket.tat).where(RateLimitBucket.api_key_id == api_key_id)
-    ).scalar_one()
-    wait = max(tat, now) + interval - (now + interval * burst)
-    return max(wait.total_seconds(), 1e-3)
-
-
-def lock_queue(session: Session, tenant_id: str, kind: str) -> None:
+def lock_queue(session: Session, tenant_id: str, kind: str, *, shared: bool = False) -> None:
     """Serialize cap checks of one (tenant, kind) until the transaction ends: two concurrent
-    submissions cannot both see room for the last slot."""
+    submissions cannot both see room for the last slot. `shared`: see caps.py."""
     session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtextextended(f"cap:{tenant_id}:{kind}", 0)))
+        _LOCK_QUEUE_SHARED if shared else _LOCK_QUEUE, {"key": f"cap:{tenant_id}:{kind}"}
     )
 
 
 def unfinished_by_kind(session: Session, tenant_id: str, kinds: Iterable[str]) -> dict[str, int]:
     """The tenant's queued or running jobs per kind (filtered here and by row-level security)."""
-    rows = session.execute(
-        select(Job.kind, func.count())
-        .where(Job.tenant_id == tenant_id, Job.state.in_(UNFINISHED), Job.kind.in_(list(kinds)))
-        .group_by(Job.kind)
-    ).all()
+    rows = session.execute(_UNFINISHED, {"tenant": tenant_id, "kinds": list(kinds)}).all()
     return {kind: count for kind, count in rows}
+
+
+def unfinished_and_backends(session: Session, tenant_id: str, kind: str) -> tuple[int, int]:
+    """The tenant's unfinished jobs of `kind`, and how many backends the server allows."""
+    count, backends = session.execute(
+        _UNFINISHED_AND_BACKENDS, {"tenant": tenant_id, "kind": kind}
+    ).one()
+    return int(count), int(backends)
 
 
 def unfinished_syncs(session: Session, device_id: uuid.UUID) -> int:
