@@ -35,20 +35,23 @@ class Snapshot:
     tables: Counts = field(default_factory=dict)
     commits: int = 0
     active_ms: float = 0.0
+    sessions: int = 0
 
 
 def _stats(
     conn: psycopg.Connection[Any],
-) -> tuple[dict[str, tuple[int, int, int, int]], int, float]:
+) -> tuple[dict[str, tuple[int, int, int, int]], int, float, int]:
     rows = conn.execute(
         "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables"
         " WHERE relname = ANY(%s)",
         [list(TABLES)],
     ).fetchall()
-    commits, active = conn.execute(
-        "SELECT xact_commit, active_time FROM pg_stat_database WHERE datname = current_database()"
-    ).fetchone() or (0, 0.0)
-    return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}, int(commits), float(active or 0.0)
+    commits, active, sessions = conn.execute(
+        "SELECT xact_commit, active_time, sessions FROM pg_stat_database"
+        " WHERE datname = current_database()"
+    ).fetchone() or (0, 0.0, 0)
+    tables = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+    return tables, int(commits), float(active or 0.0), int(sessions)
 
 
 def process_cpu_s(pid: int) -> float:
@@ -90,8 +93,8 @@ class WriteCounter:
     def snapshot(self) -> Snapshot:
         self.conn.execute("SELECT pg_stat_clear_snapshot()")
         lsn = self.conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-        tables, commits, active = _stats(self.conn)
-        return Snapshot(str(lsn[0]) if lsn else "0/0", tables, commits, active)
+        tables, commits, active, sessions = _stats(self.conn)
+        return Snapshot(str(lsn[0]) if lsn else "0/0", tables, commits, active, sessions)
 
     def report(self, jobs: int, cpu_line: str = "") -> list[str]:
         after = self.snapshot()
@@ -110,7 +113,8 @@ class WriteCounter:
             lines.append(cpu_line)
         lines.append(
             f"  commits: {(a.commits - b.commits) / jobs:.2f}   statement time: "
-            f"{(a.active_ms - b.active_ms) / jobs:.3f} ms"
+            f"{(a.active_ms - b.active_ms) / jobs:.3f} ms   connections opened: "
+            f"{a.sessions - b.sessions} (each starts a backend process)"
         )
         cluster = self.conn.execute(
             "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", [a.lsn, b.lsn]

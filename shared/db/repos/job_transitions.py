@@ -5,7 +5,7 @@ for a whole batch at once. The happy path stores no `job_events` rows: the claim
 the row's `started_at` + `attempt`, the success's its `finished_at` (view `job_history`); a
 take-over stores its row and the replaced attempt's claim in the same statement. The
 group-commit writer runs them on its own connections and the per-job path runs the very same
-text inside the handler's session with one-element arrays, so both paths obey one set of rules.
+text inside the handler's session with one-element batches, so both paths obey one set of rules.
 
 Claim rules (see docs/lifecycle.md):
 - `queued` → `running` when due (`run_at <= clock_timestamp()`, the database clock; never
@@ -19,6 +19,8 @@ Rows are locked in id order, so two batches never deadlock on each other.
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +32,8 @@ CLAIM_SQL = """
 WITH wanted AS (
     -- A delivery claims only a job of its own kind and tenant: an envelope that names
     -- another tenant's (or kind's) job id claims nothing (the runner dead-letters it).
-    SELECT * FROM unnest(CAST(%(ids)s AS uuid[]), CAST(%(kinds)s AS text[]),
-                         CAST(%(tenants)s AS text[])) AS w(id, kind, tenant_id)
+    SELECT * FROM jsonb_to_recordset(CAST(%(wanted)s AS jsonb)) AS w(id uuid, kind text,
+                                                                      tenant_id text)
 ), current AS (
     SELECT j.id, j.state, j.attempt, j.started_at FROM jobs AS j
     JOIN wanted AS w ON w.id = j.id AND w.kind = j.kind AND w.tenant_id = j.tenant_id
@@ -70,10 +72,10 @@ SELECT id, attempt, max_attempts, kind, user_id, tenant_id, payload, from_state 
 # finished_at and the attempt carry the success (view job_history).
 SUCCEED_SQL = """
 WITH input AS (
-    SELECT * FROM unnest(CAST(%(ids)s AS uuid[]), CAST(%(attempts)s AS integer[]),
-                         CAST(%(results)s AS jsonb[]), CAST(%(routing_keys)s AS text[]),
-                         CAST(%(bodies)s AS bytea[]))
-        AS t(id, attempt, result, routing_key, body)
+    SELECT id, attempt, CAST(result AS jsonb) AS result, routing_key,
+           decode(body, 'base64') AS body
+    FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb))
+        AS t(id uuid, attempt integer, result text, routing_key text, body text)
 ), done AS (
     UPDATE jobs AS j
     SET state = 'succeeded', result = i.result, progress = 1.0,
@@ -123,15 +125,15 @@ class Success:
     event_body: bytes | None
 
 
+# A batch travels as ONE JSON parameter (jsonb_to_recordset), not as one array per column:
+# psycopg dumps arrays element by element in Python (~200 µs for a batch of four against
+# ~40 µs as JSON), ~10 % of a worker process's samples on no-op jobs.
+
+
 def claim_params(deliveries: Sequence[Delivery], *, worker: str, stale_s: float) -> dict[str, Any]:
     unique = list(dict.fromkeys(deliveries))
-    return {
-        "ids": [d.job_id for d in unique],
-        "kinds": [d.kind for d in unique],
-        "tenants": [d.tenant_id for d in unique],
-        "worker": worker,
-        "stale_s": stale_s,
-    }
+    wanted = [{"id": str(d.job_id), "kind": d.kind, "tenant_id": d.tenant_id} for d in unique]
+    return {"wanted": json.dumps(wanted), "worker": worker, "stale_s": stale_s}
 
 
 def claims_from_rows(rows: Sequence[Any]) -> dict[uuid.UUID, Claim]:
@@ -151,14 +153,17 @@ def claims_from_rows(rows: Sequence[Any]) -> dict[uuid.UUID, Claim]:
 
 
 def succeed_params(successes: Sequence[Success], *, exchange: str) -> dict[str, Any]:
-    return {
-        "ids": [s.job_id for s in successes],
-        "attempts": [s.attempt for s in successes],
-        "results": [s.result_json for s in successes],
-        "routing_keys": [s.routing_key for s in successes],
-        "bodies": [s.event_body for s in successes],
-        "exchange": exchange,
-    }
+    rows = [
+        {
+            "id": str(s.job_id),
+            "attempt": s.attempt,
+            "result": s.result_json,
+            "routing_key": s.routing_key,
+            "body": None if s.event_body is None else base64.b64encode(s.event_body).decode(),
+        }
+        for s in successes
+    ]
+    return {"rows": json.dumps(rows), "exchange": exchange}
 
 
 def claim_in_session(

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from shared.db.bulk import RowsInsert
+from shared.db.bulk import RowsInsert, cached_text
 from shared.db.models import Job, JobEvent, OutboxMessage
 from shared.db.models.jobs import TERMINAL_STATES
 from shared.db.repos import outbox as outbox_repo
@@ -91,7 +91,7 @@ def insert_jobs(
         f" SELECT count(*), now(), CASE WHEN count(*) < {len(rows)} THEN array_agg(id) END"
         " FROM inserted"
     )
-    count, created_at, ids = tuple(session.execute(text(sql), params).one())
+    count, created_at, ids = tuple(session.execute(cached_text(sql), params).one())
     if count == len(rows):
         return dict.fromkeys((row["id"] for row in rows), created_at)
     return dict.fromkeys(ids or (), created_at)

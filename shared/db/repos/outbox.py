@@ -11,7 +11,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Table, delete, func, select, text
 from sqlalchemy.orm import Session
 
-from shared.db.bulk import RowsInsert
+from shared.db.bulk import RowsInsert, cached_text
 from shared.db.models import OutboxMessage
 
 T = cast(Table, OutboxMessage.__table__)
@@ -62,7 +62,7 @@ def add_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """One statement for any number of rows."""
     if rows:
         insert = rows_insert(rows)
-        session.execute(text(insert.sql), insert.params)
+        session.execute(cached_text(insert.sql), insert.params)
 
 
 def claim_due(session: Session, limit: int) -> list[PendingMessage]:
@@ -77,11 +77,16 @@ def claim_due(session: Session, limit: int) -> list[PendingMessage]:
     return [PendingMessage(*row) for row in session.execute(stmt)]
 
 
+_DELETE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(:ids)")
+
+
 def delete_published(session: Session, ids: Sequence[int]) -> None:
     """Published rows leave at once (one write per row instead of a mark and a later prune).
     In the relay's transaction: a crash before its commit leaves them pending, republished."""
     if ids:
-        session.execute(delete(T).where(T.c.id.in_(ids)))
+        # One array parameter: an expanding IN renders a statement per batch size (4.6 % of
+        # the scheduler's samples went to rendering and caching them).
+        session.execute(_DELETE_PUBLISHED, {"ids": list(ids)})
 
 
 def prune_sent(session: Session, older_than: datetime) -> int:
