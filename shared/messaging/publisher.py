@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol, cast
 
 import aio_pika
+import aiormq
 import dramatiq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -18,6 +19,8 @@ from shared.messaging.translate import to_dramatiq
 from shared.messaging.wire_auth import WireAuth, broker_user
 
 log = structlog.get_logger("messaging")
+
+PERSISTENT = 2  # AMQP delivery mode: written to disk by a durable queue
 
 
 class PublishError(Exception):
@@ -70,24 +73,30 @@ class AmqpPublisher:
         return self._channel
 
     async def _publish(self, batch: Sequence[PendingMessage]) -> None:
-        channel = await self._channel_ready()
-        exchanges: dict[str, Any] = {}
-        for name in {m.exchange for m in batch}:
-            exchanges[name] = (
-                channel.default_exchange if name == "" else await channel.get_exchange(name)
-            )
+        # aio-pika for the connection, its aiormq channel for the publishes: aio-pika's
+        # Message and Exchange layers were ~15 % of the relay's CPU. `wait=False`: frames are
+        # queued for the writer without waiting for each to reach the socket, and the batch
+        # waits for its confirms once. `mandatory=False`: an event nobody subscribes to is
+        # dropped by RabbitMQ instead of coming back as a return (ignored anyway); job
+        # messages always route (the jobs exchange's alternate exchange).
+        underlay = await (await self._channel_ready()).get_underlay_channel()
+        channel = cast(aiormq.Channel, underlay)  # the concrete channel takes `wait`
+        # A Nack raises (aiormq's DeliveryError): the batch is not confirmed, rows stay.
         await asyncio.gather(
             *(
-                exchanges[m.exchange].publish(
-                    aio_pika.Message(
-                        m.body,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                channel.basic_publish(
+                    m.body,
+                    exchange=m.exchange,
+                    routing_key=m.routing_key,
+                    properties=aiormq.spec.Basic.Properties(
+                        delivery_mode=PERSISTENT,
                         priority=m.priority,
                         headers=m.headers or None,
                         content_type="application/json",
                         user_id=self._user_id,
                     ),
-                    routing_key=m.routing_key,
+                    mandatory=False,
+                    wait=False,
                 )
                 for m in batch
             )

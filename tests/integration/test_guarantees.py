@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 
 from shared.db.engine import session_scope
 from shared.db.models import Job, OutboxMessage
@@ -102,6 +102,41 @@ def test_a_relay_crash_after_publishing_republishes_and_the_job_still_runs_once(
     done = stack.job(job_id)
     assert (done.state, done.attempt) == ("succeeded", 1)
     assert [e[2] for e in stack.events(job_id)] == ["queued", "running", "succeeded"]
+
+
+def test_a_message_the_broker_refuses_keeps_its_batch_in_the_outbox(stack: Stack) -> None:
+    """RabbitMQ nacks a publish (here: a full queue that rejects publishes): the batch is not
+    confirmed, so the relay raises PublishError and the rows stay pending for the next pass.
+    Mutation check: the publisher's channel without publisher confirms → the relay deleted
+    the row of a message RabbitMQ had refused."""
+    import pika
+
+    from shared.messaging.publisher import PublishError
+
+    stack.stop_schedulers()  # this test is the relay
+    full = f"full-{uuid.uuid4().hex[:8]}"
+    connection = pika.BlockingConnection(pika.URLParameters(stack.amqp_url))
+    try:
+        arguments = {"x-max-length": 0, "x-overflow": "reject-publish"}
+        connection.channel().queue_declare(full, auto_delete=True, arguments=arguments)
+        with session_scope(stack.sessions) as session:
+            session.execute(delete(OutboxMessage))  # this test's row alone
+            outbox_repo.add_many(
+                session, [{"exchange": "", "routing_key": full, "body": b"{}", "priority": 0}]
+            )
+        publisher = AmqpPublisher(stack.amqp_url)
+        try:
+            with pytest.raises(PublishError, match="Nack"):
+                relay_once(stack.sessions, publisher, batch_size=500)
+        finally:
+            publisher.close()
+        with session_scope(stack.sessions) as session:
+            pending = session.execute(select(OutboxMessage.routing_key)).scalars().all()
+        assert pending == [full]
+        with session_scope(stack.sessions) as session:
+            session.execute(delete(OutboxMessage))
+    finally:
+        connection.close()
 
 
 def test_concurrent_requests_with_one_idempotency_key_create_one_job(stack: Stack) -> None:
