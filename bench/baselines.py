@@ -45,6 +45,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import pika
 import pika.exceptions
 
+from bench import cpu
 from bench._completion import AMQP_URL_ENV, DONE_FILE_ENV, CompletionLog
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +68,7 @@ class ThroughputResult:
     jobs: int
     seconds: float  # first submit -> last job done
     submit_seconds: float = 0.0  # first submit -> last submit returned (client side only)
+    cpu_ms: dict[str, float] | None = None  # per job, by component (bench/cpu.py)
 
     @property
     def jobs_per_s(self) -> float:
@@ -231,12 +233,14 @@ def _run(
             workers = _start_workers(worker_cmds, env, workdir)
             try:
                 _wait_consuming(workers, url, queue, consumers, deadline)
+                cpu_before = cpu.sample()
                 t_first, t_last_submit = submit(url, jobs, deadline)
                 try:
                     completion = done.wait_for(jobs, deadline)
                 except TimeoutError as exc:
                     workers.check_alive()
                     raise TimeoutError(f"{system}: {exc}") from None
+                cpu_ms = cpu.per_job_ms(cpu_before, cpu.sample(), jobs)
             finally:
                 workers.stop()
         return ThroughputResult(
@@ -244,6 +248,7 @@ def _run(
             jobs=jobs,
             seconds=completion.last_done - t_first,
             submit_seconds=t_last_submit - t_first,
+            cpu_ms=cpu_ms,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

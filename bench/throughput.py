@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
+from bench import cpu
 from bench._load import BackgroundLoad, prefill_terminal
 from bench._stack import ConveyorStack
 from bench.baselines import ThroughputResult, run_celery_threads, run_plain_dramatiq
@@ -101,6 +102,7 @@ def run_conveyor(
 
 def _drain(stack: ConveyorStack, jobs: int, timeout_s: float) -> ThroughputResult:
     since = datetime.now(UTC) - timedelta(seconds=1)
+    cpu_before = cpu.sample()
     started = time.time()
     for offset in range(0, jobs, BATCH):
         with session_scope(stack.sessions) as session:
@@ -118,7 +120,11 @@ def _drain(stack: ConveyorStack, jobs: int, timeout_s: float) -> ThroughputResul
             raise RuntimeError(f"timed out; logs in {stack.logs}")
         time.sleep(0.5)
     return ThroughputResult(
-        "conveyor", jobs, stack.last_finished_epoch() - started, submitted - started
+        "conveyor",
+        jobs,
+        stack.last_finished_epoch() - started,
+        submitted - started,
+        cpu.per_job_ms(cpu_before, cpu.sample(), jobs),
     )
 
 
@@ -251,6 +257,10 @@ def _print_table(args: argparse.Namespace, rows: list[ThroughputResult]) -> None
             f"{r.system:<28} {r.seconds:>9.2f} {r.jobs_per_s:>9.0f} "
             f"{r.submit_jobs_per_s:>10.0f} {ratio:>14.2f}"
         )
+    print("CPU per job, ms, first submit → last job done (bench/cpu.py):")
+    for r in rows:
+        if r.cpu_ms is not None:
+            print(f"  {r.system:<26} {cpu.describe(r.cpu_ms)}")
     if args.terminal:
         ratio = rows[1].jobs_per_s / conveyor.jobs_per_s
         print(f"with {args.terminal} terminal jobs ÷ empty table: {ratio:.2f} (target ≥ 0.85)")
