@@ -125,11 +125,9 @@ def _submit_one(
         replay = new.idempotency_key and jobs_repo.find_by_idempotency_key(
             session, key.id, new.idempotency_key
         )
-        if replay:
-            pass
-        elif beside_others:
+        if not replay and beside_others:
             check_one_beside_others(session, settings, key.tenant_id, new.kind)
-        else:
+        elif not replay:
             check_queue_caps(session, settings, key.tenant_id, [new.kind])
         [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
         return _answer(session, key, outcome), not outcome.created

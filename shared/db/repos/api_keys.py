@@ -39,6 +39,14 @@ def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+def _split(token: str) -> tuple[str, str] | None:
+    """`cvk_<prefix>_<secret>` → (prefix, secret); None for anything else."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    return parts[1], parts[2]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -75,10 +83,10 @@ def identify(session: Session, token: str, *, now: datetime | None = None) -> Ap
     Expiry is not checked here: the caller tells an expired key apart (401 api_key_expired).
     Runs across tenants, before the caller's tenant is known (as the owner); the caller then
     binds the session to `key.tenant_id`."""
-    parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    split = _split(token)
+    if split is None:
         return None
-    _, prefix, secret = parts
+    prefix, secret = split
     key = session.execute(
         select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
     ).scalar_one_or_none()
@@ -151,10 +159,10 @@ def admit(conn: Connection, token: str, *, clock: datetime, per_s: float, burst:
     its own: `conn` may be in autocommit). `clock` is the rate limiter's time; expiry and the
     rotation grace use the real time, like `identify`. `per_s`/`burst` are the defaults a
     key's own `rate_limit_per_s`/`_burst` override. The key comes back detached."""
-    parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    split = _split(token)
+    if split is None:
         return Admission(None)
-    _, prefix, secret = parts
+    prefix, secret = split
     now = _now()
     params = {
         "prefix": prefix,
