@@ -37,6 +37,9 @@ WITH wanted AS (
 ), current AS (
     SELECT j.id, j.state, j.attempt, j.started_at FROM jobs AS j
     JOIN wanted AS w ON w.id = j.id AND w.kind = j.kind AND w.tenant_id = j.tenant_id
+    -- The planner takes a recordset for 100 rows and would hash the whole table; an id
+    -- array makes it look the batch up by primary key (tests/integration/test_hot_plans.py).
+    WHERE j.id = ANY(ARRAY(SELECT id FROM wanted))
     ORDER BY j.id
     FOR UPDATE OF j
 ), claimed AS (
@@ -71,9 +74,9 @@ SELECT id, attempt, max_attempts, kind, user_id, tenant_id, payload, from_state 
 # One statement: the state change and its completion event, all or nothing. No history row:
 # finished_at and the attempt carry the success (view job_history).
 SUCCEED_SQL = """
-WITH input AS (
+WITH input AS MATERIALIZED (
     SELECT id, attempt, CAST(result AS jsonb) AS result, routing_key,
-           decode(body, 'base64') AS body
+           decode(body, 'base64') AS body, 'running' AS from_state
     FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb))
         AS t(id uuid, attempt integer, result text, routing_key text, body text)
 ), done AS (
@@ -82,7 +85,10 @@ WITH input AS (
         finished_at = clock_timestamp(), updated_at = clock_timestamp(), heartbeat_at = NULL,
         error_code = NULL, error_message = NULL
     FROM input AS i
-    WHERE j.id = i.id AND j.attempt = i.attempt AND j.state = 'running'
+    -- By primary key, as in the claim. The state is compared through `input` (a join
+    -- clause), or the planner may scan the partial index of all running jobs instead.
+    WHERE j.id = i.id AND j.attempt = i.attempt AND j.state = i.from_state
+      AND j.id = ANY(ARRAY(SELECT id FROM input))
     RETURNING j.id, j.attempt
 ), events AS (
     INSERT INTO outbox (exchange, routing_key, body, priority)
