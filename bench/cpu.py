@@ -1,9 +1,11 @@
 """Where a run's CPU went, by component, from /proc (Linux): the machine as a whole,
 RabbitMQ (`beam.smp`), PostgreSQL (every `postgres` process, plus the backends that exited
 during the run: the postmaster reaps them, so their CPU is in its children's times) and
-the bench itself with every process it started (workers, scheduler, the submitting client;
-exited ones through their parents' children's times). "other" is the rest of the machine:
-the kernel's network and disk work, and anything else running.
+the bench itself with every process it started (exited ones through their parents'
+children's times), split into the submitting client (the bench process), Conveyor's
+scheduler (a process tree whose command line names `scheduler`) and the workers (the
+rest). "other" is the rest of the machine: the kernel's network and disk work, and anything
+else running.
 
 Every service of a run shares the same cores, so CPU per job is what bounds jobs/s here:
 the figures say which component would have to shrink. Per job, over one phase (first
@@ -25,6 +27,8 @@ class CpuSample:
     rabbitmq: float = 0.0
     postgresql: float = 0.0
     bench: float = 0.0  # this process and its descendants, exited ones included
+    client: float = 0.0  # this process alone: the submitter
+    scheduler: float = 0.0  # `conveyor scheduler` (the relay and the chores) and its children
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,23 @@ def sample() -> CpuSample:
     postgres = {
         p.pid for p in procs if p.comm == "postgres" and by_pid.get(p.ppid, p).comm != "postgres"
     }
+    me = os.getpid()
+    schedulers = [p.pid for p in procs if p.ppid == me and "scheduler" in _command_line(p.pid)]
     return CpuSample(
         machine=_machine_busy_s(),
         rabbitmq=used({p.pid for p in procs if p.comm == "beam.smp"}),
         postgresql=used(set().union(*(tree(pid) for pid in postgres))),
-        bench=used(tree(os.getpid())),
+        bench=used(tree(me)),
+        client=by_pid[me].own,
+        scheduler=used(set().union(*(tree(pid) for pid in schedulers))),
     )
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def per_job_ms(before: CpuSample, after: CpuSample, jobs: int) -> dict[str, float]:
@@ -96,12 +111,13 @@ def per_job_ms(before: CpuSample, after: CpuSample, jobs: int) -> dict[str, floa
         for f in fields(CpuSample)
     }
     spent["other"] = spent["machine"] - spent["rabbitmq"] - spent["postgresql"] - spent["bench"]
+    spent["workers"] = spent["bench"] - spent["client"] - spent["scheduler"]
     return spent
 
 
 def describe(spent: dict[str, float]) -> str:
     return (
         f"machine {spent['machine']:.3f} = RabbitMQ {spent['rabbitmq']:.3f} + PostgreSQL "
-        f"{spent['postgresql']:.3f} + workers/scheduler/client {spent['bench']:.3f} + other "
-        f"{spent['other']:.3f}"
+        f"{spent['postgresql']:.3f} + workers {spent['workers']:.3f} + scheduler "
+        f"{spent['scheduler']:.3f} + client {spent['client']:.3f} + other {spent['other']:.3f}"
     )
