@@ -24,7 +24,7 @@ from shared.jobs.submit import NewJob, submit_jobs
 from shared.messaging.publisher import AmqpPublisher, Publisher
 from tests.support.ingress import start_ingress
 from tests.support.logs import log_events
-from tests.support.services import wait_for
+from tests.support.services import rabbitmqctl, wait_for
 from tests.support.stack import Stack
 from workers.scheduler.relay import relay_once
 
@@ -137,6 +137,57 @@ def test_a_message_the_broker_refuses_keeps_its_batch_in_the_outbox(stack: Stack
             session.execute(delete(OutboxMessage))
     finally:
         connection.close()
+
+
+def test_the_relay_publisher_reconnects_after_its_connection_is_closed(stack: Stack) -> None:
+    """RabbitMQ closes the relay's connection between two batches: a publish on the dead
+    channel fails as a PublishError (rows stay pending), a later one opens a new connection
+    and is confirmed, and each confirmed message is in the queue once. An unreachable broker
+    is a PublishError too, not a hang. Mutation check: with the publisher keeping its closed
+    channel (no open check, no reset after a failed publish, close callbacks not dropping
+    it), every publish after the close failed. Each of the three alone is enough."""
+    import pika
+
+    from shared.messaging.publisher import PublishError
+
+    queue = f"relay-{uuid.uuid4().hex[:8]}"
+
+    def queued() -> int:
+        connection = pika.BlockingConnection(pika.URLParameters(stack.amqp_url))
+        try:
+            return connection.channel().queue_declare(queue, durable=True).method.message_count
+        finally:
+            connection.close()
+
+    queued()  # declares it
+    message = PendingMessage(
+        id=1, exchange="", routing_key=queue, body=b"{}", headers=None, priority=0
+    )
+    publisher = AmqpPublisher(stack.amqp_url)
+    try:
+        publisher.publish([message])
+        rabbitmqctl("close_all_connections", "-p", stack.vhost, "test: relay connection lost")
+        failures: list[str] = []
+
+        def published() -> bool:
+            try:
+                publisher.publish([message, message])
+            except PublishError as exc:
+                failures.append(str(exc))
+                return False
+            return True
+
+        wait_for(published, timeout=60, what="a publish on a new connection")
+        assert queued() == 1 + 2, failures
+    finally:
+        publisher.close()
+
+    unreachable = AmqpPublisher("amqp://guest:guest@127.0.0.1:1/%2F", timeout_s=30)
+    try:
+        with pytest.raises(PublishError, match="connect"):
+            unreachable.publish([message])
+    finally:
+        unreachable.close()
 
 
 def test_concurrent_requests_with_one_idempotency_key_create_one_job(stack: Stack) -> None:
