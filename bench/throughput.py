@@ -9,7 +9,8 @@ PostgreSQL. Baselines (bench/baselines.py): the same no-op on plain Dramatiq and
 Also (issue #11): `--terminal N` runs Conveyor a second time, on a fresh database that
 already holds N succeeded jobs (bench/_load.py), and prints the ratio to the empty-table run;
 `--background-rate R` measures the submit → succeeded latency again while a background
-submitter keeps R jobs/s flowing (`half`: half the throughput the run just measured).
+submitter keeps R jobs/s flowing (`half`: half the throughput the run just measured), in
+one transaction per `--background-tick` (0.1 s: bursts; 0.005 s: a near-steady flow).
 
     python -m bench.throughput --jobs 20000 --processes 2 --threads 8
     python -m bench.throughput --jobs 20000 --terminal 1000000 --background-rate half
@@ -72,6 +73,7 @@ def run_conveyor(
     *,
     terminal: int = 0,
     background_rate: str | None = None,
+    background_tick_s: float = 0.1,
     timeout_s: float = 900,
     extra_env: dict[str, str] | None = None,
 ) -> ConveyorRun:
@@ -87,7 +89,7 @@ def run_conveyor(
             loaded, background = None, 0
             if background_rate is not None:
                 rate = _rate(background_rate, result)
-                loaded, background = _latency_under_load(stack, rate, timeout_s)
+                loaded, background = _latency_under_load(stack, rate, background_tick_s, timeout_s)
             total = jobs + latency.samples + background
             cpu = counter.backend_cpu_line(total)
             # Backends flush their counters when they exit: stop the processes, then read them.
@@ -136,11 +138,11 @@ def _rate(background_rate: str, result: ThroughputResult) -> float:
 
 
 def _latency_under_load(
-    stack: ConveyorStack, rate_per_s: float, timeout_s: float
+    stack: ConveyorStack, rate_per_s: float, tick_s: float, timeout_s: float
 ) -> tuple[Loaded, int]:
     """Light-load latency while `rate_per_s` background jobs/s flow; then waits for the
     background jobs to finish. Returns the figures and how many background jobs ran."""
-    with BackgroundLoad(stack.sessions, rate_per_s) as load:
+    with BackgroundLoad(stack.sessions, rate_per_s, tick_s) as load:
         time.sleep(LOAD_WARMUP_S)
         latency = _light_load_latency(stack)
         backlog = stack.unfinished()
@@ -205,6 +207,13 @@ def _parser() -> argparse.ArgumentParser:
         help="also measure the latency while R jobs/s flow in the background; "
         "'half': half the throughput just measured",
     )
+    parser.add_argument(
+        "--background-tick",
+        type=float,
+        default=0.1,
+        metavar="S",
+        help="the background load submits once per S seconds (default 0.1: bursts)",
+    )
     return parser
 
 
@@ -225,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             args.threads,
             terminal=terminal,
             background_rate=background_rate,
+            background_tick_s=args.background_tick,
             extra_env=env,
         )
         measured[name] = run
