@@ -185,7 +185,10 @@ class Scheduler:
                     self._sessions, self._publisher, batch_size=self._config.batch_size
                 )
                 self._housekeeping(time.monotonic())
-                if published < self._config.batch_size:
+                # Wait only after a pass found nothing: under load another pass is cheaper
+                # than asking when the next row is due (2/3 of a pass's cost, py-spy), and
+                # the rows committed meanwhile go out as one batch.
+                if published == 0:
                     self._wait_for_work(conn)
                 failures = 0
             except psycopg.OperationalError:
