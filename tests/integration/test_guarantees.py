@@ -145,7 +145,8 @@ def test_the_relay_publisher_reconnects_after_its_connection_is_closed(stack: St
     and is confirmed, and each confirmed message is in the queue once. An unreachable broker
     is a PublishError too, not a hang. Mutation check: with the publisher keeping its closed
     channel (no open check, no reset after a failed publish, close callbacks not dropping
-    it), every publish after the close failed. Each of the three alone is enough."""
+    it), every publish after the close failed. Any one of the three recovers on its own (by
+    design), so only removing all three fails this test."""
     import pika
 
     from shared.messaging.publisher import PublishError
