@@ -77,6 +77,7 @@ class AmqpPublisher:
         self._channel: Channel | None = None
         self._tag = 0  # the channel's last delivery tag
         self._unconfirmed: dict[int, _Unconfirmed] = {}  # delivery tag -> its batch
+        self._connecting = asyncio.Lock()  # two callers never open two connections
 
     def publish(self, batch: Sequence[PendingMessage]) -> None:
         if not batch:
@@ -148,6 +149,12 @@ class AmqpPublisher:
     async def _channel_ready(self) -> Channel:
         if self._channel is not None and self._channel.is_open:
             return self._channel
+        async with self._connecting:
+            if self._channel is not None and self._channel.is_open:
+                return self._channel  # another caller connected meanwhile
+            return await self._connect()
+
+    async def _connect(self) -> Channel:
         await self._reset()
         loop = self._loop
         opened: asyncio.Future[AsyncioConnection] = loop.create_future()
@@ -192,6 +199,8 @@ class AmqpPublisher:
                 log.debug("messaging.close_failed", exc_info=True)
 
     def close(self) -> None:
+        if not self._thread.is_alive():
+            return  # closed already
         asyncio.run_coroutine_threadsafe(self._reset(), self._loop).result(self._timeout_s)
         # Let the close handshake's frames go out before the loop stops.
         self._loop.call_soon_threadsafe(self._loop.call_later, 0.2, self._loop.stop)

@@ -146,7 +146,8 @@ def test_the_relay_publisher_reconnects_after_its_connection_is_closed(stack: St
     is a PublishError too, not a hang. Mutation check: with the publisher keeping its closed
     channel (no open check, no reset after a failed publish, close callbacks not dropping
     it), every publish after the close failed. Any one of the three recovers on its own (by
-    design), so only removing all three fails this test."""
+    design), so only removing all three fails this test. Without the connect lock, the
+    concurrent first publishes closed each other's connections ("cannot connect")."""
     import pika
 
     from shared.messaging.publisher import PublishError
@@ -182,6 +183,16 @@ def test_the_relay_publisher_reconnects_after_its_connection_is_closed(stack: St
         assert queued() == 1 + 2, failures
     finally:
         publisher.close()
+    publisher.close()  # a second close returns at once
+
+    # Four threads' first publishes open ONE connection (the others wait for it).
+    fresh = AmqpPublisher(stack.amqp_url)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: fresh.publish([message] * 5), range(4)))
+        assert queued() == 3 + 20
+    finally:
+        fresh.close()
 
     unreachable = AmqpPublisher("amqp://guest:guest@127.0.0.1:1/%2F", timeout_s=30)
     try:
