@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from itertools import takewhile
 from typing import Any, Protocol
 
 import dramatiq
@@ -114,13 +115,10 @@ class AmqpPublisher:
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
-        tags = [method.delivery_tag]
         if method.multiple:  # every tag up to this one: the dict is in publish (tag) order
-            tags = []
-            for tag in self._unconfirmed:
-                if tag > method.delivery_tag:
-                    break
-                tags.append(tag)
+            tags = list(takewhile(lambda t: t <= method.delivery_tag, self._unconfirmed))
+        else:
+            tags = [method.delivery_tag]
         acked = isinstance(method, pika.spec.Basic.Ack)
         for tag in tags:
             waiting = self._unconfirmed.pop(tag, None)
