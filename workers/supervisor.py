@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from shared.probes import Liveness, ProbeServer
+from shared.signals import stop_on_signals
 
 log = structlog.get_logger("worker")
 
@@ -68,8 +69,7 @@ class Supervisor:
         return any(s.process is not None and s.process.poll() is None for s in self._slots)
 
     def run(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop_event.set())
+        stop_on_signals(self.stop_event)
         probes = self._start_probes()
         try:
             while not self.stop_event.is_set():

@@ -169,6 +169,7 @@ def scheduler() -> None:
     from shared.db.engine import libpq_dsn, make_engine, make_session_factory
     from shared.messaging.publisher import AmqpPublisher
     from shared.runtime import freeze_startup_heap
+    from shared.signals import stop_on_signals
     from workers.scheduler.service import Scheduler, SchedulerConfig
 
     settings = get_settings()
@@ -185,7 +186,7 @@ def scheduler() -> None:
         publisher,
         SchedulerConfig.from_settings(settings),
     )
-    signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
+    stop_on_signals(service.stop_event, [signal.SIGTERM])  # Ctrl-C: KeyboardInterrupt
     freeze_startup_heap()
     try:
         service.run()

@@ -14,6 +14,7 @@ from rich.text import Text
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.messaging.depth import queue_depths
+from shared.signals import stop_on_signals
 from workers.cli.common import console, sessions
 from workers.ingress.ui.overview import DepthReader, Overview, build_overview
 
@@ -33,7 +34,7 @@ def watch_status(settings: Settings, interval_s: float, *, iterations: int | Non
     # main thread happens to be (inside a driver's blocking call it could be swallowed and
     # the watch would not stop: seen under load).
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    restore_sigint = stop_on_signals(stop, [signal.SIGINT])
     with sessions() as factory:
         try:
             if live is not None:
@@ -48,7 +49,7 @@ def watch_status(settings: Settings, interval_s: float, *, iterations: int | Non
                 frames += 1
                 stop.wait(interval_s)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            restore_sigint()
             if live is not None:
                 live.stop()
 
