@@ -140,6 +140,7 @@ class Settings(BaseSettings):
     # per-kind overrides as JSON, e.g. {"export.create": 2592000}.
     job_retention_s: float = Field(default=7 * 86400, gt=0)
     job_retention_by_kind: dict[str, float] = Field(default_factory=dict)
+    job_retention_interval_s: float = Field(default=60.0, gt=0)  # how often the scheduler purges
     # Completion events (`conveyor.events`, job.<kind>.<state>) per kind, overriding the
     # catalogue's default (every terminal state): JSON {"kind": [states]}, "*" for every kind
     # not named, e.g. {"*": ["failed", "dead", "cancelled"]} drops success events (half the

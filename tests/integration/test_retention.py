@@ -114,7 +114,7 @@ def test_tables_stay_flat_over_repeated_retention_cycles(tmp_path: Path) -> None
 
 
 def test_the_scheduler_purges_finished_jobs_after_the_retention(stack: Stack) -> None:
-    stack.start_scheduler(CONVEYOR_JOB_RETENTION_S="2")
+    stack.start_scheduler(CONVEYOR_JOB_RETENTION_S="2", CONVEYOR_JOB_RETENTION_INTERVAL_S="0.5")
     stack.start_worker("default", processes=1, threads=2)
     job = stack.submit()
     assert stack.wait_state(job["id"], timeout=60).state == "succeeded"

@@ -55,3 +55,12 @@ def test_the_incoming_sweep_is_a_chore_when_configured() -> None:
     assert chore.every_s == 300
     chore.run()
     assert len(swept) == 1  # called with the scheduler's session factory
+
+
+def test_the_retention_period_comes_from_the_setting() -> None:
+    from shared.config import Settings
+
+    config = SchedulerConfig.from_settings(Settings(env="test", job_retention_interval_s=7.5))
+    s = Scheduler("postgresql://unused", sessionmaker(), StubPublisher(None), config)  # type: ignore[arg-type]
+    [chore] = [c for c in s.chores if c.name == "retain"]
+    assert chore.every_s == 7.5

@@ -81,6 +81,7 @@ class SchedulerConfig:
             retention_s=settings.outbox_retention_s,
             republish_queued_after_s=settings.republish_queued_after_s,
             retention=RetentionPolicy(settings.job_retention_s, settings.job_retention_by_kind),
+            retention_every_s=settings.job_retention_interval_s,
             periodic=tuple(builtin_schedules(canary_interval_s=settings.canary_interval_s)),
             oauth_sweep_every_s=settings.oauth_sweep_interval_s,
             oauth_margin_s=settings.oauth_refresh_margin_s,
