@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -286,8 +287,18 @@ class Stack:
         return connection.channel()
 
     def close(self) -> None:
-        for process in self.processes:
-            self.kill(process)
+        # All at once: each process's graceful stop takes a few seconds, in parallel.
+        running = [p for p in self.processes if p.poll() is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
         if self._client is not None:
             self._client.__exit__(None, None, None)
         self.engine.dispose()
