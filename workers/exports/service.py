@@ -38,7 +38,7 @@ from workers.exports.formats import (
     Report,
     open_writer,
 )
-from workers.exports.formats.xlsx import MAX_ROWS as XLSX_MAX_ROWS
+from workers.exports.formats.base import XLSX_MAX_ROWS
 from workers.exports.neutralize import defuse_formulas, strip_controls
 from workers.exports.templates import OutCol, Plan, plan
 

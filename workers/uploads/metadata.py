@@ -8,8 +8,6 @@ from typing import Any
 
 import mutagen
 from PIL import ExifTags, Image, UnidentifiedImageError
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
 
 from workers.uploads.archive import ArchiveLimits, CorruptArchive, bomb_reason, summarize
 from workers.uploads.detect import Category
@@ -116,6 +114,11 @@ def _json_value(value: Any) -> Any:
 
 
 def pdf_page_count(data: bytes) -> int:
+    # Imported here: a worker process that never reads a PDF need not carry pypdf (with the
+    # export format libraries, ~29 MB resident: workers/exports/formats/__init__.py).
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
     try:
         return len(PdfReader(io.BytesIO(data)).pages)
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -11,6 +11,8 @@ import pyarrow as pa
 
 from workers.exports.datasets import Chart, ColumnType
 
+XLSX_MAX_ROWS = 1_048_576 - 1  # Excel's sheet limit, less the header row
+
 
 @dataclass(frozen=True)
 class Report:

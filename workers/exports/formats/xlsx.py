@@ -18,9 +18,9 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from workers.exports.errors import TooManyRows
-from workers.exports.formats.base import Report, display, label, row_slices
+from workers.exports.formats.base import XLSX_MAX_ROWS, Report, display, label, row_slices
 
-MAX_ROWS = 1_048_576 - 1  # Excel's sheet limit, less the header row
+MAX_ROWS = XLSX_MAX_ROWS
 
 
 class XlsxWriter:
