@@ -20,8 +20,6 @@ from xlsxwriter.worksheet import Worksheet
 from workers.exports.errors import TooManyRows
 from workers.exports.formats.base import XLSX_MAX_ROWS, Report, display, label, row_slices
 
-MAX_ROWS = XLSX_MAX_ROWS
-
 
 class XlsxWriter:
     def __init__(self, sink: BinaryIO, report: Report, work_dir: Path) -> None:
@@ -56,8 +54,8 @@ class XlsxWriter:
             sheet.write_string(row, 1, display(value))
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self._row + batch.num_rows > MAX_ROWS + 1:
-            raise TooManyRows(f"XLSX holds at most {MAX_ROWS} rows per sheet")
+        if self._row + batch.num_rows > XLSX_MAX_ROWS + 1:
+            raise TooManyRows(f"XLSX holds at most {XLSX_MAX_ROWS} rows per sheet")
         cells = [self._cell_writer(column.type) for column in batch.columns]
         sheet, row = self._sheet, self._row
         for rows in row_slices(batch):
