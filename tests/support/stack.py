@@ -181,12 +181,8 @@ class Stack:
     @staticmethod
     def kill(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         if process.poll() is None:
-            os.killpg(process.pid, sig)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+            _signal_group(process, sig)
+            _reap(process)
 
     @property
     def client(self) -> TestClient:
@@ -287,20 +283,28 @@ class Stack:
         return connection.channel()
 
     def close(self) -> None:
-        # All at once: each process's graceful stop takes a few seconds, in parallel.
+        # All at once: each process's graceful stop takes a moment, in parallel.
         running = [p for p in self.processes if p.poll() is None]
         for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+            _signal_group(process, signal.SIGTERM)
         for process in running:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+            _reap(process)
         if self._client is not None:
             self._client.__exit__(None, None, None)
         self.engine.dispose()
         drop_database(self.db_url)
         delete_vhost(self.vhost)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group exited meanwhile
+        os.killpg(process.pid, sig)
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for a signalled process; SIGKILL its group if it does not exit in 20 s."""
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        _signal_group(process, signal.SIGKILL)
+        process.wait(10)
