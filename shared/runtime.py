@@ -50,6 +50,7 @@ def _build_runtime() -> Runtime:
         worker=worker,
         stale_s=settings.heartbeat_stale_s,
         events_exchange=EVENTS_EXCHANGE,
+        gather_s=settings.state_writer_gather_ms / 1000,
     )
     runner = RunnerDeps(
         sessions=sessions,

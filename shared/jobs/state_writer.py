@@ -83,6 +83,7 @@ class StateWriter:
         max_batch: int = 128,
         connections: int = 2,
         replan_after_s: float = REPLAN_AFTER_S,
+        gather_s: float = 0.0,  # CONVEYOR_STATE_WRITER_GATHER_MS; 0: write what is waiting
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dsn = dsn
@@ -92,6 +93,7 @@ class StateWriter:
         self._stale_s = stale_s
         self._exchange = events_exchange
         self._max_batch = max_batch
+        self._gather_s = gather_s
         self._connections = connections
         self._local = threading.local()
         self._queue: queue.Queue[_ClaimRequest | _SucceedRequest] = queue.Queue()
@@ -120,13 +122,11 @@ class StateWriter:
         self._queue.put(request)
 
     def _loop(self) -> None:
+        busy = False
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            # Gather only while busy: a lone request (an idle pool) is written at once.
+            batch = gather(self._queue, self._max_batch, self._gather_s if busy else 0.0)
+            busy = len(batch) > 1
             self._write(batch)
 
     def _write(self, batch: list[_ClaimRequest | _SucceedRequest]) -> None:
@@ -216,3 +216,17 @@ class StateWriter:
     def _succeed(self, conn: Conn, successes: list[_SucceedRequest]) -> set[uuid.UUID]:
         params = succeed_params([s.success for s in successes], exchange=self._exchange)
         return {r.id for r in conn.execute(SUCCEED_SQL, params).fetchall()}
+
+
+def gather(requests: queue.Queue[_T], max_batch: int, window_s: float) -> list[_T]:
+    """The next batch: wait for one request, take what else is waiting, and keep taking for
+    up to `window_s` after the first while the batch is not full."""
+    batch = [requests.get()]
+    deadline = time.monotonic() + window_s
+    while len(batch) < max_batch:
+        left = deadline - time.monotonic()
+        try:
+            batch.append(requests.get(timeout=left) if left > 0 else requests.get_nowait())
+        except queue.Empty:
+            break
+    return batch

@@ -97,3 +97,21 @@ def test_a_writer_connection_is_replaced_after_the_replan_interval(stack: Stack)
     assert backend_after_a_claim() == first  # within the interval: the same connection
     now[0] = 61.0
     assert backend_after_a_claim() != first  # replaced: planned afresh
+
+
+def test_a_lone_claim_is_written_without_waiting_for_the_gather_window(stack: Stack) -> None:
+    """The gather window applies only once a batch held more than one request: on an idle
+    pool a claim is not delayed. Broken on purpose once (the window applied to every batch):
+    the claim waited out the 60 s window and the 20 s wait below failed."""
+    w = StateWriter(
+        libpq_dsn(stack.db_url),
+        worker="test",
+        stale_s=60,
+        events_exchange="conveyor.events",
+        gather_s=60.0,
+    )
+    job_id = new_job(stack)
+    claim = _ClaimRequest(delivery(job_id))
+    w._submit(claim)
+    assert claim.future.result(timeout=20) is not None
+    assert stack.job(job_id).state == "running"
