@@ -64,3 +64,17 @@ def test_the_retention_period_comes_from_the_setting() -> None:
     s = Scheduler("postgresql://unused", sessionmaker(), StubPublisher(None), config)  # type: ignore[arg-type]
     [chore] = [c for c in s.chores if c.name == "retain"]
     assert chore.every_s == 7.5
+
+
+def test_the_relay_gathers_only_after_a_partial_batch_of_several_rows() -> None:
+    """A steady flow waits for more rows; a lone row (quiet system) and a full batch
+    (backlog) go on at once, so neither light-load latency nor a backlog's drain suffers."""
+    from shared.config import Settings
+    from workers.scheduler.relay import relay_pause_s
+
+    gather_s = SchedulerConfig.from_settings(Settings(env="test", relay_gather_ms=5)).gather_s
+    assert gather_s == 0.005
+    assert relay_pause_s(1, 500, gather_s) == 0.0
+    assert relay_pause_s(2, 500, gather_s) == gather_s
+    assert relay_pause_s(499, 500, gather_s) == gather_s
+    assert relay_pause_s(500, 500, gather_s) == 0.0

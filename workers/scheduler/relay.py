@@ -30,3 +30,16 @@ def relay_once(sessions: sessionmaker[Session], publisher: Publisher, *, batch_s
     for exchange, count in Counter(m.exchange or "(default)" for m in batch).items():
         OUTBOX_PUBLISHED.labels(exchange).inc(count)
     return len(batch)
+
+
+def relay_pause_s(published: int, batch_size: int, gather_s: float) -> float:
+    """How long the relay lets rows gather after a pass that published `published`.
+
+    A full batch means a backlog: go again at once. A lone row means a quiet system: its
+    next row goes out as soon as it is committed. Several rows, fewer than a batch, mean a
+    steady flow (completion events of a busy pool): waiting `gather_s` turns many small
+    passes (claim, publish, confirm, delete, commit each) into fewer larger ones.
+    """
+    if 1 < published < batch_size:
+        return gather_s
+    return 0.0

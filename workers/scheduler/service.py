@@ -25,7 +25,7 @@ from workers.backups.schedule import submit_due_backups
 from workers.exports.expiry import make_tick as make_export_tick
 from workers.scheduler.oauth_sweep import sweep_once
 from workers.scheduler.reaper import reap_once, republish_stuck
-from workers.scheduler.relay import relay_once
+from workers.scheduler.relay import relay_once, relay_pause_s
 from workers.sync.prune import make_prune as make_sync_prune
 from workers.uploads.sweep import make_sweep as make_incoming_sweep
 
@@ -51,6 +51,7 @@ class Chore:
 class SchedulerConfig:
     batch_size: int = 500
     idle_poll_s: float = 1.0
+    gather_s: float = 0.0  # pause after a partial batch of several rows (relay_pause_s)
     stale_s: float = 60.0
     reap_every_s: float = 5.0
     prune_every_s: float = 60.0
@@ -77,6 +78,7 @@ class SchedulerConfig:
         return cls(
             batch_size=settings.relay_batch_size,
             idle_poll_s=settings.relay_idle_poll_s,
+            gather_s=settings.relay_gather_ms / 1000,
             stale_s=settings.heartbeat_stale_s,
             retention_s=settings.outbox_retention_s,
             republish_queued_after_s=settings.republish_queued_after_s,
@@ -179,18 +181,18 @@ class Scheduler:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         self._next = {}  # chore name → when it is due next (monotonic); all due at once
         failures = 0
+        c = self._config
         while not self.stop_event.is_set():
             self._liveness.beat()
             try:
-                published = relay_once(
-                    self._sessions, self._publisher, batch_size=self._config.batch_size
-                )
+                published = relay_once(self._sessions, self._publisher, batch_size=c.batch_size)
                 self._housekeeping(time.monotonic())
-                # Wait only after a pass found nothing: under load another pass is cheaper
-                # than asking when the next row is due (2/3 of a pass's cost, py-spy), and
-                # the rows committed meanwhile go out as one batch.
+                # Wait for work only after a pass found nothing: under load another pass is
+                # cheaper than asking when the next row is due (2/3 of a pass's cost, py-spy).
                 if published == 0:
                     self._wait_for_work(conn)
+                elif (pause_s := relay_pause_s(published, c.batch_size, c.gather_s)) > 0:
+                    self.stop_event.wait(pause_s)
                 failures = 0
             except psycopg.OperationalError:
                 raise  # the leader connection itself is gone: reconnect in run()
