@@ -195,6 +195,13 @@ def _parser() -> argparse.ArgumentParser:
         help='CONVEYOR_COMPLETION_EVENTS for the workers, e.g. \'{"*": ["failed"]}\'',
     )
     parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for Conveyor's processes (repeatable), e.g. CONVEYOR_RELAY_GATHER_MS=0",
+    )
+    parser.add_argument(
         "--terminal",
         type=int,
         default=0,
@@ -219,7 +226,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    env = {}
+    env = dict(item.split("=", 1) for item in args.env)
     if args.completion_events:
         env["CONVEYOR_COMPLETION_EVENTS"] = args.completion_events
     runs = [("conveyor", 0)]
