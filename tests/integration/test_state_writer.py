@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -16,9 +17,13 @@ from tests.support.stack import Stack
 pytestmark = pytest.mark.integration
 
 
-def writer(stack: Stack) -> StateWriter:
+def writer(stack: Stack, **options: Any) -> StateWriter:
     return StateWriter(
-        libpq_dsn(stack.db_url), worker="test", stale_s=60, events_exchange="conveyor.events"
+        libpq_dsn(stack.db_url),
+        worker="test",
+        stale_s=60,
+        events_exchange="conveyor.events",
+        **options,
     )
 
 
@@ -77,14 +82,7 @@ def test_a_writer_connection_is_replaced_after_the_replan_interval(stack: Stack)
     the table's current size (8.3 → 0.6 ms per claim on 20,000 rows). Broken on purpose
     once (the age check removed): the same backend served all three batches."""
     now = [0.0]
-    w = StateWriter(
-        libpq_dsn(stack.db_url),
-        worker="test",
-        stale_s=60,
-        events_exchange="conveyor.events",
-        replan_after_s=60,
-        monotonic=lambda: now[0],
-    )
+    w = writer(stack, replan_after_s=60, monotonic=lambda: now[0])
 
     def backend_after_a_claim() -> int:
         request = _ClaimRequest(delivery(new_job(stack)))
@@ -103,13 +101,7 @@ def test_a_lone_claim_is_written_without_waiting_for_the_gather_window(stack: St
     """The gather window applies only once a batch held more than one request: on an idle
     pool a claim is not delayed. Broken on purpose once (the window applied to every batch):
     the claim waited out the 60 s window and the 20 s wait below failed."""
-    w = StateWriter(
-        libpq_dsn(stack.db_url),
-        worker="test",
-        stale_s=60,
-        events_exchange="conveyor.events",
-        gather_s=60.0,
-    )
+    w = writer(stack, gather_s=60.0)
     job_id = new_job(stack)
     claim = _ClaimRequest(delivery(job_id))
     w._submit(claim)
