@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     heartbeat_stale_s: float = 60.0
     # A worker's group-commit writer gathers claims and successes this long before writing,
     # once its previous batch held more than one (docs/lifecycle.md, "Group commit"); 0: off.
-    # 2 x 8 threads, no-op jobs: batches of ~2 became ~2.7 with 1 ms, +10 % jobs/s, -10 % CPU
+    # 2 x 8 threads, no-op jobs: batches of ~2 became ~2.7 with 1 ms, +5-14 % jobs/s, -7 % CPU
     # per job, loaded latency unchanged (docs/benchmarks.md, "Stop 26").
     state_writer_gather_ms: float = Field(default=1.0, ge=0, le=50)
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
