@@ -225,10 +225,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     env = dict(item.split("=", 1) for item in args.env if "=" in item)
     if len(env) != len(args.env):
-        _parser().error("--env takes NAME=VALUE")
+        parser.error("--env takes NAME=VALUE")
     if args.completion_events:
         env["CONVEYOR_COMPLETION_EVENTS"] = args.completion_events
     runs = [("conveyor", 0)]
