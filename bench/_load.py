@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.engine import session_scope
 from shared.jobs.catalog import DIAG_NOOP
 from shared.jobs.submit import NewJob, job_row, submit_jobs, validate_payload
+from shared.messaging.handoff import Handoff
 
 # Finished between 1 hour and 5 days ago: inside the default 7-day retention, so the
 # scheduler's purge keeps them (it still looks, as it would in production).
@@ -87,9 +88,14 @@ class BackgroundLoad:
     lands just behind a burst waits for it to drain; a short tick is a smoother flow."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], rate_per_s: float, tick_s: float = 0.1
+        self,
+        sessions: sessionmaker[Session],
+        rate_per_s: float,
+        tick_s: float = 0.1,
+        handoff: Handoff | None = None,
     ) -> None:
         self.sessions = sessions
+        self.handoff = handoff
         self.rate_per_s = rate_per_s
         self.tick_s = tick_s
         self.sent = 0
@@ -126,5 +132,6 @@ class BackgroundLoad:
             if due <= 0:
                 continue
             with session_scope(self.sessions) as session:
-                submit_jobs(session, [NewJob("diag.noop", "background") for _ in range(due)])
+                jobs = [NewJob("diag.noop", "background") for _ in range(due)]
+                submit_jobs(session, jobs, handoff=self.handoff)
             self.sent += due

@@ -19,7 +19,9 @@ from pathlib import Path
 import pika
 from sqlalchemy import text
 
-from shared.db.engine import make_engine, make_session_factory
+from shared.db.engine import libpq_dsn, make_engine, make_session_factory
+from shared.messaging.handoff import Handoff
+from shared.messaging.publisher import AmqpPublisher
 from tests.support.services import create_database, create_vhost, delete_vhost, drop_database
 from workers.cli.run import declare_broker_topology
 
@@ -27,12 +29,20 @@ from workers.cli.run import declare_broker_topology
 class ConveyorStack:
     """A fresh database and vhost; processes are started on demand and stopped by close()."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None, *, handoff: bool = False) -> None:
         self.db_url = create_database("conveyor_bench")
         self.vhost, self.amqp_url = create_vhost()
         declare_broker_topology(self.amqp_url)
         self.engine = make_engine(self.db_url, pool_size=2)
         self.sessions = make_session_factory(self.engine)
+        # The bench's submits publish their jobs themselves, as the ingress does by default
+        # (shared/messaging/handoff.py); without, the scheduler's relay publishes them.
+        self.publisher = AmqpPublisher(self.amqp_url) if handoff else None
+        self.handoff = (
+            Handoff(self.publisher, libpq_dsn(self.db_url), grace_s=10.0)
+            if self.publisher is not None
+            else None
+        )
         self.logs = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
         self.env.update(
@@ -118,6 +128,9 @@ class ConveyorStack:
                 process.wait()
 
     def close(self) -> None:
+        if self.handoff is not None and self.publisher is not None:
+            self.handoff.close()
+            self.publisher.close()
         self.stop_processes()
         self.engine.dispose()
         drop_database(self.db_url)

@@ -45,6 +45,10 @@ class Latency:
     samples: int
     p50_ms: float
     p99_ms: float
+    # Where it went: submit → claimed (outbox, relay, RabbitMQ, the worker's queue) and
+    # claimed → succeeded (the handler, the success write).
+    to_claim: tuple[float, float] = (0.0, 0.0)  # p50, p99 ms
+    to_success: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,10 @@ def run_conveyor(
     background_tick_s: float = 0.1,
     timeout_s: float = 900,
     extra_env: dict[str, str] | None = None,
+    handoff: bool = True,
 ) -> ConveyorRun:
     """One Conveyor run on a fresh database (pre-filled with `terminal` succeeded jobs)."""
-    stack = ConveyorStack(extra_env)
+    stack = ConveyorStack(extra_env, handoff=handoff)
     try:
         prefill_s = prefill_terminal(stack.engine, terminal) if terminal else None
         stack.start_workers(processes, threads)
@@ -114,6 +119,7 @@ def _drain(stack: ConveyorStack, jobs: int, timeout_s: float) -> ThroughputResul
                     NewJob("diag.noop", f"user-{i % 100}")
                     for i in range(offset, min(jobs, offset + BATCH))
                 ],
+                handoff=stack.handoff,
             )
     submitted = time.time()
     deadline = time.monotonic() + timeout_s
@@ -142,7 +148,7 @@ def _latency_under_load(
 ) -> tuple[Loaded, int]:
     """Light-load latency while `rate_per_s` background jobs/s flow; then waits for the
     background jobs to finish. Returns the figures and how many background jobs ran."""
-    with BackgroundLoad(stack.sessions, rate_per_s, tick_s) as load:
+    with BackgroundLoad(stack.sessions, rate_per_s, tick_s, stack.handoff) as load:
         time.sleep(LOAD_WARMUP_S)
         latency = _light_load_latency(stack)
         backlog = stack.unfinished()
@@ -161,7 +167,9 @@ def _light_load_latency(
     ids = []
     for _ in range(samples):
         with session_scope(stack.sessions) as session:
-            [outcome] = submit_jobs(session, [NewJob("diag.noop", "latency")])
+            [outcome] = submit_jobs(
+                session, [NewJob("diag.noop", "latency")], handoff=stack.handoff
+            )
         ids.append(outcome.job_id)
         time.sleep(1 / rate_per_s)
     while True:
@@ -169,19 +177,26 @@ def _light_load_latency(
             rows = (
                 conn.execute(
                     text(
-                        "SELECT extract(epoch FROM finished_at - created_at) * 1000 FROM jobs "
+                        "SELECT extract(epoch FROM finished_at - created_at) * 1000, "
+                        "extract(epoch FROM started_at - created_at) * 1000, "
+                        "extract(epoch FROM finished_at - started_at) * 1000 FROM jobs "
                         "WHERE id = ANY(:ids) AND state = 'succeeded'"
                     ),
                     {"ids": ids},
                 )
-                .scalars()
+                .tuples()
                 .all()
             )
         if len(rows) == samples:
             break
         time.sleep(0.2)
-    ordered = sorted(float(r) for r in rows)
-    return Latency(samples, statistics.median(ordered), ordered[int(0.99 * (samples - 1))])
+    total, to_claim, to_success = (_percentiles([float(r[i]) for r in rows]) for i in range(3))
+    return Latency(samples, *total, to_claim=to_claim, to_success=to_success)
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -190,6 +205,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument(
+        "--no-handoff",
+        dest="handoff",
+        action="store_false",
+        help="leave every job message to the scheduler's relay (the submit hand-off is the "
+        "ingress's default, shared/messaging/handoff.py)",
+    )
     parser.add_argument(
         "--completion-events",
         help='CONVEYOR_COMPLETION_EVENTS for the workers, e.g. \'{"*": ["failed"]}\'',
@@ -246,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             background_rate=background_rate,
             background_tick_s=args.background_tick,
             extra_env=env,
+            handoff=args.handoff,
         )
         measured[name] = run
         if run.loaded is not None:  # `half` of the first run: the same load for the next one
@@ -290,15 +313,22 @@ def _print_latency(name: str, run: ConveyorRun) -> None:
     lat = run.latency
     print(
         f"{name} submit→succeeded at {lat.samples} jobs, 50/s: "
-        f"p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms"
+        f"p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms {_stages(lat)}"
     )
     if run.loaded is not None:
         loaded, lat = run.loaded, run.loaded.latency
         print(
             f"{name} the same under {loaded.rate_per_s:.0f} background jobs/s "
             f"({loaded.achieved_per_s:.0f}/s submitted, {loaded.backlog} unfinished at the "
-            f"end): p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms"
+            f"end): p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms {_stages(lat)}"
         )
+
+
+def _stages(lat: Latency) -> str:
+    return (
+        f"(submit→claimed {lat.to_claim[0]:.1f} / {lat.to_claim[1]:.1f}, "
+        f"claimed→succeeded {lat.to_success[0]:.1f} / {lat.to_success[1]:.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
@@ -15,11 +15,15 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Job
 from shared.db.repos import jobs as jobs_repo
+from shared.db.repos.outbox import PendingMessage
 from shared.db.tenancy import DEFAULT_TENANT, tenant_of
 from shared.errors import PermanentError
 from shared.jobs.catalog import KindSpec, get_spec
 from shared.jobs.messages import job_message
 from shared.messaging.names import Priority, amqp_priority
+
+if TYPE_CHECKING:
+    from shared.messaging.handoff import Handoff
 
 
 @dataclass(frozen=True)
@@ -157,8 +161,12 @@ def submit_jobs(
     api_key_id: uuid.UUID | None = None,
     now: datetime | None = None,
     tenant_id: str | None = None,
+    handoff: Handoff | None = None,
 ) -> list[Submitted]:
     """Validate and stage jobs in `session`; the caller's commit makes them real and due.
+
+    With `handoff`, this process publishes the messages of the jobs due now right after the
+    commit (shared/messaging/handoff.py); without, the scheduler's relay does.
 
     All-or-nothing: one invalid job raises before anything is written; in a batch its
     message starts with its index (`jobs[3]: ...`).
@@ -189,7 +197,9 @@ def submit_jobs(
             tenant_id=tenant,
         )
         staged.append((new, row))
-    inserted = _write(session, staged, now)
+    if handoff is not None and session.in_nested_transaction():
+        handoff = None  # a savepoint may roll back alone: only the relay is safe there
+    inserted = _write(session, staged, now, handoff)
     return [_outcome(session, new, row, inserted, api_key_id) for new, row in staged]
 
 
@@ -224,7 +234,10 @@ def _existing_for_key(
 
 
 def _write(
-    session: Session, staged: list[tuple[NewJob, dict[str, Any]]], now: datetime
+    session: Session,
+    staged: list[tuple[NewJob, dict[str, Any]]],
+    now: datetime,
+    handoff: Handoff | None,
 ) -> dict[uuid.UUID, datetime]:
     """The job rows and their messages; a job not inserted (its id or idempotency key taken)
     gets no message. No `queued` history row: created_at is the submit (view job_history)."""
@@ -240,4 +253,19 @@ def _write(
         )
         for new, row in staged
     ]
-    return jobs_repo.insert_jobs(session, [row for _, row in staged], messages)
+    rows = [row for _, row in staged]
+    if handoff is None:
+        return jobs_repo.insert_jobs(session, rows, messages)
+    inserted = jobs_repo.insert_jobs_for_handoff(session, rows, messages, handoff_s=handoff.grace_s)
+    handoff.stage(
+        session,
+        [
+            PendingMessage(
+                0, m["exchange"], m["routing_key"], m["body"], m["headers"], m["priority"]
+            )
+            for m in messages
+            if "publish_after" not in m and m["job_id"] in inserted.created
+        ],
+        outbox_ids=inserted.handed_off,
+    )
+    return inserted.created

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Sequence
 from itertools import takewhile
@@ -83,7 +84,7 @@ class AmqpPublisher:
     def publish(self, batch: Sequence[PendingMessage]) -> None:
         if not batch:
             return
-        future = asyncio.run_coroutine_threadsafe(self._publish(batch), self._loop)
+        future = self.publish_nowait(batch)
         try:
             future.result(self._timeout_s)
         except Exception as exc:
@@ -93,6 +94,12 @@ class AmqpPublisher:
             except Exception:
                 log.debug("messaging.reset_failed", exc_info=True)
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+
+    def publish_nowait(self, batch: Sequence[PendingMessage]) -> concurrent.futures.Future[None]:
+        """Queue the batch for publishing; the future is done when RabbitMQ confirmed every
+        message, or failed (a nack, the channel gone). Nothing waits for it here: the
+        submit hand-off (shared/messaging/handoff.py) reacts to it on the loop's thread."""
+        return asyncio.run_coroutine_threadsafe(self._publish(batch), self._loop)
 
     async def _publish(self, batch: Sequence[PendingMessage]) -> None:
         # `mandatory` off: an event nobody subscribes to is dropped by RabbitMQ instead of

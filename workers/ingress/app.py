@@ -15,7 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
-from shared.db.engine import make_engine, make_session_factory
+from shared.db.engine import libpq_dsn, make_engine, make_session_factory
+from shared.messaging.handoff import Handoff
+from shared.messaging.publisher import AmqpPublisher
 from shared.oauth.token_client import make_http_client
 from shared.runtime import freeze_startup_heap
 from shared.storage.base import ObjectStore
@@ -96,6 +98,16 @@ STATUS_BY_CODE = {
 INGRESS_DB_POOL = 20
 
 
+def _handoff(settings: Settings) -> tuple[Handoff | None, AmqpPublisher | None]:
+    """Accepted jobs are published by the ingress itself right after its commit (the relay
+    is the fallback), unless switched off or there is no RabbitMQ (`conveyor dev`'s stub)."""
+    if not (settings.submit_handoff and settings.broker_url):
+        return None, None
+    publisher = AmqpPublisher(settings.broker_url)
+    dsn = libpq_dsn(settings.require_database_url())
+    return Handoff(publisher, dsn, grace_s=settings.submit_handoff_grace_s), publisher
+
+
 def create_app(
     settings: Settings,
     sessions: sessionmaker[Session] | None = None,
@@ -123,8 +135,13 @@ def create_app(
         registry.register(CachedCollector(OperationsCollector(app.state.sessions), ttl))
         app.state.registry = registry
         app.state.oauth_http = make_http_client(settings.oauth_http_timeout_s)
+        app.state.handoff, publisher = _handoff(settings)
         freeze_startup_heap()
         yield
+        if app.state.handoff is not None:
+            app.state.handoff.close()
+        if publisher is not None:
+            publisher.close()
         app.state.oauth_http.close()
         if engine is not None:
             engine.dispose()

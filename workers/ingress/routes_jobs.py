@@ -18,6 +18,7 @@ from shared.jobs.cancel import cancel_job
 from shared.jobs.caps import NearTheCap, check_one_beside_others, check_queue_caps
 from shared.jobs.catalog import get_spec
 from shared.jobs.submit import NewJob, Submitted, submit_jobs
+from shared.messaging.handoff import Handoff
 from workers.ingress.cursors import decode_cursor, encode_cursor
 from workers.ingress.deps import (
     ApiKeyDep,
@@ -129,7 +130,9 @@ def _submit_one(
             check_one_beside_others(session, settings, key.tenant_id, new.kind)
         elif not replay:
             check_queue_caps(session, settings, key.tenant_id, [new.kind])
-        [outcome] = submit_jobs(session, [new], source="ingress", api_key_id=key.id)
+        [outcome] = submit_jobs(
+            session, [new], source="ingress", api_key_id=key.id, handoff=_handoff(request)
+        )
         return _answer(session, key, outcome), not outcome.created
 
 
@@ -146,8 +149,15 @@ def submit_batch(
     check_batch_work(settings, new)
     # All or nothing: the batch as a whole.
     check_queue_caps(session, settings, key.tenant_id, [job.kind for job in new])
-    outcomes = submit_jobs(session, new, source="ingress", api_key_id=key.id)
+    outcomes = submit_jobs(
+        session, new, source="ingress", api_key_id=key.id, handoff=_handoff(request)
+    )
     return BatchOut(jobs=[_answer(session, key, outcome) for outcome in outcomes])
+
+
+def _handoff(request: Request) -> Handoff | None:
+    """The app's submit hand-off (None without RabbitMQ, or an app run without lifespan)."""
+    return getattr(request.app.state, "handoff", None)
 
 
 def _answer(session: SessionDep, key: ApiKey, outcome: Submitted) -> JobOut:

@@ -75,26 +75,69 @@ def insert_jobs(
     """Insert new job rows, and the outbox rows (`messages`, each naming its `job_id`) of
     those actually inserted, in ONE statement whatever their number. Returns the ids
     inserted, with their `created_at` (existing ids and idempotency keys are left alone)."""
+    return _insert_jobs(session, rows, messages, None).created
+
+
+@dataclass(frozen=True)
+class InsertedJobs:
+    created: dict[uuid.UUID, datetime]  # job id → created_at, for the jobs inserted
+    handed_off: list[int]  # outbox ids of the messages due now (hand-off only)
+
+
+def insert_jobs_for_handoff(
+    session: Session,
+    rows: Sequence[dict[str, Any]],
+    messages: Sequence[dict[str, Any]],
+    *,
+    handoff_s: float,
+) -> InsertedJobs:
+    """`insert_jobs` for a submitter that publishes the messages due now itself, after its
+    commit: those are written due only `handoff_s` later (the relay's fallback), and their
+    outbox ids come back so the hand-off can delete the rows it published."""
+    return _insert_jobs(session, rows, messages, handoff_s)
+
+
+def _insert_jobs(
+    session: Session,
+    rows: Sequence[dict[str, Any]],
+    messages: Sequence[dict[str, Any]],
+    handoff_s: float | None,
+) -> InsertedJobs:
     if not rows:
-        return {}
+        return InsertedJobs({}, [])
     jobs = RowsInsert.of(J, rows, param="jobs")
     sql = f"WITH inserted AS ({jobs.sql} ON CONFLICT DO NOTHING RETURNING id)"
     params = jobs.params
-    if messages:
-        outbox = outbox_repo.rows_insert(messages, where="r.job_id IN (SELECT id FROM inserted)")
+    of_inserted = "r.job_id IN (SELECT id FROM inserted)"
+    if handoff_s is None:
+        later, now_due = list(messages), []
+    else:
+        later = [m for m in messages if "publish_after" in m]
+        now_due = [m for m in messages if "publish_after" not in m]
+    if later:
+        outbox = outbox_repo.rows_insert(later, where=of_inserted)
         sql += f", published AS ({outbox.sql})"
+        params |= outbox.params
+    if now_due:
+        # RETURNING id only: the tenant role may read no other column of the outbox.
+        outbox = outbox_repo.rows_insert(
+            now_due, where=of_inserted, handoff_s=handoff_s, param="handed_off"
+        )
+        sql += f", handed_off AS ({outbox.sql} RETURNING id)"
         params |= outbox.params
     # One row back, not one per job (fetching 1,000 RETURNING rows was a tenth of a batch's
     # CPU): how many went in, and `now()`, which is every new row's created_at (the column's
     # default, the transaction's start). Only when some row conflicted come the ids.
-    sql += (
-        f" SELECT count(*), now(), CASE WHEN count(*) < {len(rows)} THEN array_agg(id) END"
-        " FROM inserted"
-    )
-    count, created_at, ids = tuple(session.execute(cached_text(sql), params).one())
+    sql += f" SELECT count(*), now(), CASE WHEN count(*) < {len(rows)} THEN array_agg(id) END"
+    if now_due:
+        sql += ", (SELECT array_agg(id) FROM handed_off)"
+    sql += " FROM inserted"
+    found = tuple(session.execute(cached_text(sql), params).one())
+    count, created_at, ids = found[:3]
+    handed_off = list(found[3] or ()) if now_due else []
     if count == len(rows):
-        return dict.fromkeys((row["id"] for row in rows), created_at)
-    return dict.fromkeys(ids or (), created_at)
+        return InsertedJobs(dict.fromkeys((row["id"] for row in rows), created_at), handed_off)
+    return InsertedJobs(dict.fromkeys(ids or (), created_at), handed_off)
 
 
 def find_by_idempotency_key(session: Session, api_key_id: uuid.UUID, key: str) -> Job | None:

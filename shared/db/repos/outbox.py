@@ -51,11 +51,19 @@ def outbox_row(
     return row
 
 
-def rows_insert(rows: Sequence[dict[str, Any]], *, where: str | None = None) -> RowsInsert:
+def rows_insert(
+    rows: Sequence[dict[str, Any]],
+    *,
+    where: str | None = None,
+    handoff_s: float | None = None,
+    param: str = "messages",
+) -> RowsInsert:
     """The INSERT of these rows (shared/db/bulk.py), alone or inside a larger statement; a
-    row without `publish_after` is due at once (database clock)."""
+    row without `publish_after` is due at once (database clock), or `handoff_s` from now
+    when the submitting process publishes it itself (shared/messaging/handoff.py)."""
     due = [{"publish_after": None, **row} for row in rows]
-    return RowsInsert.of(T, due, param="messages", defaults={"publish_after": "now()"}, where=where)
+    default = "now()" if handoff_s is None else f"now() + interval '{float(handoff_s)} seconds'"
+    return RowsInsert.of(T, due, param=param, defaults={"publish_after": default}, where=where)
 
 
 def add_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:

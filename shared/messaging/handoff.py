@@ -1,0 +1,158 @@
+"""Submit hand-off: the submitting process publishes its new jobs' messages right after its
+commit, instead of leaving them to the relay's next pass.
+
+The outbox row is still written in the submit's transaction (a committed job is published),
+but due only `grace_s` later. If the hand-off fails (RabbitMQ unreachable, a nack, the
+process gone between its commit and the confirms) the relay publishes the row once it is
+due, as it does any row. After RabbitMQ confirms, the row is deleted, in batches, by a
+thread of the hand-off's own. A delete that comes too late (the relay was first) means a
+second message for the job, which the worker's claim skips like any redelivery.
+
+Measured (docs/benchmarks.md, "Stop 27"): under a steady background load, most of a job's
+submit → claimed time was the wait for the relay's next pass.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import psycopg
+import structlog
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
+
+from shared.db.repos.outbox import PendingMessage
+from shared.jobs.state_writer import gather
+from shared.metrics import OUTBOX_PUBLISHED
+
+log = structlog.get_logger("messaging")
+
+_STAGED = "conveyor.handoff"  # session.info key: the transaction's [_Staged]
+_STOP: list[int] = []  # the deleter's stop sentinel (compared by identity)
+
+
+class AsyncPublisher(Protocol):
+    def publish_nowait(
+        self, batch: Sequence[PendingMessage]
+    ) -> concurrent.futures.Future[None]: ...
+
+
+class Handoff:
+    def __init__(
+        self,
+        publisher: AsyncPublisher,
+        dsn: str,
+        *,
+        grace_s: float,
+        max_batch: int = 64,  # commits' worth of ids per DELETE
+        window_s: float = 0.005,
+    ) -> None:
+        self.grace_s = grace_s
+        self._publisher = publisher
+        self._dsn = dsn
+        self._max_batch = max_batch
+        self._window_s = window_s
+        self._deletes: queue.Queue[list[int]] = queue.Queue()
+        self._deleter = threading.Thread(target=self._delete_loop, name="handoff", daemon=True)
+        self._deleter.start()
+
+    def stage(
+        self, session: Session, messages: Sequence[PendingMessage], *, outbox_ids: Sequence[int]
+    ) -> None:
+        """Publish `messages` once `session`'s transaction commits, then delete their rows
+        (`outbox_ids`; the messages' own ids are not used); forget them if it rolls back.
+        Not inside a savepoint: its rollback would leave the messages naming jobs that never
+        were (a worker would take them for a foreign publisher's and adopt them)."""
+        if not messages:
+            return
+        if session.in_nested_transaction():
+            raise ValueError("a hand-off is staged in the outermost transaction only")
+        root = session.get_transaction()
+        if root is None:  # the insert that made the rows began one: nothing can be staged
+            raise ValueError("a hand-off is staged inside the submit's transaction")
+        staged = _Staged(root, self, list(messages), list(outbox_ids))
+        session.info.setdefault(_STAGED, []).append(staged)
+
+    def publish(self, messages: list[PendingMessage], outbox_ids: list[int]) -> None:
+        future = self._publisher.publish_nowait(messages)
+        future.add_done_callback(lambda f: self._confirmed(messages, outbox_ids, f))
+
+    def _confirmed(
+        self,
+        messages: list[PendingMessage],
+        outbox_ids: list[int],
+        future: concurrent.futures.Future[None],
+    ) -> None:
+        # On the publisher's thread: no waiting here.
+        error = future.exception() if not future.cancelled() else RuntimeError("cancelled")
+        if error is not None:
+            log.warning("messaging.handoff_failed", error=str(error), messages=len(messages))
+            return  # the relay publishes them when they fall due
+        OUTBOX_PUBLISHED.labels(messages[0].exchange or "(default)").inc(len(messages))
+        self._deletes.put(outbox_ids)
+
+    def _delete_loop(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        while True:
+            batches = gather(self._deletes, self._max_batch, self._window_s)
+            stop = any(b is _STOP for b in batches)
+            ids = [i for b in batches if b is not _STOP for i in b]
+            if ids:
+                try:
+                    if conn is None or conn.closed:
+                        conn = psycopg.connect(
+                            self._dsn, autocommit=True, application_name="conveyor-handoff"
+                        )
+                    conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (ids,))
+                except psycopg.Error as exc:
+                    # Published but not deleted: the relay sends them again when due (a
+                    # duplicate the claim skips); the next batch reconnects.
+                    log.warning("messaging.handoff_delete_failed", error=str(exc), rows=len(ids))
+                    if conn is not None:
+                        conn.close()
+            if stop:
+                if conn is not None:
+                    conn.close()
+                return
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Delete what was confirmed so far, then stop (the publisher is the caller's)."""
+        self._deletes.put(_STOP)
+        self._deleter.join(timeout_s)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    transaction: SessionTransaction  # the root transaction whose commit publishes them
+    handoff: Handoff
+    messages: list[PendingMessage]
+    outbox_ids: list[int]
+
+
+def _after_commit(session: Session) -> None:
+    committed = session.get_transaction()  # still the committing one while this runs
+    for staged in session.info.get(_STAGED, ()):
+        if staged.transaction is not committed:
+            continue
+        try:
+            staged.handoff.publish(staged.messages, staged.outbox_ids)
+        except Exception:
+            # Committed already: the caller must not see an error. The relay has the rows.
+            log.warning("messaging.handoff_failed", exc_info=True, messages=len(staged.messages))
+
+
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    """Committed (published above) or rolled back, a root transaction's messages are done."""
+    staged = session.info.get(_STAGED)
+    if staged and transaction.parent is None:
+        staged[:] = [entry for entry in staged if entry.transaction is not transaction]
+
+
+# Registered once for every session: a session without staged messages pays a dict lookup.
+event.listen(Session, "after_commit", _after_commit)
+event.listen(Session, "after_transaction_end", _after_transaction_end)
