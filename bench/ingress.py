@@ -227,6 +227,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--drain", action="store_true", help="run a scheduler and a worker")
+    parser.add_argument(
+        "--no-handoff",
+        dest="handoff",
+        action="store_false",
+        help="CONVEYOR_SUBMIT_HANDOFF=false: the ingress leaves publishing to the relay",
+    )
     return parser
 
 
@@ -239,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.batch_size > 1000:
         limits["CONVEYOR_MAX_BATCH_JOBS"] = str(args.batch_size)
+    if not args.handoff:
+        limits["CONVEYOR_SUBMIT_HANDOFF"] = "false"
     stack = ConveyorStack(limits)
     try:
         with session_scope(stack.sessions) as session:

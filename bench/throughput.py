@@ -119,7 +119,6 @@ def _drain(stack: ConveyorStack, jobs: int, timeout_s: float) -> ThroughputResul
                     NewJob("diag.noop", f"user-{i % 100}")
                     for i in range(offset, min(jobs, offset + BATCH))
                 ],
-                handoff=stack.handoff,
             )
     submitted = time.time()
     deadline = time.monotonic() + timeout_s

@@ -119,11 +119,12 @@ def test_a_submit_inside_a_savepoint_is_left_to_the_relay(stack: Stack, handoff:
     assert due is True
 
 
-def test_the_ingress_hands_off_the_jobs_it_accepts(stack: Stack) -> None:
-    """`POST /v1/jobs` and `jobs:batch` publish without a scheduler running (the default,
-    CONVEYOR_SUBMIT_HANDOFF).
+def test_the_ingress_hands_off_single_jobs_and_leaves_batches_to_the_relay(stack: Stack) -> None:
+    """`POST /v1/jobs` publishes without a scheduler running (the default,
+    CONVEYOR_SUBMIT_HANDOFF); a `jobs:batch` waits for the relay (its rows due at once).
 
-    Mutation check: `submit_handoff` defaulting to false → the jobs stayed queued."""
+    Mutation checks: `submit_handoff` defaulting to false → the single job stayed queued;
+    the batch route handing off → its rows were not due."""
     stack.stop_schedulers()
     stack.start_worker("default", processes=1, threads=2)
     one = stack.submit("diag.noop")
@@ -133,6 +134,39 @@ def test_the_ingress_hands_off_the_jobs_it_accepts(stack: Stack) -> None:
         headers=stack.headers(),
     )
     assert batch.status_code == 202, batch.text
-    for job_id in [one["id"], *(job["id"] for job in batch.json()["jobs"])]:
+    assert stack.wait_state(one["id"], timeout=60).state == "succeeded"
+    wait_for(lambda: job_messages(stack, uuid.UUID(one["id"])) == 0, timeout=30, what="row")
+    batch_ids = [uuid.UUID(job["id"]) for job in batch.json()["jobs"]]
+    with session_scope(stack.sessions) as session:
+        due = session.execute(
+            select(OutboxMessage.publish_after <= func.now()).where(
+                OutboxMessage.job_id.in_(batch_ids)
+            )
+        ).scalars()
+        assert list(due) == [True] * 3
+    stack.start_scheduler()
+    for job_id in batch_ids:
         assert stack.wait_state(job_id, timeout=60).state == "succeeded"
-        wait_for(lambda j=job_id: job_messages(stack, uuid.UUID(j)) == 0, timeout=30, what="row")
+    stack.stop_schedulers()
+
+
+def test_only_rows_due_within_a_second_wake_the_relay(stack: Stack, handoff: Handoff) -> None:
+    """A handed-off submit's rows (due `grace` later) send no NOTIFY; a plain submit's do.
+    Notifications arrive in commit order, so those before a marker are the submits'.
+
+    Mutation check: migration 0014's trigger notifying on every insert (0001's) → two."""
+    import psycopg
+
+    with psycopg.connect(libpq_dsn(stack.db_url), autocommit=True) as listener:
+        listener.execute("LISTEN conveyor_outbox")
+        with session_scope(stack.sessions) as session:
+            submit_jobs(session, [NewJob("diag.noop", "u")], handoff=handoff)
+        with session_scope(stack.sessions) as session:
+            submit_jobs(session, [NewJob("diag.noop", "u")])
+        listener.execute("NOTIFY conveyor_outbox, 'marker'")
+        before_marker = 0
+        for note in listener.notifies(timeout=30):
+            if note.payload == "marker":
+                break
+            before_marker += 1
+    assert before_marker == 1
