@@ -3,7 +3,9 @@
 Conveyor: `diag.noop` jobs submitted in batches through the Python publish API (job row +
 outbox row per job, one transaction per 1,000), published by the scheduler with confirms,
 run by `conveyor worker` (P processes x T threads) with every transition recorded in
-PostgreSQL. Baselines (bench/baselines.py): the same no-op on plain Dramatiq and Celery
+PostgreSQL. The latency samples and the background load are single-job submits handed off
+as the ingress does (published by this process after each commit; `--no-handoff`: by the
+relay). Baselines (bench/baselines.py): the same no-op on plain Dramatiq and Celery
 (thread pool), same RabbitMQ, same P and T, no state. Prints figures; asserts nothing.
 
 Also (issue #11): `--terminal N` runs Conveyor a second time, on a fresh database that

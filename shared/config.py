@@ -144,9 +144,10 @@ class Settings(BaseSettings):
     # passes of ~12 rows became ~21, scheduler CPU per job -45 %, loaded p99 latency 32-34 ->
     # 23-25 ms, p50 +0.7 ms (docs/benchmarks.md, "Stop 26").
     relay_gather_ms: float = Field(default=5.0, ge=0, le=1000)
-    # The ingress publishes the jobs it accepts right after its commit; their outbox rows
-    # fall due for the relay only this long after (its fallback: RabbitMQ down, a crash).
-    # docs/lifecycle.md, "Publishing"; off: every message waits for the relay's next pass.
+    # The ingress publishes a job of `POST /v1/jobs` right after its commit; its outbox row
+    # falls due for the relay only this long after (the fallback: RabbitMQ down, a crash).
+    # Under 460 jobs/s: submit -> claimed p50 13 -> 8 ms (docs/benchmarks.md, "Stop 27");
+    # off: every message waits for the relay's next pass.
     submit_handoff: bool = True
     submit_handoff_grace_s: float = Field(default=10.0, ge=1, le=3600)
     outbox_retention_s: float = 3600.0

@@ -17,7 +17,8 @@ from __future__ import annotations
 import concurrent.futures
 import queue
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,12 +52,21 @@ class Handoff:
         grace_s: float,
         max_batch: int = 64,  # commits' worth of ids per DELETE
         window_s: float = 0.005,
+        max_in_flight: int = 10_000,  # messages awaiting confirms (a blocked RabbitMQ)
+        pause_s: float = 5.0,  # no hand-off this long after a failed one
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.grace_s = grace_s
         self._publisher = publisher
         self._dsn = dsn
         self._max_batch = max_batch
         self._window_s = window_s
+        self._max_in_flight = max_in_flight
+        self._pause_s = pause_s
+        self._monotonic = monotonic
+        self._lock = threading.Condition()  # notified when nothing is in flight
+        self._in_flight = 0
+        self._paused_until = 0.0
         self._deletes: queue.Queue[list[int]] = queue.Queue()
         self._deleter = threading.Thread(target=self._delete_loop, name="handoff", daemon=True)
         self._deleter.start()
@@ -78,9 +88,20 @@ class Handoff:
         staged = _Staged(root, self, list(messages), list(outbox_ids))
         session.info.setdefault(_STAGED, []).append(staged)
 
-    def publish(self, messages: list[PendingMessage], outbox_ids: list[int]) -> None:
+    def publish(self, messages: list[PendingMessage], outbox_ids: list[int]) -> bool:
+        """Publish committed messages unless RabbitMQ failed a moment ago or has too many
+        unconfirmed: then they wait for the relay (grace_s), and nothing piles up here
+        during an outage. Returns whether they were handed to the publisher."""
+        with self._lock:
+            if (
+                self._monotonic() < self._paused_until
+                or self._in_flight + len(messages) > self._max_in_flight
+            ):
+                return False
+            self._in_flight += len(messages)
         future = self._publisher.publish_nowait(messages)
         future.add_done_callback(lambda f: self._confirmed(messages, outbox_ids, f))
+        return True
 
     def _confirmed(
         self,
@@ -90,6 +111,12 @@ class Handoff:
     ) -> None:
         # On the publisher's thread: no waiting here.
         error = future.exception() if not future.cancelled() else RuntimeError("cancelled")
+        with self._lock:
+            self._in_flight -= len(messages)
+            if error is not None:
+                self._paused_until = self._monotonic() + self._pause_s
+            if self._in_flight == 0:
+                self._lock.notify_all()
         if error is not None:
             log.warning("messaging.handoff_failed", error=str(error), messages=len(messages))
             return  # the relay publishes them when they fall due
@@ -121,7 +148,11 @@ class Handoff:
                 return
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Delete what was confirmed so far, then stop (the publisher is the caller's)."""
+        """Wait for the confirms in flight, delete what was confirmed, then stop (the
+        publisher is the caller's to close, after this). What is still unconfirmed after
+        `timeout_s` is the relay's once due."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._in_flight == 0, timeout_s)
         self._deletes.put(_STOP)
         self._deleter.join(timeout_s)
 
