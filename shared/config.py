@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     # Under 460 jobs/s: submit -> claimed p50 13 -> 8 ms (docs/benchmarks.md, "Stop 27");
     # off: every message waits for the relay's next pass.
     submit_handoff: bool = True
-    submit_handoff_grace_s: float = Field(default=10.0, ge=1, le=3600)
+    submit_handoff_grace_s: float = Field(default=10.0, ge=2, le=3600)  # > 0014's 1 s
     outbox_retention_s: float = 3600.0
     republish_queued_after_s: float = 120.0
     # Terminal jobs and their history are deleted this long after finishing (7 days);

@@ -7,8 +7,9 @@ The submit hand-off (shared/messaging/handoff.py) writes outbox rows due only se
 its submitter publishes them itself. Woken by each such commit, the relay found nothing due
 and asked when the next row was (two queries per submit, and its gathering of completion
 events broken up under a steady load). The trigger now notifies only when a new row is due
-within a second; a row due later is found by the relay's poll (`CONVEYOR_RELAY_IDLE_POLL_S`,
-1 s), which then sleeps until it is due.
+within a second of the insert (the clock's time, not the transaction's start: a row that a
+long transaction computed from the clock still wakes it); a row due later is found by the
+relay's poll (`CONVEYOR_RELAY_IDLE_POLL_S`, 1 s), which then sleeps until it is due.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def upgrade() -> None:
         """
         CREATE OR REPLACE FUNCTION conveyor_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF EXISTS (SELECT FROM new_rows WHERE publish_after <= now() + interval '1 second')
+            IF EXISTS (SELECT FROM new_rows
+                       WHERE publish_after <= clock_timestamp() + interval '1 second')
             THEN
                 PERFORM pg_notify('conveyor_outbox', '');
             END IF;

@@ -67,6 +67,7 @@ class Handoff:
         self._lock = threading.Condition()  # notified when nothing is in flight
         self._in_flight = 0
         self._paused_until = 0.0
+        self._closed = False
         self._deletes: queue.Queue[list[int]] = queue.Queue()
         self._deleter = threading.Thread(target=self._delete_loop, name="handoff", daemon=True)
         self._deleter.start()
@@ -77,7 +78,9 @@ class Handoff:
         """Publish `messages` once `session`'s transaction commits, then delete their rows
         (`outbox_ids`; the messages' own ids are not used); forget them if it rolls back.
         Not inside a savepoint: its rollback would leave the messages naming jobs that never
-        were (a worker would take them for a foreign publisher's and adopt them)."""
+        were (a worker would take them for a foreign publisher's and adopt them). Nor with a
+        session joined to a transaction of its caller's connection: its commit is not the
+        real one (the ingress and the publish API own their sessions' transactions)."""
         if not messages:
             return
         if session.in_nested_transaction():
@@ -94,14 +97,28 @@ class Handoff:
         during an outage. Returns whether they were handed to the publisher."""
         with self._lock:
             if (
-                self._monotonic() < self._paused_until
+                self._closed
+                or self._monotonic() < self._paused_until
                 or self._in_flight + len(messages) > self._max_in_flight
             ):
                 return False
             self._in_flight += len(messages)
-        future = self._publisher.publish_nowait(messages)
+        try:
+            future = self._publisher.publish_nowait(messages)
+        except Exception as exc:
+            self._settled(len(messages), exc)
+            log.warning("messaging.handoff_failed", error=str(exc), messages=len(messages))
+            return False
         future.add_done_callback(lambda f: self._confirmed(messages, outbox_ids, f))
         return True
+
+    def _settled(self, count: int, error: BaseException | None) -> None:
+        with self._lock:
+            self._in_flight -= count
+            if error is not None:
+                self._paused_until = self._monotonic() + self._pause_s
+            if self._in_flight == 0:
+                self._lock.notify_all()
 
     def _confirmed(
         self,
@@ -111,12 +128,7 @@ class Handoff:
     ) -> None:
         # On the publisher's thread: no waiting here.
         error = future.exception() if not future.cancelled() else RuntimeError("cancelled")
-        with self._lock:
-            self._in_flight -= len(messages)
-            if error is not None:
-                self._paused_until = self._monotonic() + self._pause_s
-            if self._in_flight == 0:
-                self._lock.notify_all()
+        self._settled(len(messages), error)
         if error is not None:
             log.warning("messaging.handoff_failed", error=str(error), messages=len(messages))
             return  # the relay publishes them when they fall due
@@ -133,10 +145,13 @@ class Handoff:
                 try:
                     if conn is None or conn.closed:
                         conn = psycopg.connect(
-                            self._dsn, autocommit=True, application_name="conveyor-handoff"
+                            self._dsn,
+                            autocommit=True,
+                            connect_timeout=5,
+                            application_name="conveyor-handoff",
                         )
                     conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (ids,))
-                except psycopg.Error as exc:
+                except Exception as exc:
                     # Published but not deleted: the relay sends them again when due (a
                     # duplicate the claim skips); the next batch reconnects.
                     log.warning("messaging.handoff_delete_failed", error=str(exc), rows=len(ids))
@@ -152,6 +167,7 @@ class Handoff:
         publisher is the caller's to close, after this). What is still unconfirmed after
         `timeout_s` is the relay's once due."""
         with self._lock:
+            self._closed = True
             self._lock.wait_for(lambda: self._in_flight == 0, timeout_s)
         self._deletes.put(_STOP)
         self._deleter.join(timeout_s)
@@ -166,6 +182,8 @@ class _Staged:
 
 
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the outer transaction may still roll back
     committed = session.get_transaction()  # still the committing one while this runs
     for staged in session.info.get(_STAGED, ()):
         if staged.transaction is not committed:

@@ -89,19 +89,27 @@ def test_a_rolled_back_submit_publishes_nothing(stack: Stack, handoff: Handoff) 
     thread and one channel: the rolled-back job's message would have come before the next
     job's, and a worker adopts a message whose job it does not know (a foreign publisher's).
 
-    Mutation check: `_after_commit` publishing every staged message whatever its
+    Mutation checks: `_after_commit` publishing every staged message whatever its
     transaction, and `_after_transaction_end` not dropping a rolled-back transaction's
-    (the session reused) → the rolled-back job was adopted and ran."""
+    (the session reused) → the rolled-back job was adopted and ran; `_after_commit` not
+    skipping a released savepoint → the job rolled back after it was adopted and ran."""
     stack.stop_schedulers()
     stack.start_worker("default", processes=1, threads=1)
     with stack.sessions() as session:
         [lost] = submit_jobs(session, [NewJob("diag.noop", "u")], handoff=handoff)
+        session.rollback()
+        # A savepoint released after the submit is not the commit (SQLAlchemy runs
+        # `after_commit` for it too): the rollback that follows still loses the job.
+        [lost_after_savepoint] = submit_jobs(session, [NewJob("diag.noop", "u")], handoff=handoff)
+        with session.begin_nested():
+            pass
         session.rollback()
         [kept] = submit_jobs(session, [NewJob("diag.noop", "u")], handoff=handoff)
         session.commit()
     assert stack.wait_state(kept.job_id, timeout=60).state == "succeeded"
     with session_scope(stack.sessions) as session:
         assert session.get(Job, lost.job_id) is None
+        assert session.get(Job, lost_after_savepoint.job_id) is None
 
 
 def test_a_submit_inside_a_savepoint_is_left_to_the_relay(stack: Stack, handoff: Handoff) -> None:

@@ -62,3 +62,35 @@ def test_unconfirmed_messages_cap_the_handoff() -> None:
     publisher.futures[0].cancel()  # settled (a channel closed): no longer in flight
     assert handing_off.publish(messages(2), [6, 7])
     assert len(publisher.futures) == 3
+
+
+class RefusingPublisher(HeldPublisher):
+    """Raises at once (its loop gone) until `refusing` is cleared."""
+
+    refusing = True
+
+    def publish_nowait(self, batch: Sequence[PendingMessage]) -> concurrent.futures.Future[None]:
+        if self.refusing:
+            raise RuntimeError("event loop is closed")
+        return super().publish_nowait(batch)
+
+
+def test_a_publisher_that_raises_holds_nothing_in_flight_and_pauses() -> None:
+    """Mutation check: `publish` not settling a synchronous failure → after `max_in_flight`
+    of them the hand-off was off for good."""
+    publisher, clock = RefusingPublisher(), Clock()
+    handing_off = handoff(publisher, clock, max_in_flight=2, pause_s=5.0)
+    for _ in range(3):
+        assert not handing_off.publish(messages(2), [1, 2])
+        clock.now += 5.0
+    publisher.refusing = False  # RabbitMQ back
+    assert handing_off.publish(messages(2), [3, 4])
+    assert len(publisher.futures) == 1
+
+
+def test_a_closed_handoff_publishes_nothing() -> None:
+    publisher, clock = HeldPublisher(), Clock()
+    handing_off = handoff(publisher, clock)
+    handing_off.close(timeout_s=1)
+    assert not handing_off.publish(messages(1), [1])
+    assert publisher.futures == []
