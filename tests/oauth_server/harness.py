@@ -230,7 +230,9 @@ def start_oidc_server(
     refresh_token_ttl_s: int | None = None,
     strict_client_auth: bool = True,
     server_dir: Path = SERVER_DIR,
-    startup_timeout_s: float = 30.0,
+    # Generous: once, on a CI run with every core busy, node had not started listening
+    # after 30 s (2026-12-02); the wait ends as soon as it does.
+    startup_timeout_s: float = 120.0,
 ) -> OidcServer:
     """Start the test server on a free 127.0.0.1 port and wait for its discovery document.
 
