@@ -19,11 +19,15 @@ from pathlib import Path
 import pika
 from sqlalchemy import text
 
+from shared.config import Settings
 from shared.db.engine import libpq_dsn, make_engine, make_session_factory
 from shared.messaging.handoff import Handoff
 from shared.messaging.publisher import AmqpPublisher
 from tests.support.services import create_database, create_vhost, delete_vhost, drop_database
 from workers.cli.run import declare_broker_topology
+
+# The ingress's default (CONVEYOR_SUBMIT_HANDOFF_GRACE_S).
+_HANDOFF_GRACE_S = Settings.model_fields["submit_handoff_grace_s"].default
 
 
 class ConveyorStack:
@@ -39,7 +43,7 @@ class ConveyorStack:
         # (shared/messaging/handoff.py); without, the scheduler's relay publishes them.
         self.publisher = AmqpPublisher(self.amqp_url) if handoff else None
         self.handoff = (
-            Handoff(self.publisher, libpq_dsn(self.db_url), grace_s=10.0)
+            Handoff(self.publisher, libpq_dsn(self.db_url), grace_s=_HANDOFF_GRACE_S)
             if self.publisher is not None
             else None
         )

@@ -22,6 +22,7 @@ import psycopg
 import psycopg.rows
 import structlog
 
+from shared.batching import gather
 from shared.db.repos.job_transitions import (
     CLAIM_SQL,
     SUCCEED_SQL,
@@ -216,17 +217,3 @@ class StateWriter:
     def _succeed(self, conn: Conn, successes: list[_SucceedRequest]) -> set[uuid.UUID]:
         params = succeed_params([s.success for s in successes], exchange=self._exchange)
         return {r.id for r in conn.execute(SUCCEED_SQL, params).fetchall()}
-
-
-def gather(requests: queue.Queue[_T], max_batch: int, window_s: float) -> list[_T]:
-    """The next batch: wait for one request, take what else is waiting, and keep taking for
-    up to `window_s` after the first while the batch is not full."""
-    batch = [requests.get()]
-    deadline = time.monotonic() + window_s
-    while len(batch) < max_batch:
-        left = deadline - time.monotonic()
-        try:
-            batch.append(requests.get(timeout=left) if left > 0 else requests.get_nowait())
-        except queue.Empty:
-            break
-    return batch

@@ -27,8 +27,8 @@ import structlog
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from shared.batching import gather
 from shared.db.repos.outbox import PendingMessage
-from shared.jobs.state_writer import gather
 from shared.metrics import OUTBOX_PUBLISHED
 
 log = structlog.get_logger("messaging")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 
-from shared.jobs.state_writer import gather
+from shared.batching import gather
 
 
 def filled(*items: int) -> queue.Queue[int]:
