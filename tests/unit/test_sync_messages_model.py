@@ -211,8 +211,8 @@ class MessageMachine(RuleBasedStateMachine):
                 device.replica.pop(message, None)
             else:
                 device.replica[message] = previous
-        if answer.left:
-            device.replica.clear()
+        if answer.left or device.cursor is None:
+            device.replica.clear()  # `full_resync` (docs/sync.md): replace the local store
         for message, registers in answer.delta.items():
             device.replica[message] = merge_registers(device.replica.get(message, {}), registers)
             for version in registers.values():
@@ -250,6 +250,20 @@ class MessageMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         if self.devices:
             self.converge()
+
+
+def test_full_resync_replaces_a_post_deleted_while_its_response_was_lost() -> None:
+    """Found by the machine: a device's first sync (a full resync) is accepted but its answer
+    lost; another device deletes the message; the resend's full resync holds no deleted
+    entities, so only replacing the store (as docs/sync.md tells clients) drops the post."""
+    state = MessageMachine()
+    state.start(offsets=[0, 0, 0])
+    state.post(node="a2")
+    state.sync(duplicate=False, lost=True, node="a2")
+    state.sync(duplicate=False, lost=False, node="a1")
+    state.delete(node="a1", pick=0)
+    state.converge()
+    assert state.devices["a2"].replica == {}
 
 
 MessageMachine.TestCase.settings = settings(
