@@ -48,7 +48,9 @@ def to_dramatiq(
         envelope = parse_envelope(body)
         check_kind(origin, envelope.kind, public=_public_kind(envelope.kind, known_kinds))
         named = envelope.tenant_id if "tenant_id" in envelope.model_fields_set else None
-        envelope = envelope.model_copy(update={"tenant_id": tenant_for(origin, named)})
+        tenant_id = tenant_for(origin, named)
+        if tenant_id != envelope.tenant_id:
+            envelope = envelope.model_copy(update={"tenant_id": tenant_id})
     except InvalidMessage as exc:
         return _reject(body, queue=queue, reason=exc.code, detail=exc.message)
     if envelope.job_id is None:
@@ -61,7 +63,8 @@ def to_dramatiq(
     kwargs = {
         "envelope": envelope.model_dump(mode="json"),
         "redelivered": redelivered,
-        "origin": dataclasses.asdict(origin),
+        # Flat fields: a plain copy, not asdict's recursive one (~5 µs per message).
+        "origin": {f.name: getattr(origin, f.name) for f in dataclasses.fields(origin)},
     }
     return _message(queue, envelope.kind, kwargs)
 
